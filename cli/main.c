@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* cli/main.c - the dmarcpipe binary: git-style subcommand dispatch and help.
+ * Every subcommand parses its own options and lives in its module. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "ingest/ingest.h"
+#include "query/query.h"
+#include "store/store.h"
+
+struct command {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *help;
+};
+
+static const struct command commands[] = {
+  {"ingest", dp_ingest_cmd, "load report files, directories, mail messages or stdin (-)"},
+  {"reports", dp_reports_cmd, "list stored reports"},
+  {"senders", dp_senders_cmd, "senders of a domain's mail and their SPF/DKIM alignment"},
+  {"errors", dp_errors_cmd, "inputs and reports that were refused, and why"},
+  {"db", dp_db_cmd, "init|migrate|status|start|stop the database / embedded cluster"},
+  {"sample", dp_sample_cmd, "generate a deterministic set of realistic sample reports"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: dmarcpipe <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\nRun 'dmarcpipe <command> --help' for a command's options.\n"
+             "Database: --db CONNINFO|URI, else libpq's PG* environment, else an embedded\n"
+             "cluster under $DMARCPIPE_HOME (created and started on first use).\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("dmarcpipe 0.1.0\n");
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "dmarcpipe: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest/input_job.c - the CPU work for one input, run in the libuv thread
+ * pool: read (mmap) the file, unpack it, push each document through a report
+ * parser and encode the reports as COPY rows ready for the loader. Refusals
+ * become ingest_error rows and one stderr line each. */
+#include "input_job_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "parse/parse.h"
+#include "unpack_int.h"
+
+/* State of the document being parsed. */
+struct doc {
+  dp_job_t *job;
+  char *part;          /* where in the input */
+  dp_parser_t *parser;
+  dp_staged_t *staged; /* the report being encoded, once its identity is known */
+  uint64_t hash;
+  int status;          /* first failure of this document */
+  char reason[1024];
+  char org_name[256];
+  char report_id[256];
+  uint64_t records_seen;
+};
+
+static void job_line(dp_job_t *j, const char *kind, const char *part, const char *org,
+                     const char *rid, const char *reason) {
+  dp_buf_printf(&j->lines, "dmarcpipe: %s%s%s: ", j->display, part && *part ? ": " : "",
+                part ? part : "");
+  if (org && *org && rid && *rid) dp_buf_printf(&j->lines, "report %s/%s: ", org, rid);
+  dp_buf_printf(&j->lines, "%s%s\n", kind, reason);
+}
+
+static void job_refuse(dp_job_t *j, const char *part, const char *org, const char *rid, int code,
+                       const char *reason) {
+  job_line(j, "", part, org, rid, reason);
+  dp_store_encode_error(&j->error_rows, j->display, part ? part : "", org ? org : "",
+                        rid ? rid : "", code, reason);
+  j->n_errors++;
+}
+
+static char *source_of(const dp_job_t *j, const char *part) {
+  size_t n = strlen(j->display) + (part ? strlen(part) : 0) + 3;
+  char *s = malloc(n);
+  if (!s) return NULL;
+  if (part && *part)
+    snprintf(s, n, "%s: %s", j->display, part);
+  else
+    snprintf(s, n, "%s", j->display);
+  return s;
+}
+
+static void doc_fail(struct doc *d, int status, const char *reason) {
+  if (d->status) return;
+  d->status = status ? status : DP_EREPORT;
+  snprintf(d->reason, sizeof d->reason, "%s", reason && *reason ? reason : dp_strerror(status));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parser callbacks: encode as records arrive. */
+
+static int on_report_begin(void *ud, const dp_report_t *r) {
+  struct doc *d = ud;
+  snprintf(d->org_name, sizeof d->org_name, "%s", r->org_name);
+  snprintf(d->report_id, sizeof d->report_id, "%s", r->report_id);
+  dp_staged_t *s = dp_staged_create();
+  if (!s) return DP_ENOMEM;
+  s->key = dp_store_report_key(r);
+  s->begin = r->begin;
+  s->source = source_of(d->job, d->part);
+  s->org_name = strdup(r->org_name);
+  s->report_id = strdup(r->report_id);
+  if (!s->source || !s->org_name || !s->report_id) {
+    dp_staged_free(s);
+    return DP_ENOMEM;
+  }
+  /* The COPY rows of one report are bounded like its XML. */
+  s->record_rows.cap = (size_t)d->job->lim->max_report_size;
+  d->staged = s;
+  return 0;
+}
+
+static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
+  struct doc *d = ud;
+  d->records_seen++;
+  int rc = dp_store_encode_record(&d->staged->record_rows, d->staged->key, r, rec);
+  if (rc == DP_ELIMIT) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "record %" PRIu64 ": report exceeds the size limit", rec->index);
+    doc_fail(d, DP_ELIMIT, msg);
+  }
+  return rc;
+}
+
+static int on_report_end(void *ud, const dp_report_t *r) {
+  struct doc *d = ud;
+  d->staged->n_records = r->n_records;
+  d->staged->messages = r->messages;
+  return dp_store_encode_report(&d->staged->report_row, r, d->staged->key, d->staged->source,
+                                d->hash);
+}
+
+static const dp_parse_cb_t parse_cb = {on_report_begin, on_record, on_report_end};
+
+/* ------------------------------------------------------------------------ */
+/* Unpack callbacks: one parser per document. */
+
+static void doc_reset(struct doc *d) {
+  dp_parser_destroy(d->parser);
+  d->parser = NULL;
+  dp_staged_free(d->staged);
+  d->staged = NULL;
+  free(d->part);
+  d->part = NULL;
+}
+
+static int on_doc_begin(void *ud, const char *part) {
+  struct doc *d = ud;
+  doc_reset(d);
+  d->status = 0;
+  d->reason[0] = '\0';
+  d->org_name[0] = '\0';
+  d->report_id[0] = '\0';
+  d->records_seen = 0;
+  d->hash = DP_HASH_INIT;
+  d->part = strdup(part ? part : "");
+  d->parser = dp_parser_create(d->job->lim, &parse_cb, d);
+  if (!d->part || !d->parser) return DP_ENOMEM;
+  return 0;
+}
+
+static int on_doc_data(void *ud, const char *buf, size_t n) {
+  struct doc *d = ud;
+  if (d->status) return 0; /* already refused: drain the rest of the stream */
+  d->hash = dp_hash64(d->hash, buf, n);
+  int rc = dp_parser_feed(d->parser, buf, n);
+  if (rc == DP_ENOMEM) return rc;
+  if (rc) doc_fail(d, rc, dp_parser_error(d->parser));
+  return 0;
+}
+
+static int on_doc_end(void *ud, int status, const char *reason) {
+  struct doc *d = ud;
+  dp_job_t *j = d->job;
+  if (status) doc_fail(d, status, reason);
+  if (!d->status) {
+    int rc = dp_parser_finish(d->parser);
+    if (rc == DP_ENOMEM) return rc;
+    if (rc) doc_fail(d, rc, dp_parser_error(d->parser));
+  }
+  if (!d->status && !d->staged) doc_fail(d, DP_EREPORT, "no report in document");
+  if (d->status) {
+    j->docs_refused++;
+    job_refuse(j, d->part, d->org_name, d->report_id, d->status, d->reason);
+    doc_reset(d);
+    return 0;
+  }
+  dp_staged_t *s = d->staged;
+  d->staged = NULL;
+  s->next = NULL;
+  if (j->tail)
+    j->tail->next = s;
+  else
+    j->head = s;
+  j->tail = s;
+  j->n_staged++;
+  j->bytes += s->report_row.len + s->record_rows.len;
+  doc_reset(d);
+  return 0;
+}
+
+static void on_part_error(void *ud, const char *part, int status, const char *reason) {
+  struct doc *d = ud;
+  d->job->docs_refused++;
+  job_refuse(d->job, part, "", "", status, reason);
+}
+
+static void on_note(void *ud, const char *part, const char *msg) {
+  struct doc *d = ud;
+  d->job->notes++;
+  job_line(d->job, "note: ", part, "", "", msg);
+}
+
+static const dp_unpack_cb_t unpack_cb = {on_doc_begin, on_doc_data, on_doc_end, on_part_error,
+                                         on_note};
+
+/* ------------------------------------------------------------------------ */
+/* Reading inputs */
+
+static int read_stdin(dp_job_t *j, dp_buf_t *b) {
+  dp_buf_init(b, (size_t)j->lim->max_input_size);
+  char tmp[65536];
+  for (;;) {
+    ssize_t n = read(0, tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return 0;
+    int rc = dp_buf_append(b, tmp, (size_t)n);
+    if (rc) return rc;
+  }
+}
+
+void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
+  memset(j, 0, sizeof *j);
+  j->path = path;
+  j->display = strcmp(path, "-") ? path : "<stdin>";
+  j->lim = lim;
+  dp_buf_init(&j->error_rows, 0);
+  dp_buf_init(&j->lines, 0);
+}
+
+void dp_job_run(dp_job_t *j) {
+  const void *data = NULL;
+  size_t len = 0;
+  void *map = NULL;
+  dp_buf_t in;
+  dp_buf_init(&in, 0);
+  char err[512] = "";
+  int rc = 0;
+
+  if (!strcmp(j->path, "-")) {
+    rc = read_stdin(j, &in);
+    if (rc == DP_ELIMIT)
+      snprintf(err, sizeof err, "input larger than the limit of %" PRIu64 " bytes",
+               j->lim->max_input_size);
+    else if (rc)
+      snprintf(err, sizeof err, "cannot read: %s", rc < 0 && rc > -4000 ? strerror(-rc) : dp_strerror(rc));
+    data = in.data;
+    len = in.len;
+  } else {
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+      rc = DP_EIO;
+      snprintf(err, sizeof err, "cannot open: %s", strerror(errno));
+    } else if ((uint64_t)st.st_size > j->lim->max_input_size) {
+      rc = DP_ELIMIT;
+      snprintf(err, sizeof err, "input of %lld bytes is larger than the limit of %" PRIu64 " bytes",
+               (long long)st.st_size, j->lim->max_input_size);
+    } else if (st.st_size > 0) {
+      map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (map == MAP_FAILED) {
+        map = NULL;
+        rc = DP_EIO;
+        snprintf(err, sizeof err, "cannot read: %s", strerror(errno));
+      } else {
+        data = map;
+        len = (size_t)st.st_size;
+        madvise(map, len, MADV_SEQUENTIAL);
+      }
+    }
+    if (fd >= 0) close(fd);
+  }
+  j->bytes_in = len;
+
+  if (!rc) {
+    struct doc d;
+    memset(&d, 0, sizeof d);
+    d.job = j;
+    rc = dp_unpack(j->lim, data, len, &unpack_cb, &d, err, sizeof err);
+    doc_reset(&d);
+    if (rc == DP_ENOMEM) snprintf(err, sizeof err, "out of memory");
+  }
+  if (rc) {
+    j->input_refused = 1;
+    job_refuse(j, "", "", "", rc, *err ? err : dp_strerror(rc));
+  }
+  if (map) munmap(map, len);
+  dp_buf_free(&in);
+}
+
+void dp_job_free(dp_job_t *j) {
+  dp_staged_t *s = j->head;
+  while (s) {
+    dp_staged_t *n = s->next;
+    dp_staged_free(s);
+    s = n;
+  }
+  j->head = j->tail = NULL;
+  dp_buf_free(&j->error_rows);
+  dp_buf_free(&j->lines);
+}

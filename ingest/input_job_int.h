@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest/input_job_int.h - one input's CPU work (read, unpack, parse, encode
+ * COPY rows), run in a thread pool worker; pure: no loop, no database. */
+#ifndef DP_INPUT_JOB_INT_H
+#define DP_INPUT_JOB_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "store/store.h"
+
+typedef struct dp_job {
+  const char *path;          /* borrowed; "-" is stdin */
+  const char *display;       /* how messages name the input */
+  const dp_limits_t *lim;    /* borrowed */
+  /* results, owned by the job until taken */
+  dp_staged_t *head, *tail;  /* parsed reports, in input order */
+  size_t n_staged;
+  size_t bytes;              /* COPY bytes held by the staged reports */
+  dp_buf_t error_rows;       /* ingest_error COPY rows */
+  size_t n_errors;
+  dp_buf_t lines;            /* refusal and note lines for stderr */
+  uint64_t bytes_in;
+  int input_refused;         /* the input as a whole was refused */
+  uint64_t docs_refused;     /* documents/parts refused inside it */
+  uint64_t notes;
+  void *data;                /* for the pipeline */
+} dp_job_t;
+
+/** Prepare a job for path with limits lim (both borrowed for the job's life). */
+void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim);
+/** Do the work; thread-safe with respect to other jobs. Never fails as a
+ *  whole: refusals are recorded in error_rows and lines. */
+void dp_job_run(dp_job_t *j);
+/** Free whatever results the job still owns. */
+void dp_job_free(dp_job_t *j);
+
+#endif

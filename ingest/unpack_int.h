@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest/unpack_int.h - content sniffing and unpacking of one input (plain XML,
+ * gzip incl. multi-member and nested, zip via libzip, bare zlib, RFC 5322 mail
+ * with a MIME tree) into a stream of candidate report documents. Internal to
+ * ingest/: the pipeline and the tests use it. */
+#ifndef DP_UNPACK_INT_H
+#define DP_UNPACK_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* What the first bytes of a buffer are. Sniffing is by content only, never by
+ * file name. */
+typedef enum dp_kind {
+  DP_KIND_UNKNOWN = 0,
+  DP_KIND_XML,   /* optional BOM (UTF-8/UTF-16) and whitespace, then '<' */
+  DP_KIND_GZIP,  /* 1f 8b */
+  DP_KIND_ZIP,   /* PK\3\4 (also an empty archive PK\5\6) */
+  DP_KIND_ZLIB,  /* RFC 1950 header: CMF/FLG check, deflate method */
+  DP_KIND_MAIL,  /* RFC 5322 header block: "Name: value" lines */
+} dp_kind_t;
+
+/** Classify the first n bytes of a stream (n may be small; 512 is plenty). */
+dp_kind_t dp_sniff(const void *buf, size_t n);
+/** Static lower-case name of a kind ("xml", "gzip", ...). */
+const char *dp_kind_name(dp_kind_t k);
+
+/* The unpacker calls these, in this order, for every XML document it finds
+ * (one document is one candidate report):
+ *   doc_begin(part) doc_data(...)* doc_end(status, reason)
+ * part says where the document is inside the input: "" when the input itself
+ * is the document, otherwise a path such as "entry a.xml",
+ * "part 2 (report.zip) > entry a.xml" or "member 1". status is 0 when the
+ * container stream around the document ended cleanly, otherwise a DP_E* code
+ * and reason is one line such as "gzip stream truncated after 12 KiB" or
+ * "zip entry r.xml: CRC mismatch"; the consumer must then refuse the whole
+ * document even if its XML was complete.
+ * part_error reports a part that never became a document (a zip entry that is
+ * not XML/gzip, an undecodable MIME part that looked like a report, a nesting
+ * or entry-count limit). note reports something skipped that is not an error
+ * (a MIME part that is not a report, a mail with no report at all).
+ * A non-zero return from doc_begin/doc_data/doc_end stops the whole unpack and
+ * is returned by dp_unpack. All strings are borrowed for the call only. */
+typedef struct dp_unpack_cb {
+  int (*doc_begin)(void *ud, const char *part);
+  int (*doc_data)(void *ud, const char *buf, size_t n);
+  int (*doc_end)(void *ud, int status, const char *reason);
+  void (*part_error)(void *ud, const char *part, int status, const char *reason);
+  void (*note)(void *ud, const char *part, const char *msg);
+} dp_unpack_cb_t;
+
+/** Unpack one whole input held in memory (buf is borrowed and not modified).
+ *  Returns 0 when the input was recognized (its documents and per-part errors
+ *  went through the callbacks), or a DP_E* code with a one-line reason in err
+ *  when the input as a whole is refused: DP_EFORMAT "not XML, gzip, zip, zlib or
+ *  a mail message (starts with 89 50 4e 47)", DP_EGZIP, DP_EZIP, DP_ELIMIT, ...,
+ *  or a callback's non-zero value. Limits (lim, borrowed) are enforced on every
+ *  stream: decompressed size per document, output/input ratio (checked once
+ *  output passes 1 MiB), zip entries, nesting depth. Thread-safe: no global
+ *  state. Memory stays bounded: decompression streams through a fixed window
+ *  except where a zip must be held whole (zip inside gzip/mail), which is capped
+ *  by max_input_size. */
+int dp_unpack(const dp_limits_t *lim, const void *buf, size_t len,
+              const dp_unpack_cb_t *cb, void *ud, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* MIME (RFC 2045-2049, RFC 5322): used by dp_unpack for DP_KIND_MAIL, exposed
+ * for tests. */
+
+/** One leaf part of a message after transfer decoding. */
+typedef struct dp_mime_part {
+  const char *path;         /* "part 2", "part 3.1", "part 2 (message) > part 1" */
+  const char *content_type; /* lower-cased type/subtype, "text/plain" if absent */
+  const char *filename;     /* decoded (RFC 2231 / RFC 2047) file name or "" */
+  const unsigned char *data; /* decoded body; borrowed for the callback only */
+  size_t len;
+  unsigned depth;           /* containers around data (the walk's depth + 1, + 1 per
+                             * forwarded message) */
+  int status;               /* 0, or DP_EMIME/DP_ELIMIT when the part could not be
+                             * decoded or is too deep: data is then NULL, len 0 */
+  const char *reason;       /* one line when status != 0, else NULL */
+} dp_mime_part_t;
+
+/** Walk every leaf part of the message in buf (multipart/x nested, message/rfc822
+ *  recursed into), decoding base64 and quoted-printable, and call cb for each.
+ *  depth is the current container nesting (limit lim->max_nesting). Returns 0,
+ *  DP_EMIME/DP_ELIMIT with a reason in err, or cb's non-zero return. */
+int dp_mime_walk(const dp_limits_t *lim, const void *buf, size_t len, unsigned depth,
+                 int (*cb)(void *ud, const dp_mime_part_t *part), void *ud,
+                 char *err, size_t errlen);
+
+#endif

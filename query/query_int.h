@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* query/query_int.h - internals shared by the query/ files and their tests:
+ * the typed result set and its table/CSV/JSON writer (format.c), --since
+ * parsing (since.c), and the query functions behind each command, factored so
+ * that a test can run them against a PGconn and a FILE*. Never installed. */
+#ifndef DP_QUERY_INT_H
+#define DP_QUERY_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+/* ------------------------------------------------------------------------ */
+/* Result sets (query/format.c). */
+
+typedef enum dp_qtype {
+  DP_QT_TEXT, /* UTF-8 text (repaired on output) */
+  DP_QT_INT,  /* int64 */
+  DP_QT_BOOL, /* true/false; "yes"/"no" in tables */
+  DP_QT_TIME, /* UTC epoch seconds; ISO 8601 "2024-03-01T00:00:00Z" */
+  DP_QT_LIST, /* list of text items (a text[]); items may be NULL */
+  DP_QT_PCT   /* a ratio num/den shown as a percentage; NULL when den == 0 */
+} dp_qtype_t;
+
+typedef enum dp_qfmt { DP_QFMT_TABLE, DP_QFMT_CSV, DP_QFMT_JSON } dp_qfmt_t;
+
+/* Column flags. */
+#define DP_QCOL_NOTABLE 1u   /* machine formats only (CSV, JSON) */
+#define DP_QCOL_TABLEONLY 2u /* table only */
+
+/** One column: name is the JSON key and CSV header, label the table header
+ *  (NULL: name); max_width truncates table cells (code points, 0 = none). */
+typedef struct dp_qcol {
+  const char *name;
+  const char *label;
+  dp_qtype_t type;
+  unsigned flags;
+  unsigned max_width;
+} dp_qcol_t;
+
+/** One cell. Which fields are meaningful depends on the column type. */
+typedef struct dp_qval {
+  bool null;
+  char *s;      /* TEXT: owned by the result set */
+  int64_t i;    /* INT, BOOL (0/1), TIME, PCT numerator */
+  int64_t den;  /* PCT denominator */
+  char **items; /* LIST: owned by the result set; items may be NULL */
+  size_t n_items;
+} dp_qval_t;
+
+typedef struct dp_qres dp_qres_t;
+
+/** Create an empty result set over cols (borrowed: must outlive the result
+ *  set, normally a static array). Caller owns result; free with
+ *  dp__query_res_destroy. NULL on out of memory. */
+dp_qres_t *dp__query_res_create(const dp_qcol_t *cols, size_t ncols);
+/** Free the result set and every value in it. NULL is allowed. */
+void dp__query_res_destroy(dp_qres_t *r);
+/** Append a row whose cells are all NULL; setters then fill the last row.
+ *  0 or DP_ENOMEM. */
+int dp__query_res_add_row(dp_qres_t *r);
+/** Number of rows. */
+size_t dp__query_res_rows(const dp_qres_t *r);
+/** Set column col of the last row to a copy of s (NULL: SQL NULL). 0 or DP_ENOMEM. */
+int dp__query_res_set_text(dp_qres_t *r, size_t col, const char *s);
+/** Set an INT, BOOL (v != 0) or TIME (epoch seconds) cell of the last row. */
+void dp__query_res_set_int(dp_qres_t *r, size_t col, int64_t v);
+/** Set a PCT cell of the last row to num/den (NULL when den == 0). */
+void dp__query_res_set_pct(dp_qres_t *r, size_t col, int64_t num, int64_t den);
+/** Set a LIST cell of the last row to copies of n items (an item may be NULL). 0 or DP_ENOMEM. */
+int dp__query_res_set_list(dp_qres_t *r, size_t col, const char *const *items, size_t n);
+/** Set a LIST cell from a PostgreSQL text[] literal such as {a,"b c",NULL}
+ *  (NULL literal: SQL NULL). A literal that cannot be parsed becomes a
+ *  one-item list holding it verbatim. 0 or DP_ENOMEM. */
+int dp__query_res_set_pgarray(dp_qres_t *r, size_t col, const char *literal);
+/** Add a footer line, printed under the table in table format only (copied). 0 or DP_ENOMEM. */
+int dp__query_res_add_footer(dp_qres_t *r, const char *line);
+/** Append one row per row of res, converting PostgreSQL text-format values by
+ *  the column types: res must have one column per entry of cols, in order;
+ *  TIME columns are epoch seconds (bigint), LIST columns text[], PCT columns
+ *  are not allowed. 0, DP_ENOMEM, or DP_EPG when a value does not convert. */
+int dp__query_res_append_pg(dp_qres_t *r, const PGresult *res);
+/** Write the result set to out in fmt. 0, or DP_EIO when writing failed. */
+int dp__query_res_write(const dp_qres_t *r, dp_qfmt_t fmt, FILE *out);
+
+/** Parse a one-dimensional PostgreSQL text[] literal ({a,"b c",NULL}) into
+ *  *items/ *n (caller owns both; free each item, then the vector; NULL
+ *  elements stay NULL). 0, or -1 when the literal has another shape or on
+ *  out of memory (nothing allocated). */
+int dp__query_pgarray_parse(const char *literal, char ***items, size_t *n);
+/** Write num/den as a percentage with one decimal, no '%' ("97.5"): rounded
+ *  down, except that a non-zero share is at least "0.1" and only all of it
+ *  is "100.0". */
+void dp__query_pct(char *out, size_t outlen, int64_t num, int64_t den);
+
+/** Parse "table", "csv" or "json"; 0 or DP_EUSAGE. */
+int dp__query_parse_format(const char *s, dp_qfmt_t *fmt);
+
+/* ------------------------------------------------------------------------ */
+/* --since (query/since.c). */
+
+/** Parse a --since value relative to now (epoch seconds) into *out (epoch
+ *  seconds, UTC): a duration N followed by m (minutes), h, d or w, meaning
+ *  "now minus that"; a date YYYY-MM-DD (midnight UTC); or an ISO 8601
+ *  timestamp YYYY-MM-DDTHH:MM[:SS[.fraction]] with Z, +HH:MM, -HH:MM, +HHMM or
+ *  no zone (UTC); a space may replace the T. 0, or DP_EUSAGE with a one-line
+ *  reason in err. */
+int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* The queries (reports.c, senders.c, errors.c). Every function takes a
+ * connected PGconn (blocking mode), runs parameterised SQL, writes the whole
+ * output to out, and returns 0, DP_EPG (reason in err) or DP_EIO. */
+
+/** Filters shared by the commands; since is ignored unless has_since. */
+typedef struct dp_query_filter {
+  const char *domain; /* lower-case, no trailing dot; NULL = all (reports) */
+  bool has_since;
+  int64_t since; /* epoch seconds: reports whose period ends after it */
+} dp_query_filter_t;
+
+/** --fail values of `senders`. */
+typedef enum dp_sender_fail {
+  DP_FAIL_ALL = 0,
+  DP_FAIL_SPF,
+  DP_FAIL_DKIM,
+  DP_FAIL_ANY
+} dp_sender_fail_t;
+
+/** One row of `senders`, as computed by the SQL (all counts are messages). */
+typedef struct dp_sender {
+  char *sender;
+  bool third_party;
+  int64_t messages, spf_aligned, dkim_aligned, dmarc_pass;
+  int64_t spf_aligned_strict, dkim_aligned_strict, policy_pass;
+  char **source_ips;
+  size_t n_source_ips; /* top 10 by volume */
+  char **dkim_domains;
+  size_t n_dkim_domains; /* "domain:result", by volume */
+  char **spf_domains;
+  size_t n_spf_domains; /* "domain:result", by volume */
+  char **reporters;
+  size_t n_reporters; /* distinct org_name, sorted */
+  int64_t first_seen, last_seen;
+  /* Evidence for the fix, from records that fail DMARC (NULL when none). */
+  char *dkim_foreign;  /* most frequent passing, unaligned DKIM d= */
+  char *dkim_own_fail; /* most frequent failing DKIM d= under the domain */
+  char *dkim_own_sel;  /* its selector */
+  char *spf_foreign;   /* most frequent passing, unaligned SPF domain */
+  bool spf_own_fail;   /* an SPF check for a domain under D did not pass */
+  char *fix;           /* derived by dp__query_senders_fix() */
+} dp_sender_t;
+
+/** Run the senders query for f->domain (required) and fail. On success
+ *  *rows/ *n are the senders, most volume first (caller owns; free with
+ *  dp__query_senders_free). DP_EPG with reason in err, DP_ENOMEM. */
+int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                            dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+/** Free rows from dp__query_senders_fetch. NULL is allowed. */
+void dp__query_senders_free(dp_sender_t *rows, size_t n);
+/** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */
+char *dp__query_senders_fix(const dp_sender_t *s, const char *domain);
+/** Write rows (senders of domain) in fmt: a table with the totals footer, or
+ *  CSV/JSON. 0, DP_ENOMEM or DP_EIO. */
+int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domain, dp_qfmt_t fmt,
+                            FILE *out);
+/** Fetch and write: the body of `dmarcpipe senders`. */
+int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, dp_qfmt_t fmt,
+                      FILE *out, char *err, size_t errlen);
+/** The body of `dmarcpipe reports` (f->domain may be NULL). */
+int dp__query_reports(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
+                      size_t errlen);
+/** The body of `dmarcpipe errors` (f->domain ignored). */
+int dp__query_errors(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
+                     size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Command-line plumbing shared by the commands (query/cli.c). */
+
+/** Options common to every query command, filled by dp__query_opt(). */
+typedef struct dp_query_opts {
+  const char *db;
+  dp_qfmt_t fmt;
+  dp_query_filter_t filter;
+  char domain_buf[256];
+} dp_query_opts_t;
+
+/** Handle one of the shared options (c is the getopt_long value: 'd' --db,
+ *  'f' --format, 'D' --domain, 's' --since) with its argument. 0, or DP_EUSAGE
+ *  after printing "dmarcpipe CMD: reason" to stderr. */
+int dp__query_opt(dp_query_opts_t *o, const char *cmd, int c, const char *arg);
+/** Report an unknown option or a missing argument (argv[optind_ - 1], after
+ *  getopt_long returned '?') as one line on stderr. */
+void dp__query_bad_opt(const char *cmd, char **argv, int optind_);
+/** Connect as the --db option / environment / embedded cluster say; NULL after
+ *  printing "dmarcpipe CMD: reason" to stderr. Caller owns result; PQfinish(). */
+PGconn *dp__query_connect(const char *cmd, const char *db);
+/** Copy the first line of PQerrorMessage(c) (or of res) into err. */
+void dp__query_pgerr(PGconn *c, const PGresult *res, char *err, size_t errlen);
+
+#endif

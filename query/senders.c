@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: MIT */
+/* query/senders.c - `dmarcpipe senders`: who sends mail as a domain, how much
+ * of it passes SPF/DKIM alignment, and what to fix before moving to
+ * p=reject. PostgreSQL does the aggregation (one GROUP BY query); C only
+ * derives the "what to fix" advice from the evidence the query returns. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "query/query.h"
+#include "query/query_int.h"
+
+/* $1 domain, $2 since (epoch seconds or NULL), $3 fail filter (all|spf|dkim|any).
+ * A record is D's when its report's policy domain is D or its header_from is D
+ * or under D. "own" auth domains are D and its subdomains. The fix evidence
+ * (dkf, spf) comes from records that fail DMARC only, so a sender whose mail
+ * mostly passes is judged by the part that does not. Column order is the
+ * order read by row_to_sender(). Kept in pieces because C11 compilers need
+ * only accept string literals up to 4095 bytes. */
+static const char *const senders_sql[] = {
+    "WITH rec AS MATERIALIZED ("
+    "  SELECT x.sender, x.third_party, x.count, x.source_ip,"
+    "         x.spf_aligned, x.dkim_aligned, x.spf_aligned_strict, x.dkim_aligned_strict,"
+    "         (x.pe_dkim = 'pass' OR x.pe_spf = 'pass') AS policy_pass,"
+    "         NOT (x.spf_aligned OR x.dkim_aligned) AS failing,"
+    "         x.dkim_domains, x.dkim_results, x.dkim_selectors, x.spf_domains, x.spf_results,"
+    "         r.org_name, r.begin_ts, r.end_ts"
+    "    FROM record x JOIN report r ON r.id = x.report_key"
+    "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
+    "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
+    ")",
+    ", agg AS ("
+    "  SELECT sender, bool_or(third_party) AS third_party,"
+    "         sum(count)::bigint AS messages,"
+    "         coalesce(sum(count) FILTER (WHERE spf_aligned), 0)::bigint AS spf_aligned,"
+    "         coalesce(sum(count) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim_aligned,"
+    "         coalesce(sum(count) FILTER (WHERE NOT failing), 0)::bigint AS dmarc_pass,"
+    "         coalesce(sum(count) FILTER (WHERE spf_aligned_strict), 0)::bigint AS spf_strict,"
+    "         coalesce(sum(count) FILTER (WHERE dkim_aligned_strict), 0)::bigint AS dkim_strict,"
+    "         coalesce(sum(count) FILTER (WHERE policy_pass), 0)::bigint AS policy_pass,"
+    "         array_agg(DISTINCT org_name ORDER BY org_name) AS reporters,"
+    "         floor(extract(epoch FROM min(begin_ts)))::bigint AS first_seen,"
+    "         floor(extract(epoch FROM max(end_ts)))::bigint AS last_seen"
+    "    FROM rec GROUP BY sender"
+    "), ips AS ("
+    "  SELECT sender, array_agg(host(source_ip) ORDER BY n DESC, source_ip) AS ips"
+    "    FROM (SELECT sender, source_ip, sum(count) AS n,"
+    "                 row_number() OVER (PARTITION BY sender"
+    "                                    ORDER BY sum(count) DESC, source_ip) AS rn"
+    "            FROM rec GROUP BY sender, source_ip) t"
+    "   WHERE rn <= 10 GROUP BY sender"
+    ")",
+    ", dk AS ("
+    "  SELECT rec.sender, rec.failing, d.dom, coalesce(d.res, '') AS res,"
+    "         coalesce(d.sel, '') AS sel, sum(rec.count) AS n"
+    "    FROM rec,"
+    "         unnest(rec.dkim_domains, rec.dkim_results, rec.dkim_selectors) AS d(dom, res, sel)"
+    "   WHERE coalesce(d.dom, '') <> ''"
+    "   GROUP BY 1, 2, 3, 4, 5"
+    "), dkl AS ("
+    "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
+    "    FROM (SELECT sender, dom || ':' || res AS item, sum(n) AS n FROM dk GROUP BY 1, 2) t"
+    "   GROUP BY sender"
+    "), dkf AS ("
+    "  SELECT sender,"
+    "         (array_agg(dom ORDER BY n DESC, dom)"
+    "            FILTER (WHERE failing AND res = 'pass'))[1] AS foreign_pass,"
+    "         (array_agg(dom ORDER BY n DESC, dom, sel)"
+    "            FILTER (WHERE failing AND res <> 'pass' AND (dom = $1::text"
+    "                    OR right(dom, length($1::text) + 1) = '.' || $1::text)))[1] AS own_fail,"
+    "         (array_agg(sel ORDER BY n DESC, dom, sel)"
+    "            FILTER (WHERE failing AND res <> 'pass' AND (dom = $1::text"
+    "                    OR right(dom, length($1::text) + 1) = '.' || $1::text)))[1] AS own_sel"
+    "    FROM dk GROUP BY sender"
+    ")",
+    ", sp AS ("
+    "  SELECT rec.sender, rec.failing, s.dom, coalesce(s.res, '') AS res, sum(rec.count) AS n"
+    "    FROM rec, unnest(rec.spf_domains, rec.spf_results) AS s(dom, res)"
+    "   WHERE coalesce(s.dom, '') <> ''"
+    "   GROUP BY 1, 2, 3, 4"
+    "), spl AS ("
+    "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
+    "    FROM (SELECT sender, dom || ':' || res AS item, sum(n) AS n FROM sp GROUP BY 1, 2) t"
+    "   GROUP BY sender"
+    "), spf AS ("
+    "  SELECT sender,"
+    "         (array_agg(dom ORDER BY n DESC, dom)"
+    "            FILTER (WHERE failing AND res = 'pass'))[1] AS foreign_pass,"
+    "         coalesce(bool_or(failing AND res <> 'pass' AND (dom = $1::text"
+    "                  OR right(dom, length($1::text) + 1) = '.' || $1::text)), false) AS own_fail"
+    "    FROM sp GROUP BY sender"
+    ")",
+    " SELECT a.sender, a.third_party, a.messages, a.spf_aligned, a.dkim_aligned, a.dmarc_pass,"
+    "        a.spf_strict, a.dkim_strict, a.policy_pass,"
+    "        coalesce(ips.ips, '{}'), coalesce(dkl.doms, '{}'), coalesce(spl.doms, '{}'),"
+    "        a.reporters, a.first_seen, a.last_seen,"
+    "        dkf.foreign_pass, dkf.own_fail, dkf.own_sel,"
+    "        spf.foreign_pass, coalesce(spf.own_fail, false)"
+    "   FROM agg a"
+    "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
+    "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
+    "  WHERE $3::text = 'all'"
+    "     OR ($3::text = 'spf' AND a.messages > a.spf_aligned)"
+    "     OR ($3::text = 'dkim' AND a.messages > a.dkim_aligned)"
+    "     OR ($3::text = 'any' AND a.messages > a.dmarc_pass)"
+    "  ORDER BY a.messages DESC, a.sender",
+};
+
+enum {
+  C_SENDER,
+  C_THIRD,
+  C_MESSAGES,
+  C_SPF,
+  C_DKIM,
+  C_DMARC,
+  C_SPF_S,
+  C_DKIM_S,
+  C_POLICY,
+  C_IPS,
+  C_DKIM_DOMS,
+  C_SPF_DOMS,
+  C_REPORTERS,
+  C_FIRST,
+  C_LAST,
+  C_DKIM_FOREIGN,
+  C_DKIM_OWN,
+  C_DKIM_SEL,
+  C_SPF_FOREIGN,
+  C_SPF_OWN,
+  C_NCOLS
+};
+
+void dp__query_senders_free(dp_sender_t *rows, size_t n) {
+  if (!rows) return;
+  for (size_t i = 0; i < n; i++) {
+    dp_sender_t *s = &rows[i];
+    char **lists[] = {s->source_ips, s->dkim_domains, s->spf_domains, s->reporters};
+    size_t ns[] = {s->n_source_ips, s->n_dkim_domains, s->n_spf_domains, s->n_reporters};
+    for (size_t l = 0; l < 4; l++) {
+      for (size_t k = 0; k < ns[l]; k++)
+        free(lists[l][k]);
+      free(lists[l]);
+    }
+    free(s->sender);
+    free(s->dkim_foreign);
+    free(s->dkim_own_fail);
+    free(s->dkim_own_sel);
+    free(s->spf_foreign);
+    free(s->fix);
+  }
+  free(rows);
+}
+
+/* A copy of the value, or NULL for SQL NULL; *bad set on out of memory. */
+static char *dup_val(const PGresult *res, int i, int j, bool *bad) {
+  if (PQgetisnull(res, i, j)) return NULL;
+  char *s = strdup(PQgetvalue(res, i, j));
+  if (!s) *bad = true;
+  return s;
+}
+
+static int64_t int_val(const PGresult *res, int i, int j, bool *bad) {
+  char *end;
+  const char *s = PQgetvalue(res, i, j);
+  long long v = strtoll(s, &end, 10);
+  if (PQgetisnull(res, i, j) || !*s || *end) *bad = true;
+  return (int64_t)v;
+}
+
+static void list_val(const PGresult *res, int i, int j, char ***items, size_t *n, bool *bad) {
+  if (PQgetisnull(res, i, j)) return;
+  if (dp__query_pgarray_parse(PQgetvalue(res, i, j), items, n)) *bad = true;
+}
+
+static bool row_to_sender(const PGresult *res, int i, dp_sender_t *s) {
+  bool bad = false;
+  s->sender = dup_val(res, i, C_SENDER, &bad);
+  if (!s->sender) bad = true;
+  s->third_party = !strcmp(PQgetvalue(res, i, C_THIRD), "t");
+  s->messages = int_val(res, i, C_MESSAGES, &bad);
+  s->spf_aligned = int_val(res, i, C_SPF, &bad);
+  s->dkim_aligned = int_val(res, i, C_DKIM, &bad);
+  s->dmarc_pass = int_val(res, i, C_DMARC, &bad);
+  s->spf_aligned_strict = int_val(res, i, C_SPF_S, &bad);
+  s->dkim_aligned_strict = int_val(res, i, C_DKIM_S, &bad);
+  s->policy_pass = int_val(res, i, C_POLICY, &bad);
+  list_val(res, i, C_IPS, &s->source_ips, &s->n_source_ips, &bad);
+  list_val(res, i, C_DKIM_DOMS, &s->dkim_domains, &s->n_dkim_domains, &bad);
+  list_val(res, i, C_SPF_DOMS, &s->spf_domains, &s->n_spf_domains, &bad);
+  list_val(res, i, C_REPORTERS, &s->reporters, &s->n_reporters, &bad);
+  s->first_seen = int_val(res, i, C_FIRST, &bad);
+  s->last_seen = int_val(res, i, C_LAST, &bad);
+  s->dkim_foreign = dup_val(res, i, C_DKIM_FOREIGN, &bad);
+  s->dkim_own_fail = dup_val(res, i, C_DKIM_OWN, &bad);
+  s->dkim_own_sel = dup_val(res, i, C_DKIM_SEL, &bad);
+  s->spf_foreign = dup_val(res, i, C_SPF_FOREIGN, &bad);
+  s->spf_own_fail = !strcmp(PQgetvalue(res, i, C_SPF_OWN), "t");
+  return !bad;
+}
+
+static const char unauth_prefix[] = "unauthenticated ";
+
+char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  int rc = 0;
+  if (s->dmarc_pass >= s->messages) {
+    rc = dp_buf_puts(&b, "ok");
+  } else if (!strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1)) {
+    rc =
+        dp_buf_puts(&b, "no SPF/DKIM pass: spoofing or broken forwarding; p=reject would block it");
+  } else {
+    /* DKIM first: an aligned signature survives forwarding, so it is the
+     * better fix whenever the service offers it. */
+    if (s->dkim_foreign)
+      rc =
+          dp_buf_printf(&b, "DKIM signs as %s, not %s: sign with d=%s (custom DKIM at the service)",
+                        s->dkim_foreign, domain, domain);
+    else if (s->dkim_own_fail)
+      rc = dp_buf_printf(&b, "DKIM for d=%s fails (selector %s): check the key/rotation",
+                         s->dkim_own_fail,
+                         s->dkim_own_sel && *s->dkim_own_sel ? s->dkim_own_sel : "not reported");
+    if (!rc && (s->spf_foreign || s->spf_own_fail) && b.len) rc = dp_buf_puts(&b, "; ");
+    if (!rc && s->spf_foreign)
+      rc = dp_buf_printf(&b,
+                         "SPF passes for %s (return-path), not %s: use a custom MAIL FROM "
+                         "under %s or rely on aligned DKIM",
+                         s->spf_foreign, domain, domain);
+    else if (!rc && s->spf_own_fail)
+      rc = dp_buf_printf(&b, "add this sender's IPs/include to %s's SPF record", domain);
+    if (!rc && !b.len)
+      rc = dp_buf_printf(&b,
+                         "neither SPF nor DKIM aligned with %s: sign with d=%s or use a "
+                         "MAIL FROM under %s",
+                         domain, domain, domain);
+  }
+  if (rc) {
+    dp_buf_free(&b);
+    return NULL;
+  }
+  return dp_buf_steal(&b, NULL);
+}
+
+int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                            dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
+  char since[32];
+  const char *params[3] = {f->domain, NULL, fail_names[fail]};
+  *rows = NULL;
+  *n = 0;
+  if (!f->domain || !*f->domain) {
+    snprintf(err, errlen, "--domain is required");
+    return DP_EUSAGE;
+  }
+  if (f->has_since) {
+    snprintf(since, sizeof since, "%" PRId64, f->since);
+    params[1] = since;
+  }
+  dp_buf_t sql;
+  dp_buf_init(&sql, 0);
+  for (size_t k = 0; k < sizeof senders_sql / sizeof senders_sql[0]; k++)
+    if (dp_buf_puts(&sql, senders_sql[k])) {
+      dp_buf_free(&sql);
+      snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
+      return DP_ENOMEM;
+    }
+  PGresult *res = PQexecParams(c, sql.data, 3, NULL, params, NULL, NULL, 0);
+  dp_buf_free(&sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    dp__query_pgerr(c, res, err, errlen);
+    PQclear(res);
+    return DP_EPG;
+  }
+  int nt = PQntuples(res);
+  dp_sender_t *out = nt ? calloc((size_t)nt, sizeof *out) : NULL;
+  if (nt && !out) {
+    PQclear(res);
+    snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
+    return DP_ENOMEM;
+  }
+  int rc = PQnfields(res) == C_NCOLS ? 0 : DP_EPG;
+  for (int i = 0; i < nt && !rc; i++) {
+    if (!row_to_sender(res, i, &out[i]))
+      rc = DP_EPG;
+    else if (!(out[i].fix = dp__query_senders_fix(&out[i], f->domain)))
+      rc = DP_ENOMEM;
+  }
+  PQclear(res);
+  if (rc) {
+    dp__query_senders_free(out, (size_t)nt);
+    snprintf(err, errlen, "%s",
+             rc == DP_EPG ? "unexpected value in the senders query result" : dp_strerror(rc));
+    return rc;
+  }
+  *rows = out;
+  *n = (size_t)nt;
+  return 0;
+}
+
+/* ======================================================================== */
+/* Output */
+
+enum { T_SENDER, T_THIRD, T_MESSAGES, T_SPF, T_DKIM, T_DMARC, T_REPORTERS, T_FIX };
+static const dp_qcol_t table_cols[] = {
+    {"sender", "SENDER", DP_QT_TEXT, 0, 40},
+    {"third_party", "3RD PARTY", DP_QT_BOOL, 0, 0},
+    {"messages", "MESSAGES", DP_QT_INT, 0, 0},
+    {"spf_aligned", "SPF ALIGNED", DP_QT_PCT, 0, 0},
+    {"dkim_aligned", "DKIM ALIGNED", DP_QT_PCT, 0, 0},
+    {"dmarc_pass", "DMARC PASS", DP_QT_PCT, 0, 0},
+    {"reporters", "REPORTERS", DP_QT_INT, 0, 0},
+    {"fix", "WHAT TO FIX", DP_QT_TEXT, 0, 0},
+};
+
+enum {
+  M_SENDER,
+  M_THIRD,
+  M_MESSAGES,
+  M_SPF,
+  M_DKIM,
+  M_DMARC,
+  M_SPF_S,
+  M_DKIM_S,
+  M_POLICY,
+  M_IPS,
+  M_DKIM_DOMS,
+  M_SPF_DOMS,
+  M_REPORTERS,
+  M_FIRST,
+  M_LAST,
+  M_FIX
+};
+static const dp_qcol_t machine_cols[] = {
+    {"sender", NULL, DP_QT_TEXT, 0, 0},
+    {"third_party", NULL, DP_QT_BOOL, 0, 0},
+    {"messages", NULL, DP_QT_INT, 0, 0},
+    {"spf_aligned", NULL, DP_QT_INT, 0, 0},
+    {"dkim_aligned", NULL, DP_QT_INT, 0, 0},
+    {"dmarc_pass", NULL, DP_QT_INT, 0, 0},
+    {"spf_aligned_strict", NULL, DP_QT_INT, 0, 0},
+    {"dkim_aligned_strict", NULL, DP_QT_INT, 0, 0},
+    {"policy_pass", NULL, DP_QT_INT, 0, 0},
+    {"source_ips", NULL, DP_QT_LIST, 0, 0},
+    {"dkim_domains", NULL, DP_QT_LIST, 0, 0},
+    {"spf_domains", NULL, DP_QT_LIST, 0, 0},
+    {"reporters", NULL, DP_QT_LIST, 0, 0},
+    {"first_seen", NULL, DP_QT_TIME, 0, 0},
+    {"last_seen", NULL, DP_QT_TIME, 0, 0},
+    {"fix", NULL, DP_QT_TEXT, 0, 0},
+};
+
+static int add_table_row(dp_qres_t *r, const dp_sender_t *s) {
+  int rc = dp__query_res_add_row(r);
+  if (!rc) rc = dp__query_res_set_text(r, T_SENDER, s->sender);
+  /* Unauthenticated mail is nobody's: neither "yes" nor "no". */
+  if (strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1))
+    dp__query_res_set_int(r, T_THIRD, s->third_party);
+  dp__query_res_set_int(r, T_MESSAGES, s->messages);
+  dp__query_res_set_pct(r, T_SPF, s->spf_aligned, s->messages);
+  dp__query_res_set_pct(r, T_DKIM, s->dkim_aligned, s->messages);
+  dp__query_res_set_pct(r, T_DMARC, s->dmarc_pass, s->messages);
+  dp__query_res_set_int(r, T_REPORTERS, (int64_t)s->n_reporters);
+  if (!rc) rc = dp__query_res_set_text(r, T_FIX, s->fix);
+  return rc;
+}
+
+static int add_machine_row(dp_qres_t *r, const dp_sender_t *s) {
+  int rc = dp__query_res_add_row(r);
+  if (!rc) rc = dp__query_res_set_text(r, M_SENDER, s->sender);
+  dp__query_res_set_int(r, M_THIRD, s->third_party);
+  dp__query_res_set_int(r, M_MESSAGES, s->messages);
+  dp__query_res_set_int(r, M_SPF, s->spf_aligned);
+  dp__query_res_set_int(r, M_DKIM, s->dkim_aligned);
+  dp__query_res_set_int(r, M_DMARC, s->dmarc_pass);
+  dp__query_res_set_int(r, M_SPF_S, s->spf_aligned_strict);
+  dp__query_res_set_int(r, M_DKIM_S, s->dkim_aligned_strict);
+  dp__query_res_set_int(r, M_POLICY, s->policy_pass);
+  if (!rc)
+    rc = dp__query_res_set_list(r, M_IPS, (const char *const *)s->source_ips, s->n_source_ips);
+  if (!rc)
+    rc = dp__query_res_set_list(r, M_DKIM_DOMS, (const char *const *)s->dkim_domains,
+                                s->n_dkim_domains);
+  if (!rc)
+    rc = dp__query_res_set_list(r, M_SPF_DOMS, (const char *const *)s->spf_domains,
+                                s->n_spf_domains);
+  if (!rc)
+    rc = dp__query_res_set_list(r, M_REPORTERS, (const char *const *)s->reporters, s->n_reporters);
+  dp__query_res_set_int(r, M_FIRST, s->first_seen);
+  dp__query_res_set_int(r, M_LAST, s->last_seen);
+  if (!rc) rc = dp__query_res_set_text(r, M_FIX, s->fix);
+  return rc;
+}
+
+int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domain, dp_qfmt_t fmt,
+                            FILE *out) {
+  bool table = fmt == DP_QFMT_TABLE;
+  dp_qres_t *r =
+      table ? dp__query_res_create(table_cols, sizeof table_cols / sizeof table_cols[0])
+            : dp__query_res_create(machine_cols, sizeof machine_cols / sizeof machine_cols[0]);
+  if (!r) return DP_ENOMEM;
+  int rc = 0;
+  int64_t messages = 0, pass = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    messages += rows[i].messages;
+    pass += rows[i].dmarc_pass;
+    rc = table ? add_table_row(r, &rows[i]) : add_machine_row(r, &rows[i]);
+  }
+  if (!rc && table) {
+    char line[512], pct[32];
+    dp__query_pct(pct, sizeof pct, messages - pass, messages);
+    snprintf(line, sizeof line,
+             "%" PRId64 " message%s from %zu sender%s of %s; %" PRId64 " fail DMARC (%s%%)",
+             messages, messages == 1 ? "" : "s", n, n == 1 ? "" : "s", domain, messages - pass,
+             pct);
+    rc = dp__query_res_add_footer(r, line);
+  }
+  if (!rc) rc = dp__query_res_write(r, fmt, out);
+  dp__query_res_destroy(r);
+  return rc;
+}
+
+int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, dp_qfmt_t fmt,
+                      FILE *out, char *err, size_t errlen) {
+  dp_sender_t *rows;
+  size_t n;
+  int rc = dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
+  if (rc) return rc;
+  rc = dp__query_senders_write(rows, n, f->domain, fmt, out);
+  if (rc) snprintf(err, errlen, "%s", dp_strerror(rc));
+  dp__query_senders_free(rows, n);
+  return rc;
+}
+
+/* ======================================================================== */
+/* Command */
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: dmarcpipe senders --domain D [--since S] [--fail spf|dkim|any]\n"
+             "                         [--format table|csv|json] [--db DSN]\n"
+             "\n"
+             "The senders of mail as D (From: D or a subdomain, or reports for D's policy),\n"
+             "most volume first: how much of their mail passes SPF/DKIM alignment and DMARC,\n"
+             "and what to fix before moving D to p=reject.\n"
+             "\n"
+             "  --domain D     the domain (required)\n"
+             "  --since S      only reports whose period ends after S: a duration back from\n"
+             "                 now (90m, 12h, 30d, 2w) or a date (2024-03-01, 2024-03-01T12:00Z)\n"
+             "  --fail W       only senders with mail that is not SPF-aligned (spf), not\n"
+             "                 DKIM-aligned (dkim), or fails DMARC (any)\n"
+             "  --format F     table (default, for people), csv or json\n"
+             "  --db DSN       libpq connection string or URI (default: PG* environment,\n"
+             "                 else the embedded cluster)\n"
+             "  -h, --help     show this help\n");
+}
+
+int dp_senders_cmd(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"db", required_argument, NULL, 'd'},
+      {"format", required_argument, NULL, 'f'},
+      {"domain", required_argument, NULL, 'D'},
+      {"since", required_argument, NULL, 's'},
+      {"fail", required_argument, NULL, 'F'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  dp_query_opts_t o;
+  memset(&o, 0, sizeof o);
+  dp_sender_fail_t fail = DP_FAIL_ALL;
+  opterr = 0;
+  optind = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    if (ch == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (ch == '?') {
+      dp__query_bad_opt("senders", argv, optind);
+      return 2;
+    }
+    if (ch == 'F') {
+      if (!strcmp(optarg, "spf"))
+        fail = DP_FAIL_SPF;
+      else if (!strcmp(optarg, "dkim"))
+        fail = DP_FAIL_DKIM;
+      else if (!strcmp(optarg, "any"))
+        fail = DP_FAIL_ANY;
+      else {
+        fprintf(stderr, "dmarcpipe senders: invalid --fail '%s': use spf, dkim or any\n", optarg);
+        return 2;
+      }
+      continue;
+    }
+    if (dp__query_opt(&o, "senders", ch, optarg)) return 2;
+  }
+  if (optind < argc) {
+    fprintf(stderr,
+            "dmarcpipe senders: unexpected argument '%s' (see 'dmarcpipe senders --help')\n",
+            argv[optind]);
+    return 2;
+  }
+  if (!o.filter.domain) {
+    fprintf(stderr, "dmarcpipe senders: --domain is required (see 'dmarcpipe senders --help')\n");
+    return 2;
+  }
+  PGconn *c = dp__query_connect("senders", o.db);
+  if (!c) return 2;
+  char err[512];
+  int rc = dp__query_senders(c, &o.filter, fail, o.fmt, stdout, err, sizeof err);
+  PQfinish(c);
+  if (rc) {
+    fprintf(stderr, "dmarcpipe senders: %s\n", err);
+    return 2;
+  }
+  return 0;
+}

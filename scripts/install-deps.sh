@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# scripts/install-deps.sh - install the Debian packages dmarcpipe needs to build,
+# run (PostgreSQL server for the embedded cluster, the Public Suffix List) and
+# test. Runs apt-get as root, or through sudo.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config
+      libxml2-dev libuv1-dev zlib1g-dev libzip-dev libpq-dev libpsl-dev publicsuffix
+      postgresql postgresql-client python3)
+if [ "${DP_WITH_FUZZ:-0}" = 1 ]; then PKGS+=(clang libclang-rt-14-dev); fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: not root and no sudo; install yourself: ${PKGS[*]}" >&2; exit 1; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/* store/copy_encode.c - PostgreSQL COPY text encoding of reports, records and
+ * ingest errors, and the report key (hash of the report's identity). Runs in
+ * worker threads: pure functions of their arguments, no shared state. */
+#include "store/store.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* Must list the columns in the order the encoders below write them. */
+const char dp_store_report_columns[] =
+    "id, org_name, email, extra_contact, report_id, domain, begin_ts, end_ts, "
+    "errors, adkim, aspf, p, sp, np, pct, fo, testing, discovery_method, "
+    "schema_version, version, generator, source, content_hash, n_records, messages";
+const char dp_store_record_columns[] =
+    "report_key, begin_ts, seq, source_ip, count, disposition, pe_dkim, pe_spf, "
+    "reason_types, reason_comments, header_from, envelope_from, envelope_to, "
+    "dkim_domains, dkim_selectors, dkim_results, dkim_human, "
+    "spf_domains, spf_scopes, spf_results, spf_human, "
+    "dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, "
+    "sender, third_party";
+const char dp_store_error_columns[] = "source, part, org_name, report_id, code, reason";
+
+/* U+FFFD in UTF-8: what an invalid byte becomes, so that one badly encoded
+ * file name cannot make the server reject a whole COPY batch. */
+static const char dp_replacement[] = "\xEF\xBF\xBD";
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s starts an
+ * invalid one (overlong, surrogate, > U+10FFFF, truncated). s[0] >= 0x80. */
+static size_t utf8_seq_len(const unsigned char *s) {
+  unsigned c = s[0];
+  if (c >= 0xC2 && c <= 0xDF) return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    if (s[1] < lo || s[1] > hi) return 0;
+    return (s[2] & 0xC0) == 0x80 ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    if (s[1] < lo || s[1] > hi) return 0;
+    if ((s[2] & 0xC0) != 0x80) return 0;
+    return (s[3] & 0xC0) == 0x80 ? 4 : 0;
+  }
+  return 0;
+}
+
+/* Append s COPY-escaped. Inside an array literal (in_array), " and \ are first
+ * escaped for the array parser, and that backslash is then escaped for COPY.
+ * Runs of plain bytes are appended in one call: this is the hot path. */
+static int copy_escape(dp_buf_t *b, const char *str, bool in_array) {
+  const unsigned char *s = (const unsigned char *)(str ? str : "");
+  const unsigned char *run = s;
+  int rc;
+  for (;;) {
+    unsigned c = *s;
+    const char *rep = NULL;
+    if (c >= 0x20 && c < 0x80 && c != '\\' && c != '"') {
+      s++;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t n = utf8_seq_len(s);
+      if (n) {
+        s += n;
+        continue;
+      }
+      rep = dp_replacement;
+    } else if (c == '\0') {
+      break;
+    } else if (c == '\\') {
+      rep = in_array ? "\\\\\\\\" : "\\\\";
+    } else if (c == '"') {
+      if (!in_array) {
+        s++;
+        continue;
+      }
+      rep = "\\\\\"";
+    } else if (c == '\t') {
+      rep = "\\t";
+    } else if (c == '\n') {
+      rep = "\\n";
+    } else if (c == '\r') {
+      rep = "\\r";
+    } else {
+      /* Other control characters are taken literally by COPY. */
+      s++;
+      continue;
+    }
+    if (s > run && (rc = dp_buf_append(b, run, (size_t)(s - run)))) return rc;
+    if ((rc = dp_buf_puts(b, rep))) return rc;
+    s++;
+    run = s;
+  }
+  if (s > run) return dp_buf_append(b, run, (size_t)(s - run));
+  return 0;
+}
+
+/** Append s as one COPY text field (no separator); NULL is written as "". */
+int dp_copy_text(dp_buf_t *b, const char *s) { return copy_escape(b, s, false); }
+
+/** Append a text[] field of n strings taken stride bytes apart from first. */
+int dp_copy_array(dp_buf_t *b, const char *const *first, size_t n, size_t stride) {
+  int rc = dp_buf_putc(b, '{');
+  const char *p = (const char *)first;
+  for (size_t i = 0; i < n && !rc; i++, p += stride) {
+    const char *s;
+    memcpy(&s, p, sizeof s);
+    if (i && (rc = dp_buf_putc(b, ','))) break;
+    if ((rc = dp_buf_putc(b, '"'))) break;
+    if ((rc = copy_escape(b, s, true))) break;
+    rc = dp_buf_putc(b, '"');
+  }
+  return rc ? rc : dp_buf_putc(b, '}');
+}
+
+/* uint64 -> int64 two's complement without implementation-defined conversion. */
+static int64_t u64_to_i64(uint64_t u) {
+  return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(~u) - 1;
+}
+
+static uint64_t hash_u64(uint64_t h, uint64_t v) {
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = (unsigned char)(v >> (8 * i));
+  return dp_hash64(h, le, sizeof le);
+}
+
+/* Length-prefixed, so that ("ab","c") and ("a","bc") hash differently. */
+static uint64_t hash_str(uint64_t h, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  h = hash_u64(h, n);
+  return dp_hash64(h, s ? s : "", n);
+}
+
+/** The report's key: FNV-1a 64 over its length-prefixed identity, as bigint. */
+int64_t dp_store_report_key(const dp_report_t *r) {
+  uint64_t h = dp_hash64(DP_HASH_INIT, "dmarcpipe report v1", 19);
+  h = hash_str(h, r->org_name);
+  h = hash_str(h, r->report_id);
+  h = hash_str(h, r->domain);
+  h = hash_u64(h, (uint64_t)r->begin);
+  h = hash_u64(h, (uint64_t)r->end);
+  return u64_to_i64(h);
+}
+
+/* UTC timestamp PostgreSQL reads back exactly, whatever the session TimeZone. */
+static int put_ts(dp_buf_t *b, int64_t t) {
+  /* Days/seconds split by hand: gmtime_r fails on some platforms for years
+   * past 9999 and before 1900, and the civil-from-days algorithm is exact. */
+  int64_t days = t / 86400, secs = t % 86400;
+  if (secs < 0) {
+    secs += 86400;
+    days--;
+  }
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = yoe + era * 400;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2) y++;
+  /* Year 0 is 1 BC in PostgreSQL's (proleptic Gregorian) notation. */
+  return dp_buf_printf(b, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 " %02d:%02d:%02d+00%s",
+                       y > 0 ? y : 1 - y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
+                       (int)(secs % 60), y > 0 ? "" : " BC");
+}
+
+/* Drop everything appended after mark: a half-written row would corrupt the stream. */
+static void buf_truncate(dp_buf_t *b, size_t mark) {
+  b->len = mark;
+  if (b->data) b->data[mark] = '\0';
+}
+
+static int put_bool(dp_buf_t *b, bool v) { return dp_buf_putc(b, v ? 't' : 'f'); }
+
+/* text field followed by a tab */
+static int put_text(dp_buf_t *b, const char *s) {
+  int rc = dp_copy_text(b, s);
+  return rc ? rc : dp_buf_putc(b, '\t');
+}
+
+/** Append the report's COPY row (columns as in dp_store_report_columns). */
+int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
+                           const char *source, uint64_t content_hash) {
+  size_t mark = b->len;
+  int rc = dp_buf_printf(b, "%" PRId64 "\t", key);
+  if (!rc) rc = put_text(b, r->org_name);
+  if (!rc) rc = put_text(b, r->email);
+  if (!rc) rc = put_text(b, r->extra_contact);
+  if (!rc) rc = put_text(b, r->report_id);
+  if (!rc) rc = put_text(b, r->domain);
+  if (!rc) rc = put_ts(b, r->begin);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_ts(b, r->end);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = dp_copy_array(b, r->errors, r->errors ? r->n_errors : 0, sizeof r->errors[0]);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_text(b, r->adkim);
+  if (!rc) rc = put_text(b, r->aspf);
+  if (!rc) rc = put_text(b, r->p);
+  if (!rc) rc = put_text(b, r->sp);
+  if (!rc) rc = put_text(b, r->np);
+  if (!rc) rc = r->pct < 0 ? dp_buf_puts(b, "\\N\t") : dp_buf_printf(b, "%d\t", r->pct);
+  if (!rc) rc = put_text(b, r->fo);
+  if (!rc) rc = put_text(b, r->testing);
+  if (!rc) rc = put_text(b, r->discovery_method);
+  if (!rc) rc = dp_buf_printf(b, "%d\t", r->schema);
+  if (!rc) rc = put_text(b, r->version);
+  if (!rc) rc = put_text(b, r->generator);
+  if (!rc) rc = put_text(b, source);
+  if (!rc)
+    rc = dp_buf_printf(b, "%" PRId64 "\t%" PRIu64 "\t%" PRIu64 "\n", u64_to_i64(content_hash),
+                       r->n_records, r->messages);
+  if (rc) buf_truncate(b, mark);
+  return rc;
+}
+
+/** Append one record's COPY row (columns as in dp_store_record_columns). */
+int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec) {
+  size_t mark = b->len;
+  int rc = dp_buf_printf(b, "%" PRId64 "\t", key);
+  if (!rc) rc = put_ts(b, r->begin);
+  if (!rc) rc = dp_buf_printf(b, "\t%" PRIu64 "\t", rec->index);
+  if (!rc) rc = put_text(b, rec->source_ip);
+  if (!rc) rc = dp_buf_printf(b, "%" PRIu64 "\t", rec->count);
+  if (!rc) rc = put_text(b, rec->disposition);
+  if (!rc) rc = put_text(b, rec->pe_dkim);
+  if (!rc) rc = put_text(b, rec->pe_spf);
+#define ARR(base, n, member)                                                                   \
+  if (!rc) rc = dp_copy_array(b, (base) ? &(base)[0].member : NULL, (base) ? (n) : 0,           \
+                              sizeof (base)[0]);                                               \
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  ARR(rec->reasons, rec->n_reasons, type)
+  ARR(rec->reasons, rec->n_reasons, comment)
+  if (!rc) rc = put_text(b, rec->header_from);
+  if (!rc) rc = put_text(b, rec->envelope_from);
+  if (!rc) rc = put_text(b, rec->envelope_to);
+  ARR(rec->dkim, rec->n_dkim, domain)
+  ARR(rec->dkim, rec->n_dkim, selector)
+  ARR(rec->dkim, rec->n_dkim, result)
+  ARR(rec->dkim, rec->n_dkim, human_result)
+  ARR(rec->spf, rec->n_spf, domain)
+  ARR(rec->spf, rec->n_spf, scope)
+  ARR(rec->spf, rec->n_spf, result)
+  ARR(rec->spf, rec->n_spf, human_result)
+#undef ARR
+  if (!rc) rc = put_bool(b, rec->dkim_aligned);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_bool(b, rec->dkim_aligned_strict);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_bool(b, rec->spf_aligned);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_bool(b, rec->spf_aligned_strict);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_text(b, rec->sender);
+  if (!rc) rc = put_bool(b, rec->third_party);
+  if (!rc) rc = dp_buf_putc(b, '\n');
+  if (rc) buf_truncate(b, mark);
+  return rc;
+}
+
+/** Append one ingest_error COPY row (columns as in dp_store_error_columns). */
+int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
+                          const char *org_name, const char *report_id, int code,
+                          const char *reason) {
+  size_t mark = b->len;
+  int rc = put_text(b, source);
+  if (!rc) rc = put_text(b, part);
+  if (!rc) rc = put_text(b, org_name);
+  if (!rc) rc = put_text(b, report_id);
+  if (!rc) rc = put_text(b, dp_err_name(code));
+  if (!rc) rc = dp_copy_text(b, reason);
+  if (!rc) rc = dp_buf_putc(b, '\n');
+  if (rc) buf_truncate(b, mark);
+  return rc;
+}

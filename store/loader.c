@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT */
+/* store/loader.c - the non-blocking batch loader: one libpq connection driven
+ * by the libuv loop through uv_poll, loading batches of staged reports with
+ * COPY in one transaction each, retrying transient failures and isolating bad
+ * reports. See docs/internals/LOADER.md for the contract. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "store_int.h"
+
+/* Phases of one batch. Each phase sends one statement (or a COPY) and
+ * completes when libpq has no more results for it. */
+enum phase {
+  PH_IDLE,
+  PH_CONNECTING,
+  PH_BACKOFF,
+  PH_PARTITIONS,
+  PH_BEGIN,
+  PH_COPY_STAGE,
+  PH_CLAIM,
+  PH_COLLIDE,
+  PH_COPY_RECORDS,
+  PH_COPY_ERRORS,
+  PH_COMMIT,
+  PH_ROLLBACK,
+};
+
+enum copy_kind { COPY_STAGE, COPY_RECORDS, COPY_ERRORS };
+
+#define DP_LOADER_CHUNK (256 * 1024)
+#define DP_LOADER_MAX_MONTHS 4096
+
+struct dp_loader {
+  uv_loop_t *loop;
+  char *conninfo;
+  PGconn *conn;
+  uv_poll_t *poll;      /* one per connection: the socket changes on reconnect */
+  int poll_events;
+  uv_timer_t timer;     /* backoff */
+  dp_batch_t *batch;    /* the batch being loaded (a sub-batch when splitting) */
+  dp_batch_t *orig;     /* the batch the caller submitted */
+  dp_loader_cb cb;
+  enum phase phase;
+  bool copying;         /* COPY IN accepted: sending data */
+  enum copy_kind copy_kind;
+  dp_staged_t *copy_cur;
+  size_t copy_off;
+  bool copy_ended;
+  /* claimed keys of the current batch, sorted */
+  int64_t *claimed;
+  size_t n_claimed, cap_claimed;
+  int64_t *collided;
+  size_t n_collided, cap_collided;
+  /* first error of the current phase */
+  char sqlstate[6];
+  char errmsg[512];
+  bool failed;
+  bool batch_failed;    /* a data error: this (sub-)batch is refused */
+  bool retry_pending;   /* a transient error: retry after the rollback */
+  /* retries of the current batch */
+  unsigned attempts;
+  uint64_t outage_started; /* ms, 0 when no outage */
+  bool outage_logged;
+  /* splitting a failed batch into one-report batches */
+  bool splitting;
+  bool split_errors;         /* the sub-batch holds orig's error rows */
+  dp_staged_t *split_next;   /* next report of orig to load alone */
+  dp_staged_t *split_cur;    /* the report in the sub-batch now */
+  dp_staged_t *split_saved;  /* split_cur's next, cut while it loads alone */
+  dp_batch_t sub;
+  /* months whose record partition this process has ensured */
+  int64_t *months;
+  size_t n_months;
+  int64_t *new_months;
+  size_t n_new_months;
+  bool closing;
+};
+
+static void drive(dp_loader_t *l);
+static void start_batch(dp_loader_t *l);
+static void phase_done(dp_loader_t *l);
+
+/* ------------------------------------------------------------------------ */
+/* Batches */
+
+void dp_batch_init(dp_batch_t *b) {
+  memset(b, 0, sizeof *b);
+  dp_buf_init(&b->error_rows, 0);
+}
+
+void dp_batch_add(dp_batch_t *b, dp_staged_t *s) {
+  s->next = NULL;
+  if (b->tail)
+    b->tail->next = s;
+  else
+    b->head = s;
+  b->tail = s;
+  b->n_reports++;
+  b->bytes += s->report_row.len + s->record_rows.len;
+}
+
+void dp_batch_free(dp_batch_t *b) {
+  dp_staged_t *s = b->head;
+  while (s) {
+    dp_staged_t *n = s->next;
+    dp_staged_free(s);
+    s = n;
+  }
+  dp_buf_free(&b->error_rows);
+  void *data = b->data;
+  dp_batch_init(b);
+  b->data = data;
+}
+
+dp_staged_t *dp_staged_create(void) {
+  dp_staged_t *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  dp_buf_init(&s->report_row, 0);
+  dp_buf_init(&s->record_rows, 0);
+  return s;
+}
+
+void dp_staged_free(dp_staged_t *s) {
+  if (!s) return;
+  dp_buf_free(&s->report_row);
+  dp_buf_free(&s->record_rows);
+  free(s->source);
+  free(s->org_name);
+  free(s->report_id);
+  free(s->error);
+  free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers */
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static bool has_key(const int64_t *v, size_t n, int64_t k) {
+  return n && bsearch(&k, v, n, sizeof *v, cmp_i64) != NULL;
+}
+
+static int push_key(int64_t **v, size_t *n, size_t *cap, int64_t k) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    int64_t *p = realloc(*v, nc * sizeof *p);
+    if (!p) return DP_ENOMEM;
+    *v = p;
+    *cap = nc;
+  }
+  (*v)[(*n)++] = k;
+  return 0;
+}
+
+static void set_error(dp_loader_t *l, const char *state, const char *msg) {
+  if (l->failed) return;
+  l->failed = true;
+  snprintf(l->sqlstate, sizeof l->sqlstate, "%s", state ? state : "");
+  snprintf(l->errmsg, sizeof l->errmsg, "%s", msg ? msg : "unknown error");
+  /* one line: libpq messages end with a newline and may carry DETAIL lines */
+  char *nl = strchr(l->errmsg, '\n');
+  if (nl) *nl = '\0';
+}
+
+static void ignore_notice(void *arg, const char *msg) {
+  (void)arg;
+  (void)msg;
+}
+
+static void poll_close_cb(uv_handle_t *h) { free(h); }
+
+static void drop_conn(dp_loader_t *l) {
+  if (l->poll) {
+    uv_poll_stop(l->poll);
+    uv_close((uv_handle_t *)l->poll, poll_close_cb);
+    l->poll = NULL;
+  }
+  if (l->conn) PQfinish(l->conn);
+  l->conn = NULL;
+  l->poll_events = 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static int want(dp_loader_t *l, int events) {
+  if (!l->poll) {
+    l->poll = malloc(sizeof *l->poll);
+    if (!l->poll) return DP_ENOMEM;
+    int rc = uv_poll_init(l->loop, l->poll, PQsocket(l->conn));
+    if (rc) {
+      free(l->poll);
+      l->poll = NULL;
+      return rc;
+    }
+    l->poll->data = l;
+    l->poll_events = 0;
+  }
+  if (events != l->poll_events) {
+    l->poll_events = events;
+    return uv_poll_start(l->poll, events, on_poll);
+  }
+  return 0;
+}
+
+static uint64_t backoff_ms(unsigned attempt) {
+  uint64_t ms = 200;
+  for (unsigned i = 1; i < attempt && ms < 5000; i++) ms *= 2;
+  return ms > 5000 ? 5000 : ms;
+}
+
+/* Total time a batch may wait for the database before the load fails. */
+#define DP_LOADER_OUTAGE_BUDGET_MS (120 * 1000)
+
+static void finish(dp_loader_t *l, int status);
+
+static void on_timer(uv_timer_t *t) {
+  dp_loader_t *l = t->data;
+  start_batch(l);
+}
+
+/* A connection-level or transient failure: retry the whole batch later. */
+static void retry_later(dp_loader_t *l, const char *why) {
+  drop_conn(l);
+  uint64_t now = uv_now(l->loop);
+  if (!l->outage_started) l->outage_started = now;
+  if (!l->outage_logged) {
+    fprintf(stderr, "dmarcpipe: database unavailable (%s); retrying\n", why);
+    l->outage_logged = true;
+  }
+  if (now - l->outage_started > DP_LOADER_OUTAGE_BUDGET_MS) {
+    fprintf(stderr, "dmarcpipe: database still unavailable after %u s: %s\n",
+            DP_LOADER_OUTAGE_BUDGET_MS / 1000, why);
+    finish(l, DP_EPGCONN);
+    return;
+  }
+  l->attempts++;
+  l->phase = PH_BACKOFF;
+  uv_timer_start(&l->timer, on_timer, backoff_ms(l->attempts), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending */
+
+static void send_query(dp_loader_t *l, enum phase ph, const char *sql) {
+  l->phase = ph;
+  l->copying = false;
+  l->failed = false;
+  if (!PQsendQuery(l->conn, sql)) {
+    retry_later(l, PQerrorMessage(l->conn));
+    return;
+  }
+  drive(l);
+}
+
+static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const char *table,
+                      const char *columns) {
+  char sql[1024];
+  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, columns);
+  l->copy_kind = kind;
+  l->copy_cur = l->batch->head;
+  l->copy_off = 0;
+  l->copy_ended = false;
+  send_query(l, ph, sql);
+}
+
+/* The next piece of COPY data for the current copy, or false at the end. */
+static bool copy_piece(dp_loader_t *l, const char **p, size_t *n) {
+  if (l->copy_kind == COPY_ERRORS) {
+    dp_buf_t *b = &l->batch->error_rows;
+    if (l->copy_off >= b->len) return false;
+    *p = b->data + l->copy_off;
+    *n = b->len - l->copy_off;
+    return true;
+  }
+  while (l->copy_cur) {
+    dp_staged_t *s = l->copy_cur;
+    dp_buf_t *b = NULL;
+    if (l->copy_kind == COPY_STAGE)
+      b = &s->report_row;
+    else if (s->status == DP_STAGED_NEW)
+      b = &s->record_rows;
+    if (b && l->copy_off < b->len) {
+      *p = b->data + l->copy_off;
+      *n = b->len - l->copy_off;
+      return true;
+    }
+    l->copy_cur = s->next;
+    l->copy_off = 0;
+  }
+  return false;
+}
+
+/* Push COPY data until libpq's buffer is full (returns, waiting for
+ * writability) or all is sent and the COPY ended. */
+static int pump_copy(dp_loader_t *l) {
+  const char *p;
+  size_t n;
+  while (!l->copy_ended && copy_piece(l, &p, &n)) {
+    if (n > DP_LOADER_CHUNK) n = DP_LOADER_CHUNK;
+    int rc = PQputCopyData(l->conn, p, (int)n);
+    if (rc < 0) return -1;
+    if (rc == 0) return 1; /* buffer full: wait for writable */
+    l->copy_off += n;
+  }
+  if (!l->copy_ended) {
+    int rc = PQputCopyEnd(l->conn, NULL);
+    if (rc < 0) return -1;
+    if (rc == 0) return 1;
+    l->copy_ended = true;
+    l->copying = false;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Results */
+
+static void take_tuples(dp_loader_t *l, PGresult *r) {
+  int64_t **v = l->phase == PH_CLAIM ? &l->claimed : &l->collided;
+  size_t *n = l->phase == PH_CLAIM ? &l->n_claimed : &l->n_collided;
+  size_t *cap = l->phase == PH_CLAIM ? &l->cap_claimed : &l->cap_collided;
+  for (int i = 0; i < PQntuples(r); i++) {
+    int64_t k = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    if (push_key(v, n, cap, k)) {
+      set_error(l, "", "out of memory");
+      return;
+    }
+  }
+}
+
+static void handle_result(dp_loader_t *l, PGresult *r) {
+  switch (PQresultStatus(r)) {
+  case PGRES_COPY_IN:
+    l->copying = true;
+    break;
+  case PGRES_TUPLES_OK:
+    if (l->phase == PH_CLAIM || l->phase == PH_COLLIDE) take_tuples(l, r);
+    break;
+  case PGRES_COMMAND_OK:
+  case PGRES_EMPTY_QUERY:
+    break;
+  default:
+    set_error(l, PQresultErrorField(r, PG_DIAG_SQLSTATE), PQresultErrorMessage(r));
+    break;
+  }
+}
+
+/* Move the state machine as far as it goes without blocking. */
+static void drive(dp_loader_t *l) {
+  for (;;) {
+    if (PQstatus(l->conn) != CONNECTION_OK) {
+      retry_later(l, PQerrorMessage(l->conn));
+      return;
+    }
+    if (l->copying) {
+      int rc = pump_copy(l);
+      if (rc < 0) {
+        retry_later(l, PQerrorMessage(l->conn));
+        return;
+      }
+      if (rc > 0) {
+        if (PQflush(l->conn) < 0) {
+          retry_later(l, PQerrorMessage(l->conn));
+          return;
+        }
+        want(l, UV_READABLE | UV_WRITABLE);
+        return;
+      }
+    }
+    int f = PQflush(l->conn);
+    if (f < 0) {
+      retry_later(l, PQerrorMessage(l->conn));
+      return;
+    }
+    if (f > 0) {
+      want(l, UV_READABLE | UV_WRITABLE);
+      return;
+    }
+    if (PQisBusy(l->conn)) {
+      want(l, UV_READABLE);
+      return;
+    }
+    PGresult *r = PQgetResult(l->conn);
+    if (!r) {
+      phase_done(l);
+      return;
+    }
+    handle_result(l, r);
+    PQclear(r);
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  dp_loader_t *l = h->data;
+  if (l->phase == PH_CONNECTING) {
+    start_batch(l);
+    return;
+  }
+  if (status < 0) {
+    retry_later(l, uv_strerror(status));
+    return;
+  }
+  if ((events & UV_READABLE) && !PQconsumeInput(l->conn)) {
+    retry_later(l, PQerrorMessage(l->conn));
+    return;
+  }
+  drive(l);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The batch sequence */
+
+static bool transient(const char *state) {
+  /* 40001 serialization, 40P01 deadlock, 08 connection, 57P 'operator
+   * intervention' (shutdown/restart), 53 insufficient resources, 55P03 lock not
+   * available, 23505 a unique race on partition creation */
+  return !strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "08", 2) ||
+         !strncmp(state, "57P", 3) || !strncmp(state, "53", 2) || !strcmp(state, "55P03") ||
+         !strcmp(state, "42P07");
+}
+
+static void send_partitions(dp_loader_t *l) {
+  dp_buf_t sql;
+  dp_buf_init(&sql, 0);
+  int rc = dp_buf_puts(&sql, "SELECT dp_ensure_record_partition(to_timestamp(x)) "
+                             "FROM unnest(ARRAY[");
+  for (size_t i = 0; i < l->n_new_months && !rc; i++)
+    rc = dp_buf_printf(&sql, "%s%" PRId64, i ? "," : "", l->new_months[i]);
+  if (!rc) rc = dp_buf_puts(&sql, "]::bigint[]) x");
+  if (rc) {
+    dp_buf_free(&sql);
+    finish(l, rc);
+    return;
+  }
+  send_query(l, PH_PARTITIONS, sql.data);
+  dp_buf_free(&sql);
+}
+
+static int64_t month_of(int64_t t) {
+  int64_t day = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  /* civil-from-days (proleptic Gregorian), to the first day of the month */
+  int64_t z = day + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5; /* 0-based day of month */
+  return (day - d) * 86400;
+}
+
+static void collect_new_months(dp_loader_t *l) {
+  l->n_new_months = 0;
+  for (dp_staged_t *s = l->batch->head; s; s = s->next) {
+    if (!s->record_rows.len) continue;
+    int64_t m = month_of(s->begin);
+    bool seen = false;
+    for (size_t i = 0; i < l->n_months && !seen; i++) seen = l->months[i] == m;
+    for (size_t i = 0; i < l->n_new_months && !seen; i++) seen = l->new_months[i] == m;
+    if (!seen && l->n_new_months < DP_LOADER_MAX_MONTHS) {
+      int64_t *p = realloc(l->new_months, (l->n_new_months + 1) * sizeof *p);
+      if (!p) return;
+      l->new_months = p;
+      l->new_months[l->n_new_months++] = m;
+    }
+  }
+}
+
+static void begin_tx(dp_loader_t *l) {
+  l->batch_failed = false;
+  l->retry_pending = false;
+  l->n_claimed = 0;
+  l->n_collided = 0;
+  for (dp_staged_t *s = l->batch->head; s; s = s->next) s->status = DP_STAGED_PENDING;
+  send_query(l, PH_BEGIN,
+             "BEGIN; CREATE TEMP TABLE IF NOT EXISTS dp_report_stage "
+             "(LIKE report INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+}
+
+static void start_batch(dp_loader_t *l) {
+  if (l->closing) return;
+  if (!l->conn || l->phase == PH_CONNECTING) {
+    if (!l->conn) {
+      /* the same defaults as dp_store_connect: every string we send is UTF-8 */
+      const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname",
+                            "client_encoding", NULL};
+      const char *vals[] = {"10", "dmarcpipe", l->conninfo, "UTF8", NULL};
+      l->conn = PQconnectStartParams(keys, vals, 1);
+      if (!l->conn) {
+        finish(l, DP_ENOMEM);
+        return;
+      }
+      if (PQstatus(l->conn) == CONNECTION_BAD) {
+        retry_later(l, PQerrorMessage(l->conn));
+        return;
+      }
+      l->phase = PH_CONNECTING;
+      if (want(l, UV_WRITABLE)) {
+        retry_later(l, "cannot poll the database socket");
+        return;
+      }
+      return;
+    }
+    switch (PQconnectPoll(l->conn)) {
+    case PGRES_POLLING_READING:
+      want(l, UV_READABLE);
+      return;
+    case PGRES_POLLING_WRITING:
+      want(l, UV_WRITABLE);
+      return;
+    case PGRES_POLLING_FAILED:
+      retry_later(l, PQerrorMessage(l->conn));
+      return;
+    default:
+      break;
+    }
+    PQsetnonblocking(l->conn, 1);
+    PQsetNoticeProcessor(l->conn, ignore_notice, NULL);
+    if (l->outage_logged) fprintf(stderr, "dmarcpipe: database reachable again; resuming\n");
+    l->outage_logged = false;
+    l->outage_started = 0;
+  }
+  collect_new_months(l);
+  if (l->n_new_months)
+    send_partitions(l);
+  else
+    begin_tx(l);
+}
+
+static void mark_outcomes(dp_loader_t *l) {
+  qsort(l->claimed, l->n_claimed, sizeof *l->claimed, cmp_i64);
+  qsort(l->collided, l->n_collided, sizeof *l->collided, cmp_i64);
+  /* A key is taken by the first staged report that carries it: the same
+   * report twice in one batch is stored once. */
+  int64_t *taken = NULL;
+  size_t n_taken = 0, cap_taken = 0;
+  for (dp_staged_t *s = l->batch->head; s; s = s->next) {
+    if (has_key(l->claimed, l->n_claimed, s->key)) {
+      bool dup = false;
+      for (size_t i = 0; i < n_taken && !dup; i++) dup = taken[i] == s->key;
+      if (!dup && !push_key(&taken, &n_taken, &cap_taken, s->key)) {
+        s->status = DP_STAGED_NEW;
+        continue;
+      }
+    }
+    if (has_key(l->collided, l->n_collided, s->key) && s->status != DP_STAGED_NEW) {
+      /* practically never (2^-64), but a different report must not be
+       * mistaken for a duplicate silently */
+      s->status = DP_STAGED_FAILED;
+      free(s->error);
+      s->error = strdup("report key collides with a different stored report");
+      dp_store_encode_error(&l->batch->error_rows, s->source, "", s->org_name, s->report_id,
+                            DP_ECOLLISION, s->error ? s->error : "key collision");
+      l->batch->n_errors++;
+      continue;
+    }
+    s->status = DP_STAGED_DUPLICATE;
+  }
+  free(taken);
+}
+
+static bool any_new_records(dp_loader_t *l) {
+  for (dp_staged_t *s = l->batch->head; s; s = s->next)
+    if (s->status == DP_STAGED_NEW && s->record_rows.len) return true;
+  return false;
+}
+
+static void split_step(dp_loader_t *l);
+
+static void phase_failed(dp_loader_t *l) {
+  if (PQstatus(l->conn) != CONNECTION_OK || transient(l->sqlstate)) {
+    /* roll back on this connection if it is alive, then retry the batch */
+    char why[600];
+    snprintf(why, sizeof why, "%s", l->errmsg);
+    if (PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
+      l->retry_pending = true;
+      send_query(l, PH_ROLLBACK, "ROLLBACK");
+      return;
+    }
+    retry_later(l, why);
+    return;
+  }
+  l->batch_failed = true;
+  /* A data error: roll back, then load the reports one by one so that the
+   * one at fault is refused alone. */
+  if (!l->splitting)
+    fprintf(stderr, "dmarcpipe: batch refused by the database (%s); loading its reports one by one\n",
+            l->errmsg);
+  if (PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
+    send_query(l, PH_ROLLBACK, "ROLLBACK");
+    return;
+  }
+  split_step(l);
+}
+
+static void phase_done(dp_loader_t *l) {
+  if (l->failed && l->phase != PH_ROLLBACK) {
+    phase_failed(l);
+    return;
+  }
+  switch (l->phase) {
+  case PH_PARTITIONS:
+    for (size_t i = 0; i < l->n_new_months; i++) {
+      int64_t *p = realloc(l->months, (l->n_months + 1) * sizeof *p);
+      if (!p) break;
+      l->months = p;
+      l->months[l->n_months++] = l->new_months[i];
+    }
+    l->n_new_months = 0;
+    begin_tx(l);
+    return;
+  case PH_BEGIN:
+    if (l->batch->head)
+      send_copy(l, PH_COPY_STAGE, COPY_STAGE, "dp_report_stage", dp_store_report_columns);
+    else if (l->batch->error_rows.len)
+      send_copy(l, PH_COPY_ERRORS, COPY_ERRORS, "ingest_error", dp_store_error_columns);
+    else
+      send_query(l, PH_COMMIT, "COMMIT");
+    return;
+  case PH_COPY_STAGE:
+    send_query(l, PH_CLAIM,
+               "INSERT INTO report SELECT * FROM dp_report_stage ORDER BY id "
+               "ON CONFLICT DO NOTHING RETURNING id");
+    return;
+  case PH_CLAIM:
+    send_query(l, PH_COLLIDE,
+               "SELECT s.id FROM dp_report_stage s JOIN report r ON r.id = s.id "
+               "WHERE (r.org_name, r.report_id, r.domain, r.begin_ts, r.end_ts) IS DISTINCT FROM "
+               "(s.org_name, s.report_id, s.domain, s.begin_ts, s.end_ts)");
+    return;
+  case PH_COLLIDE:
+    mark_outcomes(l);
+    if (any_new_records(l)) {
+      send_copy(l, PH_COPY_RECORDS, COPY_RECORDS, "record", dp_store_record_columns);
+      return;
+    }
+    /* fall through */
+  case PH_COPY_RECORDS:
+    if (l->batch->error_rows.len) {
+      send_copy(l, PH_COPY_ERRORS, COPY_ERRORS, "ingest_error", dp_store_error_columns);
+      return;
+    }
+    /* fall through */
+  case PH_COPY_ERRORS:
+    send_query(l, PH_COMMIT, "COMMIT");
+    return;
+  case PH_COMMIT:
+    l->attempts = 0;
+    if (l->splitting) {
+      split_step(l);
+      return;
+    }
+    finish(l, 0);
+    return;
+  case PH_ROLLBACK: {
+    if (l->retry_pending || l->failed || PQstatus(l->conn) != CONNECTION_OK) {
+      l->retry_pending = false;
+      char why[600];
+      snprintf(why, sizeof why, "%s", l->errmsg);
+      retry_later(l, why);
+      return;
+    }
+    split_step(l);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* Splitting: orig's reports are loaded one per transaction through l->sub;
+ * a report that fails alone is refused; finally orig's error rows go in. */
+static void refuse_alone(dp_loader_t *l, dp_staged_t *s) {
+  char msg[700];
+  snprintf(msg, sizeof msg, "refused by the database: %s", l->errmsg);
+  s->status = DP_STAGED_FAILED;
+  free(s->error);
+  s->error = strdup(msg);
+  dp_store_encode_error(&l->orig->error_rows, s->source, "", s->org_name, s->report_id, DP_EPG,
+                        msg);
+  l->orig->n_errors++;
+}
+
+static void split_step(dp_loader_t *l) {
+  dp_batch_t *orig = l->orig;
+  if (!l->splitting) {
+    l->splitting = true;
+    l->split_errors = false;
+    l->split_next = orig->head;
+    l->split_cur = NULL;
+  } else if (l->split_cur) {
+    dp_staged_t *s = l->split_cur;
+    s->next = l->split_saved;
+    if (l->batch_failed) refuse_alone(l, s);
+    l->split_cur = NULL;
+  } else if (l->split_errors) {
+    orig->error_rows = l->sub.error_rows;
+    dp_buf_init(&l->sub.error_rows, 0);
+    l->batch = orig;
+    finish(l, l->batch_failed ? DP_EPG : 0);
+    return;
+  }
+  dp_batch_init(&l->sub);
+  if (l->split_next) {
+    dp_staged_t *s = l->split_next;
+    l->split_next = s->next;
+    l->split_saved = s->next;
+    s->next = NULL;
+    l->split_cur = s;
+    l->sub.head = l->sub.tail = s;
+    l->sub.n_reports = 1;
+    l->batch = &l->sub;
+    begin_tx(l);
+    return;
+  }
+  /* every report is settled; now the error rows */
+  l->split_errors = true;
+  l->sub.error_rows = orig->error_rows;
+  dp_buf_init(&orig->error_rows, 0);
+  l->batch = &l->sub;
+  if (!l->sub.error_rows.len) {
+    orig->error_rows = l->sub.error_rows;
+    dp_buf_init(&l->sub.error_rows, 0);
+    l->batch = orig;
+    finish(l, 0);
+    return;
+  }
+  begin_tx(l);
+}
+
+static void finish(dp_loader_t *l, int status) {
+  dp_batch_t *b = l->orig;
+  dp_loader_cb cb = l->cb;
+  l->batch = NULL;
+  l->orig = NULL;
+  l->cb = NULL;
+  l->phase = PH_IDLE;
+  l->splitting = false;
+  l->attempts = 0;
+  if (cb) cb(l, b, status);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API */
+
+dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
+  PGconn *c = dp_store_connect(conninfo, err, errlen);
+  if (!c) return NULL;
+  dp_loader_t *l = calloc(1, sizeof *l);
+  if (!l || !(l->conninfo = strdup(conninfo))) {
+    free(l);
+    PQfinish(c);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  l->loop = loop;
+  l->conn = c;
+  PQsetnonblocking(c, 1);
+  PQsetNoticeProcessor(c, ignore_notice, NULL);
+  uv_timer_init(loop, &l->timer);
+  l->timer.data = l;
+  return l;
+}
+
+int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
+  if (l->orig) return UV_EBUSY;
+  l->orig = b;
+  l->batch = b;
+  l->cb = cb;
+  l->attempts = 0;
+  l->splitting = false;
+  l->failed = false;
+  start_batch(l);
+  return 0;
+}
+
+bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
+
+static void timer_close_cb(uv_handle_t *h) {
+  dp_loader_t *l = h->data;
+  free(l->conninfo);
+  free(l->claimed);
+  free(l->collided);
+  free(l->months);
+  free(l->new_months);
+  free(l);
+}
+
+void dp_loader_destroy(dp_loader_t *l) {
+  if (!l) return;
+  l->closing = true;
+  drop_conn(l);
+  uv_timer_stop(&l->timer);
+  uv_close((uv_handle_t *)&l->timer, timer_close_cb);
+}

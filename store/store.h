@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* store/store.h - everything dmarcpipe keeps in PostgreSQL: choosing the
+ * database (--db, PG* environment, embedded cluster), the embedded cluster
+ * itself, schema migrations, COPY text encoding of reports/records/errors, and
+ * the non-blocking batch loader. Knows nothing of where reports came from. */
+#ifndef DP_STORE_H
+#define DP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "core/core.h"
+#include "parse/parse.h"
+
+/* ------------------------------------------------------------------------ */
+/* Database selection and the embedded cluster (store/pg_embed.c,
+ * store/db_select.c). */
+
+/** Directory of the embedded cluster: $DMARCPIPE_HOME, else
+ *  $XDG_DATA_HOME/dmarcpipe, else ~/.local/share/dmarcpipe; as root (where the
+ *  cluster runs as the unprivileged 'postgres' user, who cannot enter /root)
+ *  /var/lib/dmarcpipe unless DMARCPIPE_HOME is set. Caller owns result; free(). */
+char *dp_embed_home(void);
+/** Create (initdb, first time only) and start the embedded cluster under home
+ *  (Unix socket in home/run, listen_addresses='', no TCP) and create the
+ *  "dmarcpipe" database. Idempotent: an already running cluster is fine. As
+ *  root the cluster's files belong to and the server runs as 'postgres'.
+ *  On success *conninfo is a libpq string for it (caller owns; free()).
+ *  DP_EEMBED with a one-line reason in err otherwise (e.g. no PostgreSQL server
+ *  package installed). */
+int dp_embed_start(const char *home, char **conninfo, char *err, size_t errlen);
+/** Stop the embedded cluster (fast shutdown); 0 also when it was not running. */
+int dp_embed_stop(const char *home, char *err, size_t errlen);
+/** Write a one-line status ("running (pid 123), socket DIR" / "stopped" /
+ *  "not initialised") into out; 0 = running, 1 = stopped/absent, <0 error. */
+int dp_embed_status(const char *home, char *out, size_t outlen);
+/** The libpq connection string for the embedded cluster in home (not started). Caller owns; free(). */
+char *dp_embed_conninfo(const char *home);
+
+/** Pick the database: db_opt (--db) when given; else "" when any libpq PG*
+ *  variable (PGHOST, PGHOSTADDR, PGPORT, PGDATABASE, PGUSER, PGSERVICE) is set,
+ *  so libpq uses the environment; else the embedded cluster, started if needed.
+ *  *conninfo: caller owns; free(). DP_E* with a reason in err on failure. */
+int dp_store_select(const char *db_opt, char **conninfo, char *err, size_t errlen);
+
+/** Connect (blocking) and apply pending migrations. Caller owns the result;
+ *  PQfinish() it. NULL with a one-line reason in err on failure. */
+PGconn *dp_store_connect(const char *conninfo, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* Schema (store/migrate.c). Migrations are the files store/migrations/NNNN_*.sql,
+ * compiled into the binary, recorded in table schema_migrations, applied in
+ * order, each in its own transaction, under an advisory lock so that
+ * concurrent processes apply each exactly once. */
+
+/** Apply every pending migration (blocking). 0 or DP_EPG with reason in err. */
+int dp_store_migrate(PGconn *c, char *err, size_t errlen);
+/** The number of the newest migration compiled in. */
+int dp_store_schema_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* COPY text encoding (store/copy_encode.c). Rows are in PostgreSQL COPY text
+ * format: tab-separated, newline-terminated, \N for NULL; text escapes
+ * backslash, tab, newline and carriage return; arrays are array literals
+ * ({"a","b"}) with their own quoting, then COPY-escaped. Input is UTF-8 from
+ * the parser; NUL bytes cannot occur (C strings). All functions return 0 or
+ * DP_ELIMIT/DP_ENOMEM from the buffer. */
+
+/** Append s as one COPY text field (no separator). */
+int dp_copy_text(dp_buf_t *b, const char *s);
+/** Append a text[] field built from n strings taken at stride bytes apart
+ *  starting at first (a const char * member of an array of structs), e.g.
+ *  dp_copy_array(b, &rec->dkim[0].domain, rec->n_dkim, sizeof rec->dkim[0]). */
+int dp_copy_array(dp_buf_t *b, const char *const *first, size_t n, size_t stride);
+
+/** The report's 64-bit key, a hash of its identity (org_name, report_id,
+ *  domain, begin, end) as PostgreSQL bigint. */
+int64_t dp_store_report_key(const dp_report_t *r);
+/** Append the report's row for table report (columns as in
+ *  dp_store_report_columns) with the given source and content hash. */
+int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
+                           const char *source, uint64_t content_hash);
+/** Append one record row for table record (columns as in dp_store_record_columns). */
+int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec);
+/** Append one ingest_error row (columns as in dp_store_error_columns); org_name
+ *  and report_id may be "" when unknown; code is a DP_E* value. */
+int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
+                          const char *org_name, const char *report_id, int code,
+                          const char *reason);
+/** Column lists, in encoding order, for the COPY statements. Static strings. */
+extern const char dp_store_report_columns[];
+extern const char dp_store_record_columns[];
+extern const char dp_store_error_columns[];
+
+/* ------------------------------------------------------------------------ */
+/* The batch loader (store/loader.c): loads batches of parsed reports into
+ * PostgreSQL over one non-blocking libpq connection driven by a libuv loop
+ * (uv_poll on PQsocket; the loop thread never blocks). Per batch, one
+ * transaction: COPY the report rows into a temporary stage table, claim them
+ * with INSERT ... ON CONFLICT DO NOTHING RETURNING id (in key order, so that
+ * concurrent loaders cannot deadlock), COPY the records of the newly claimed
+ * reports only, COPY the batch's ingest_error rows, COMMIT. A lost connection
+ * or a transient error (deadlock, serialization failure) retries the whole
+ * batch with backoff; any other error splits the batch so that one bad report
+ * is recorded as refused and never takes the others down. */
+
+/** Outcome of one staged report, set by the loader. */
+enum { DP_STAGED_PENDING = 0, DP_STAGED_NEW = 1, DP_STAGED_DUPLICATE = 2, DP_STAGED_FAILED = 3 };
+
+/** One parsed report waiting to be loaded. The pipeline fills it in a worker
+ *  thread; the loader owns it between dp_loader_submit and the callback. */
+typedef struct dp_staged {
+  int64_t key;           /* dp_store_report_key() */
+  int64_t begin;         /* report begin, for the record partition */
+  dp_buf_t report_row;   /* one COPY row for table report */
+  dp_buf_t record_rows;  /* COPY rows for table record */
+  char *source;          /* "file" or "file: part", owned */
+  char *org_name;        /* owned, for messages */
+  char *report_id;       /* owned, for messages */
+  uint64_t n_records;
+  uint64_t messages;
+  int status;            /* DP_STAGED_* after the callback */
+  char *error;           /* owned; reason when DP_STAGED_FAILED */
+  struct dp_staged *next;
+} dp_staged_t;
+
+/** A batch: staged reports plus ingest_error rows, loaded in one transaction. */
+typedef struct dp_batch {
+  dp_staged_t *head, *tail;
+  size_t n_reports;
+  size_t bytes;          /* COPY bytes held, for backpressure */
+  dp_buf_t error_rows;   /* COPY rows for table ingest_error */
+  size_t n_errors;
+  void *data;            /* for the submitter */
+} dp_batch_t;
+
+/** Initialise an empty batch. */
+void dp_batch_init(dp_batch_t *b);
+/** Append s to b (takes ownership of s). */
+void dp_batch_add(dp_batch_t *b, dp_staged_t *s);
+/** Free every staged report and error row of b; b is empty afterwards. */
+void dp_batch_free(dp_batch_t *b);
+/** Allocate an empty staged report (caller owns; free with dp_staged_free). NULL on OOM. */
+dp_staged_t *dp_staged_create(void);
+/** Free a staged report and everything it owns. NULL is allowed. */
+void dp_staged_free(dp_staged_t *s);
+
+typedef struct dp_loader dp_loader_t;
+/** Called on the loop thread when a batch is done: status 0 when it was
+ *  committed (each staged report's status says new/duplicate/failed), or a
+ *  fatal error (the database stayed unreachable past the retry budget). */
+typedef void (*dp_loader_cb)(dp_loader_t *l, dp_batch_t *b, int status);
+
+/** Create a loader on loop for conninfo; connects and migrates (blocking,
+ *  once, before the pipeline starts). Caller owns result; free with
+ *  dp_loader_destroy once the loop has no batch in flight. NULL with a reason
+ *  in err on failure. */
+dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen);
+/** Start loading b; cb runs on the loop thread when done. Only one batch at a
+ *  time: UV_EBUSY while one is in flight (then cb never runs for b). */
+int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
+/** true while a batch is in flight. */
+bool dp_loader_busy(const dp_loader_t *l);
+/** Close the connection and its poll handle; the loop must run once more to
+ *  finish closing; then the memory is freed. */
+void dp_loader_destroy(dp_loader_t *l);
+
+/* ------------------------------------------------------------------------ */
+/** `dmarcpipe db init|migrate|status|start|stop [--db DSN]`; argv[0] is "db".
+ *  Returns the process exit status (0 ok, 1 failed, 2 usage). */
+int dp_db_cmd(int argc, char **argv);
+
+#endif

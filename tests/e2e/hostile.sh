@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# tests/e2e/hostile.sh - every case of corpus/hostile/EXPECTED.tsv ingested
+# alone into a fresh database: exact counts for ok, refusal with a one-line
+# error naming the file and nothing stored for reject, no crash or hang for
+# any/noleak, and never a byte of /etc/passwd in the database.
+source "$(dirname "$0")/lib/common.bash"
+H="$CORPUS/hostile"
+new_db hostile
+while IFS=$'\t' read -r file expect note; do
+  [ "$file" = file ] && continue
+  sql "TRUNCATE report, record, ingest_error" >/dev/null
+  set +e
+  timeout 60 "$DP_BIN" ingest --quiet --db "$DB" "$H/$file" > /dev/null 2> "$TMP/err"
+  rc=$?
+  set -e
+  case "$expect" in
+    ok*)
+      read -r _ n m <<< "$expect"
+      expect_eq "$file: exit status ($(head -c 300 "$TMP/err"))" "$rc" 0
+      expect_eq "$file: records messages" "$(sql "SELECT count(*), coalesce(sum(count), 0) FROM record")" "$n|$m" ;;
+    reject)
+      expect_eq "$file: exit status" "$rc" 1
+      expect_eq "$file: nothing stored" "$(sql "SELECT count(*) FROM report")" 0
+      expect_eq "$file: refusal recorded" "$(sql "SELECT count(*) > 0 FROM ingest_error")" t
+      grep -qF "$H/$file" "$TMP/err" && ok || fail "$file: error does not name the file: $(cat "$TMP/err")" ;;
+    any|noleak)
+      [ "$rc" -le 1 ] && ok || fail "$file: exit status $rc: $(head -c 300 "$TMP/err")" ;;
+  esac
+  if [ "$expect" = noleak ]; then
+    leak=$(sql "SELECT count(*) FROM (SELECT row_to_json(r)::text t FROM report r UNION ALL SELECT row_to_json(x)::text FROM record x UNION ALL SELECT row_to_json(e)::text FROM ingest_error e) s WHERE t LIKE '%root:%' OR t LIKE '%/bin/%sh%'")
+    expect_eq "$file: nothing of /etc/passwd stored" "$leak" 0
+  fi
+done < "$H/EXPECTED.tsv"
+finish

@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: MIT
+# tests/e2e/lib/common.bash - shared helpers for the end-to-end tests: a fresh
+# database per test in the cluster named by DP_TEST_DB, psql shortcuts, checks.
+set -euo pipefail
+: "${DP_BIN:?DP_BIN (the dmarcpipe binary) must be set; run through ctest}"
+: "${DP_TEST_DB:?DP_TEST_DB is unset: run the suite with tests/run.sh, which starts PostgreSQL}"
+CORPUS="${DP_SHARED_DIR:?}/corpus"
+unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE
+
+E2E_FAILS=0
+E2E_PASSES=0
+TMP=$(mktemp -d /tmp/dp-e2e.XXXXXX)
+cleanup() { rm -rf "$TMP"; [ -n "${E2E_DB:-}" ] && psql "$DP_TEST_DB dbname=postgres" -qc "DROP DATABASE IF EXISTS \"$E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+# new_db NAME: create an empty database and set DB to its conninfo.
+new_db() {
+  E2E_DB="dp_e2e_$1_$$"
+  psql "$DP_TEST_DB dbname=postgres" -qc "DROP DATABASE IF EXISTS \"$E2E_DB\" WITH (FORCE)" >/dev/null
+  psql "$DP_TEST_DB dbname=postgres" -qc "CREATE DATABASE \"$E2E_DB\"" >/dev/null
+  DB="$DP_TEST_DB dbname=$E2E_DB"
+}
+# sql QUERY: run a query in DB, print unaligned tuples.
+sql() { psql "$DB" -XAtqc "$1"; }
+ok() { E2E_PASSES=$((E2E_PASSES + 1)); }
+fail() { echo "FAIL: $*" >&2; E2E_FAILS=$((E2E_FAILS + 1)); }
+# expect_eq WHAT GOT WANT
+expect_eq() { if [ "$2" == "$3" ]; then ok; else fail "$1: got '$2', want '$3'"; fi; }
+finish() {
+  echo "$E2E_PASSES passed, $E2E_FAILS failed"
+  [ "$E2E_FAILS" -eq 0 ]
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# tests/e2e/store_roundtrip.sh - the embedded cluster's life cycle through the
+# CLI (db status/start/init/conninfo/stop, two concurrent first starts, a
+# stale postmaster.pid), then the COPY round trip (test_pg_roundtrip) against
+# it. Needs the PostgreSQL server package; $DP_BIN is the dmarcpipe binary.
+set -u
+
+: "${DP_BIN:?DP_BIN must point to the dmarcpipe binary}"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/dp_e2e_store.XXXXXX) || fail "mktemp"
+# As root the cluster runs as 'postgres', who must be able to enter $tmp.
+chmod 755 "$tmp"
+homes=()
+cleanup() {
+  for h in "${homes[@]}"; do DMARCPIPE_HOME=$h "$DP_BIN" db stop >/dev/null 2>&1; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE
+
+export DMARCPIPE_HOME=$tmp/home
+homes+=("$DMARCPIPE_HOME")
+db() { "$DP_BIN" db "$@"; }
+
+# Nothing yet: status says so and exits 1; stop is a no-op.
+out=$(db status) && fail "status of a missing cluster exited 0"
+grep -q "embedded cluster: not initialised" <<<"$out" || fail "status: $out"
+db stop >/dev/null || fail "stop of a missing cluster"
+
+# conninfo works before the cluster exists and names the private socket.
+ci=$(db conninfo) || fail "conninfo"
+[ "$ci" = "host='$DMARCPIPE_HOME/run' port=5432 dbname=dmarcpipe user=dmarcpipe" ] || fail "conninfo: $ci"
+[ "$(db conninfo --db 'dbname=x')" = "dbname=x" ] || fail "conninfo --db"
+[ "$(PGHOST=/x db conninfo)" = "" ] || fail "conninfo with PGHOST set should be empty"
+
+db start >/dev/null || fail "db start"
+db start >/dev/null || fail "db start twice (must be idempotent)"
+out=$(db status) || fail "status of a running cluster exited non-zero: $out"
+grep -q "embedded cluster: running (pid [0-9]*), socket $DMARCPIPE_HOME/run" <<<"$out" || fail "status: $out"
+grep -q "schema version: 0" <<<"$out" || fail "schema before init: $out"
+[ -S "$DMARCPIPE_HOME/run/.s.PGSQL.5432" ] || fail "no socket in $DMARCPIPE_HOME/run"
+# No TCP: the server was told listen_addresses=''.
+grep -q "^listen_addresses = ''" "$DMARCPIPE_HOME/pgdata/dmarcpipe.conf" || fail "listen_addresses"
+
+out=$(db init) || fail "db init: $out"
+grep -q "schema migrated from version 0 to 1" <<<"$out" || fail "init: $out"
+out=$(db migrate) || fail "db migrate: $out"
+grep -q "schema up to date at version 1" <<<"$out" || fail "migrate: $out"
+out=$(db status) || fail "status"
+grep -q "^schema version: 1" <<<"$out" || fail "status after init: $out"
+grep -q "^reports: 0$" <<<"$out" || fail "status counts: $out"
+grep -q "^records: 0$" <<<"$out" || fail "status counts: $out"
+
+# --db pointing at the same server gives the same answer; a bad one fails with 1.
+out=$(db status --db "$ci") || fail "status --db: $out"
+grep -q "^schema version: 1" <<<"$out" || fail "status --db: $out"
+db status --db "host=$tmp/nowhere dbname=x" >/dev/null && fail "status of an unreachable db exited 0"
+db start --db x 2>/dev/null; [ $? -eq 2 ] || fail "start --db should be a usage error"
+db frobnicate 2>/dev/null; [ $? -eq 2 ] || fail "unknown action should exit 2"
+db --help | grep -q "usage: dmarcpipe db" || fail "--help"
+
+# The COPY round trip against the running cluster, when the test is built.
+rt=$(dirname "$DP_BIN")/tests/test_pg_roundtrip
+if [ -x "$rt" ]; then
+  DP_TEST_DB=$ci "$rt" || fail "test_pg_roundtrip against the embedded cluster"
+fi
+
+db stop >/dev/null || fail "db stop"
+out=$(db status) && fail "status of a stopped cluster exited 0"
+grep -q "embedded cluster: stopped" <<<"$out" || fail "status after stop: $out"
+db stop >/dev/null || fail "second stop must be a no-op"
+
+# A crash leaves postmaster.pid behind, its pid reused by another process.
+db start >/dev/null || fail "restart"
+pid=$(head -1 "$DMARCPIPE_HOME/pgdata/postmaster.pid")
+kill -9 "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+# Children exit on their own once the postmaster is gone; give them a moment.
+sleep 1
+sleep 300 & sleeper=$!
+sed -i "1s/.*/$sleeper/" "$DMARCPIPE_HOME/pgdata/postmaster.pid"
+out=$(db status) && fail "status with a stale pid exited 0: $out"
+out=$(db init) || { kill "$sleeper"; fail "start after a crash with a stale pid: $out"; }
+kill "$sleeper"
+out=$(db status) || fail "status after crash restart: $out"
+grep -q "^schema version: 1" <<<"$out" || fail "schema lost after crash: $out"
+db stop >/dev/null || fail "stop after crash restart"
+
+# Two processes creating the same new cluster at once: both succeed, one initdb.
+# Missing parent directories are created traversable even under umask 077.
+umask 077
+export DMARCPIPE_HOME=$tmp/new/parents/home2
+homes+=("$DMARCPIPE_HOME")
+db init >"$tmp/a.out" 2>&1 & a=$!
+db init >"$tmp/b.out" 2>&1 & b=$!
+wait $a || fail "concurrent init A: $(cat "$tmp/a.out")"
+wait $b || fail "concurrent init B: $(cat "$tmp/b.out")"
+out=$(db status) || fail "status after concurrent init"
+grep -q "^schema version: 1" <<<"$out" || fail "concurrent init: $out"
+db stop >/dev/null || fail "stop home2"
+
+# As root, a home the 'postgres' user cannot enter is refused with a clear reason.
+if [ "$(id -u)" = 0 ] && getent passwd postgres >/dev/null; then
+  mkdir -m 700 "$tmp/private"
+  out=$(DMARCPIPE_HOME=$tmp/private/home "$DP_BIN" db start 2>&1) && fail "start under a 0700 dir as root succeeded"
+  grep -q "cannot enter $tmp/private" <<<"$out" || fail "root traversal message: $out"
+  grep -q "DMARCPIPE_HOME" <<<"$out" || fail "root traversal message: $out"
+fi
+
+echo "ok: store_roundtrip"
