@@ -11,6 +11,6 @@ DP="$ROOT/build/dmarcpipe"
 SAMPLES="$ROOT/build/sample-reports"
 rm -rf "$SAMPLES"
 "$DP" sample --out "$SAMPLES"
-"$DP" ingest "$SAMPLES"
+"$DP" ingest "$SAMPLES/reports"
 echo
 "$DP" senders --domain example.com

@@ -20,7 +20,9 @@
 #define MIME_MAX_MULTIPART_DEPTH 16
 /* Leaf parts in one message (forwarded ones included). */
 #define MIME_MAX_PARTS 1000
-/* Bytes kept of one unfolded header field value. */
+/* Bytes kept of one unfolded header field value; everything derived from a
+ * field (parameters, decoded names) is bounded by a small multiple of it, so
+ * those buffers need no cap of their own. */
 #define MIME_MAX_FIELD (16 * 1024)
 /* Bytes kept of a decoded file name. */
 #define MIME_MAX_FILENAME 255
@@ -314,7 +316,7 @@ static int param_value(const struct params *ps, const char *name, dp_buf_t *out)
       data = q2 + 1;
     }
     dp_buf_t raw;
-    dp_buf_init(&raw, MIME_MAX_FIELD);
+    dp_buf_init(&raw, 0);
     int rc = pct_decode(data, strlen(data), &raw);
     if (!rc) rc = to_utf8(cs, (const unsigned char *)(raw.data ? raw.data : ""), raw.len, out);
     dp_buf_free(&raw);
@@ -322,7 +324,7 @@ static int param_value(const struct params *ps, const char *name, dp_buf_t *out)
   }
   /* continuations: name*0, name*0*, name*1 ... in order; missing ends them */
   dp_buf_t raw;
-  dp_buf_init(&raw, MIME_MAX_FIELD);
+  dp_buf_init(&raw, 0);
   char cs[64] = "";
   int found = 0, rc = 0;
   for (int k = 0; k < MIME_MAX_PARAMS && !rc; k++) {
@@ -454,7 +456,7 @@ static int rfc2047_decode(const char *s, size_t n, dp_buf_t *out) {
   size_t i = 0;
   int prev_word = 0;
   dp_buf_t raw;
-  dp_buf_init(&raw, MIME_MAX_FIELD);
+  dp_buf_init(&raw, 0);
   int rc = 0;
   while (i < n && !rc) {
     if (s[i] == '=' && i + 1 < n && s[i + 1] == '?') {
@@ -537,7 +539,7 @@ static int get_filename(const struct entity *e, const char *ctval, size_t ctlen,
   struct params ps;
   dp_buf_t tmp;
   int rc = 0, got = 0;
-  dp_buf_init(&tmp, MIME_MAX_FIELD);
+  dp_buf_init(&tmp, 0);
   dp_buf_reset(out);
   int h = hdr_get(e, "Content-Disposition", fv);
   if (h < 0) return h;
@@ -556,15 +558,21 @@ static int get_filename(const struct entity *e, const char *ctval, size_t ctlen,
   if (got < 0) rc = got;
   if (!rc && got > 0) {
     dp_buf_t dec;
-    dp_buf_init(&dec, MIME_MAX_FIELD);
-    if (got == 1)
-      rc = rfc2047_decode(tmp.data, tmp.len, &dec);
-    else
+    dp_buf_init(&dec, 0);
+    if (got == 1) { /* raw 8-bit header bytes may sit between the words */
+      dp_buf_t words;
+      dp_buf_init(&words, 0);
+      rc = rfc2047_decode(tmp.data, tmp.len, &words);
+      if (!rc) rc = append_utf8_clean(&dec, (const unsigned char *)(words.data ? words.data : ""), words.len);
+      dp_buf_free(&words);
+    } else {
       rc = dp_buf_append(&dec, tmp.data, tmp.len);
+    }
     /* keep it on one line and short, cutting on a character boundary */
     for (size_t i = 0; !rc && i < dec.len; i++) {
       unsigned char c = (unsigned char)dec.data[i];
-      if (out->len >= MIME_MAX_FILENAME && (c & 0xc0) != 0x80) break;
+      size_t seq = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4; /* dec is valid UTF-8 */
+      if ((c & 0xc0) != 0x80 && out->len + seq > MIME_MAX_FILENAME) break;
       rc = dp_buf_putc(out, (c < 0x20 || c == 0x7f) ? '?' : (char)c);
     }
     dp_buf_free(&dec);
@@ -689,9 +697,9 @@ static int walk_entity(struct walk *w, const char *p, size_t n, const char *pref
   struct entity e;
   split_entity(p, n, &e);
   dp_buf_t ct, fv, fname, dec;
-  dp_buf_init(&ct, MIME_MAX_FIELD);
-  dp_buf_init(&fv, MIME_MAX_FIELD);
-  dp_buf_init(&fname, MIME_MAX_FIELD);
+  dp_buf_init(&ct, 0);
+  dp_buf_init(&fv, 0);
+  dp_buf_init(&fname, 0);
   dp_buf_init(&dec, n + 1);
   char type[96] = "", why[200] = "", path[600];
   int rc = hdr_get(&e, "Content-Type", &ct);

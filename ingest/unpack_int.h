@@ -32,9 +32,11 @@ const char *dp_kind_name(dp_kind_t k);
  *   doc_begin(part) doc_data(...)* doc_end(status, reason)
  * part says where the document is inside the input: "" when the input itself
  * is the document, otherwise a path such as "entry a.xml",
- * "part 2 (report.zip) > entry a.xml" or "member 1". status is 0 when the
- * container stream around the document ended cleanly, otherwise a DP_E* code
- * and reason is one line such as "gzip stream truncated after 12 KiB" or
+ * "part 2 (report.zip) > entry a.xml" or "part 1 (r.xml.gz)" (the members of
+ * a multi-member gzip are one stream, one document; docs/internals/UNPACK.md).
+ * status is 0 when the container stream around the document ended cleanly,
+ * otherwise a DP_E* code and reason is one line such as "gzip stream truncated
+ * after 12 KiB of output" or
  * "zip entry r.xml: CRC mismatch"; the consumer must then refuse the whole
  * document even if its XML was complete.
  * part_error reports a part that never became a document (a zip entry that is

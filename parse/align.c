@@ -76,13 +76,13 @@ static const char *org_lookup(const char *norm) {
 /* PSL lookups are the most expensive step per record, and a report repeats
  * the same few domains in every record, so each thread keeps a small
  * direct-mapped cache of recent answers (short names only). */
-#define ORG_CACHE 128
+#define ORG_SETS 256 /* two ways each: ~33 KiB per thread */
 #define ORG_CACHE_NAME 64
 struct org_entry {
   char name[ORG_CACHE_NAME];
   unsigned char org_off; /* the org domain is a suffix of name */
 };
-static _Thread_local struct org_entry org_cache[ORG_CACHE];
+static _Thread_local struct org_entry org_cache[ORG_SETS][2];
 
 /* Copy the organizational domain of norm (length len) into out (DOMAIN_MAX+1). */
 static void org_into(const char *norm, size_t len, char *out) {
@@ -90,14 +90,21 @@ static void org_into(const char *norm, size_t len, char *out) {
     strcpy(out, org_lookup(norm));
     return;
   }
-  struct org_entry *e = &org_cache[dp_hash64(DP_HASH_INIT, norm, len) % ORG_CACHE];
-  if (strcmp(e->name, norm) != 0) {
-    const char *org = org_lookup(norm);
-    memcpy(e->name, norm, len + 1);
-    /* psl_registrable_domain returns a pointer into its argument */
-    e->org_off = (unsigned char)(org >= norm && org <= norm + len ? org - norm : 0);
+  struct org_entry *set = org_cache[dp_hash64(DP_HASH_INIT, norm, len) % ORG_SETS];
+  if (strcmp(set[0].name, norm) != 0) {
+    struct org_entry hit;
+    if (strcmp(set[1].name, norm) == 0) {
+      hit = set[1];
+    } else {
+      const char *org = org_lookup(norm);
+      memcpy(hit.name, norm, len + 1);
+      /* psl_registrable_domain returns a pointer into its argument */
+      hit.org_off = (unsigned char)(org >= norm && org <= norm + len ? org - norm : 0);
+    }
+    set[1] = set[0]; /* most recent first */
+    set[0] = hit;
   }
-  memcpy(out, e->name + e->org_off, len - e->org_off + 1);
+  memcpy(out, set[0].name + set[0].org_off, len - set[0].org_off + 1);
 }
 
 int dp_align_org_domain(const char *domain, char *out, size_t outlen) {

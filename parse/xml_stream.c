@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
@@ -292,6 +293,7 @@ struct dp_parser {
 /* ======================================================================== */
 /* Errors                                                                   */
 
+static int utf8_seq(const unsigned char *s, size_t avail);
 static int fail(dp_parser_t *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(dp_parser_t *p, int rc, const char *fmt, ...) {
   if (p->rc) return p->rc;
@@ -300,6 +302,15 @@ static int fail(dp_parser_t *p, int rc, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(p->err, sizeof p->err, fmt, ap);
   va_end(ap);
+  /* one line of valid UTF-8, whatever libxml2 or the document put into it */
+  unsigned char *e = (unsigned char *)p->err;
+  size_t n = strlen(p->err);
+  for (size_t i = 0; i < n;) {
+    int r = e[i] < 0x80 ? 1 : utf8_seq(e + i, n - i);
+    if (r <= 0) e[i] = '?';
+    else if (r == 1 && (e[i] < 0x20 || e[i] == 0x7f)) e[i] = ' ';
+    i += r > 0 ? (size_t)r : 1;
+  }
   if (p->ctxt) xmlStopParser(p->ctxt);
   return rc;
 }
@@ -696,7 +707,7 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     } else if (tok == T_FEEDBACK && !p->seen_feedback) {
       st = S_FEEDBACK;
       p->seen_feedback = true;
-      p->rep.schema = uri && strcmp((const char *)uri, RFC9990_NS) == 0 ? 2 : 1;
+      p->rep.schema = uri && strcasecmp((const char *)uri, RFC9990_NS) == 0 ? 2 : 1; /* URNs: case-insensitive */
     } else {
       /* Not (yet) the report: keep looking inside, since real files wrap
        * <feedback> in junk such as an unclosed <xs:schema>. */
@@ -817,6 +828,7 @@ static void on_xml_error(void *ud, xmlErrorPtr e) {
   if (!e || e->level != XML_ERR_FATAL || p->rc || p->done) return;
   char msg[256];
   snprintf(msg, sizeof msg, "%s", e->message ? e->message : "unknown error");
+  msg[strcspn(msg, "\n")] = '\0'; /* what follows is a raw snippet of the input */
   size_t n = strlen(msg);
   while (n && is_ws((unsigned char)msg[n - 1])) msg[--n] = '\0';
   /* The wrapper is ours; do not blame the sender's document for its name. */
@@ -1250,7 +1262,12 @@ const char *dp_parser_error(const dp_parser_t *p) { return p->err; }
 
 void dp_parser_destroy(dp_parser_t *p) {
   if (!p) return;
-  if (p->ctxt) xmlFreeParserCtxt(p->ctxt);
+  if (p->ctxt) {
+    /* libxml2 keeps declared entities in a fake document even in SAX mode
+     * ("expat compatibility"); the context does not own it. */
+    if (p->ctxt->myDoc) xmlFreeDoc(p->ctxt->myDoc);
+    xmlFreeParserCtxt(p->ctxt);
+  }
   for (struct blk *b = p->blocks, *nx; b; b = nx) {
     nx = b->next;
     free(b);

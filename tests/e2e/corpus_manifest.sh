@@ -51,18 +51,16 @@ expect_eq "record rows match report counts" \
 # every ok report is there with its exact counts
 while IFS=$'\t' read -r file kind reports records messages domain org rid expect note; do
   [ "$expect" = ok ] && [ "$reports" = 1 ] || continue
-  got=$(psql "$DB" -XAtq -v rid="$rid" -v dom="$domain" \
-        -c "SELECT n_records || ' ' || messages FROM report WHERE report_id = :'rid' AND domain = :'dom' LIMIT 1")
+  got=$(psql "$DB" -XAtq -v rid="$rid" -v dom="$domain" <<< "SELECT n_records || ' ' || messages FROM report WHERE report_id = :'rid' AND domain = :'dom' LIMIT 1")
   [ -n "$got" ] || { fail "$file: report $rid not stored"; continue; }
   # a report_id shared by two orgs: any row with the right counts will do
-  n=$(psql "$DB" -XAtq -v rid="$rid" -v dom="$domain" -v rec="$records" -v msg="$messages" \
-        -c "SELECT count(*) FROM report WHERE report_id = :'rid' AND domain = :'dom' AND n_records = :rec AND messages = :msg")
+  n=$(psql "$DB" -XAtq -v rid="$rid" -v dom="$domain" -v rec="$records" -v msg="$messages" <<< "SELECT count(*) FROM report WHERE report_id = :'rid' AND domain = :'dom' AND n_records = :rec AND messages = :msg")
   [ "$n" -ge 1 ] && ok || fail "$file: stored counts '$got', want '$records $messages'"
 done < "$REAL/MANIFEST.tsv"
 # every rejected file is recorded in ingest_error and named on stderr
 while IFS=$'\t' read -r file kind reports records messages domain org rid expect note; do
   [ "$expect" = reject ] || continue
-  n=$(psql "$DB" -XAtq -v src="$REAL/$file" -c "SELECT count(*) FROM ingest_error WHERE source = :'src'")
+  n=$(psql "$DB" -XAtq -v src="$REAL/$file" <<< "SELECT count(*) FROM ingest_error WHERE source = :'src'")
   [ "$n" -ge 1 ] && ok || fail "$file: no ingest_error row"
   grep -qF "$REAL/$file" "$TMP/err1" && ok || fail "$file: not named on stderr"
 done < "$REAL/MANIFEST.tsv"

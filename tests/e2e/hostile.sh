@@ -7,6 +7,7 @@
 source "$(dirname "$0")/lib/common.bash"
 H="$CORPUS/hostile"
 new_db hostile
+"$DP_BIN" db migrate --db "$DB" > /dev/null
 while IFS=$'\t' read -r file expect note; do
   [ "$file" = file ] && continue
   sql "TRUNCATE report, record, ingest_error" >/dev/null

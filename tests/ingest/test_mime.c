@@ -437,7 +437,7 @@ TEST(test_mime_digest_and_no_content_type) {
       "--d--\n";
   struct walkrec w;
   ASSERT_OK(walk(msg, NULL, &w, NULL, 0));
-  ASSERT_STR_EQ(wlog(&w), "part 1 (message) > part 1|text/plain||6|2|0\npart 2|text/plain||7|1|0\n");
+  ASSERT_STR_EQ(wlog(&w), "part 1 (message) > part 1|text/plain||5|2|0\npart 2|text/plain||6|1|0\n");
   walk_free(&w);
 }
 
@@ -499,4 +499,25 @@ TEST(test_mime_mail_inside_gzip) {
   rec_free(&r);
   free(g);
   free(msg);
+}
+
+TEST(test_mime_long_filename_is_cut) {
+  dp_buf_t m;
+  dp_buf_init(&m, 0);
+  dp_buf_puts(&m, "From: a@b\nContent-Type: application/zip\nContent-Disposition: attachment;\n"
+                  " filename*=iso-8859-1''");
+  for (int i = 0; i < 5000; i++) dp_buf_puts(&m, "%E9");
+  dp_buf_puts(&m, "\n\nx\n");
+  struct walkrec w;
+  ASSERT_OK(walk(m.data, NULL, &w, NULL, 0));
+  /* 5000 x e-acute is 10000 bytes of UTF-8: cut to 127 whole characters (254 bytes) */
+  dp_buf_t want;
+  dp_buf_init(&want, 0);
+  dp_buf_puts(&want, "part 1|application/zip|");
+  for (int i = 0; i < 127; i++) dp_buf_puts(&want, "\xc3\xa9");
+  dp_buf_puts(&want, "|2|1|0\n");
+  ASSERT_STR_EQ(wlog(&w), want.data);
+  dp_buf_free(&want);
+  walk_free(&w);
+  dp_buf_free(&m);
 }

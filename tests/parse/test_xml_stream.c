@@ -541,6 +541,8 @@ static const struct refusal REFUSALS[] = {
   {"<?xml version=\"1.0\"?>\n<feedback>\n<report_metadata>\n<org_name>x</org_name>\n<a></b>\n",
    DP_EXML, "malformed XML at line 5: Opening and ending tag mismatch: a line 5 and b"},
   {"<feedback>" META POLICY "<record><row>", DP_EXML, "document ends inside <row>"},
+  {"<feedback>\n<!-- open\n\x80 comment", DP_EXML, "malformed XML at line 2: document ends inside <feedback>"},
+  {"<a></a>\n<!-- open\n\x80 comment", DP_EXML, "malformed XML at line 3: Comment not terminated"},
   {"<feedback><report_metadata><org_name>a&amp;b &undefined;</org_name>", DP_EXML,
    "Entity 'undefined' not defined"},
   {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;\">]>\n"

@@ -6,6 +6,7 @@ set -euo pipefail
 : "${DP_TEST_DB:?DP_TEST_DB is unset: run the suite with tests/run.sh, which starts PostgreSQL}"
 CORPUS="${DP_SHARED_DIR:?}/corpus"
 unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE
+export PGOPTIONS="-c client_min_messages=warning"
 
 E2E_FAILS=0
 E2E_PASSES=0
