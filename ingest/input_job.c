@@ -132,6 +132,7 @@ static int on_doc_begin(void *ud, const char *part) {
   d->report_id[0] = '\0';
   d->records_seen = 0;
   d->hash = DP_HASH_INIT;
+  d->job->docs++;
   d->part = strdup(part ? part : "");
   d->parser = dp_parser_create(d->job->lim, &parse_cb, d);
   if (!d->part || !d->parser) return DP_ENOMEM;
@@ -184,10 +185,15 @@ static void on_part_error(void *ud, const char *part, int status, const char *re
   job_refuse(d->job, part, "", "", status, reason);
 }
 
+/* Notes (a MIME part that is not a report, ...) are kept aside and shown
+ * only when the input gave no report at all: then they explain why; next to
+ * a loaded report they are noise. */
 static void on_note(void *ud, const char *part, const char *msg) {
   struct doc *d = ud;
-  d->job->notes++;
-  job_line(d->job, "note: ", part, "", "", msg);
+  dp_job_t *j = d->job;
+  j->notes++;
+  dp_buf_printf(&j->note_lines, "dmarcpipe: %s%s%s: note: %s\n", j->display,
+                part && *part ? ": " : "", part ? part : "", msg);
 }
 
 static const dp_unpack_cb_t unpack_cb = {on_doc_begin, on_doc_data, on_doc_end, on_part_error,
@@ -216,6 +222,7 @@ void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
   j->lim = lim;
   dp_buf_init(&j->error_rows, 0);
   dp_buf_init(&j->lines, 0);
+  dp_buf_init(&j->note_lines, 0);
 }
 
 void dp_job_run(dp_job_t *j) {
@@ -274,6 +281,9 @@ void dp_job_run(dp_job_t *j) {
     j->input_refused = 1;
     job_refuse(j, "", "", "", rc, *err ? err : dp_strerror(rc));
   }
+  if (!j->docs && j->note_lines.len)
+    dp_buf_append(&j->lines, j->note_lines.data, j->note_lines.len);
+  dp_buf_free(&j->note_lines);
   if (map) munmap(map, len);
   dp_buf_free(&in);
 }
@@ -288,4 +298,5 @@ void dp_job_free(dp_job_t *j) {
   j->head = j->tail = NULL;
   dp_buf_free(&j->error_rows);
   dp_buf_free(&j->lines);
+  dp_buf_free(&j->note_lines);
 }

@@ -21,6 +21,8 @@ typedef struct dp_job {
   dp_buf_t error_rows;       /* ingest_error COPY rows */
   size_t n_errors;
   dp_buf_t lines;            /* refusal and note lines for stderr */
+  dp_buf_t note_lines;       /* notes, shown only when no document was found */
+  uint64_t docs;             /* documents found (refused or not) */
   uint64_t bytes_in;
   int input_refused;         /* the input as a whole was refused */
   uint64_t docs_refused;     /* documents/parts refused inside it */

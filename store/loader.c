@@ -534,8 +534,8 @@ static void start_batch(dp_loader_t *l) {
 }
 
 static void mark_outcomes(dp_loader_t *l) {
-  qsort(l->claimed, l->n_claimed, sizeof *l->claimed, cmp_i64);
-  qsort(l->collided, l->n_collided, sizeof *l->collided, cmp_i64);
+  if (l->n_claimed) qsort(l->claimed, l->n_claimed, sizeof *l->claimed, cmp_i64);
+  if (l->n_collided) qsort(l->collided, l->n_collided, sizeof *l->collided, cmp_i64);
   /* A key is taken by the first staged report that carries it: the same
    * report twice in one batch is stored once. */
   int64_t *taken = NULL;
