@@ -151,6 +151,7 @@ typedef struct dp_sender {
   char *dkim_own_sel;  /* its selector */
   char *spf_foreign;   /* most frequent passing, unaligned SPF domain */
   bool spf_own_fail;   /* an SPF check for a domain under D did not pass */
+  int64_t relayed;     /* failing messages with a forwarded/mailing_list override */
   char *fix;           /* derived by dp__query_senders_fix() */
 } dp_sender_t;
 

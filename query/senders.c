@@ -27,6 +27,7 @@ static const char *const senders_sql[] = {
     "         (x.pe_dkim = 'pass' OR x.pe_spf = 'pass') AS policy_pass,"
     "         NOT (x.spf_aligned OR x.dkim_aligned) AS failing,"
     "         x.dkim_domains, x.dkim_results, x.dkim_selectors, x.spf_domains, x.spf_results,"
+    "         x.reason_types && ARRAY['forwarded', 'mailing_list', 'trusted_forwarder'] AS relayed,"
     "         r.org_name, r.begin_ts, r.end_ts"
     "    FROM record x JOIN report r ON r.id = x.report_key"
     "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
@@ -42,6 +43,7 @@ static const char *const senders_sql[] = {
     "         coalesce(sum(count) FILTER (WHERE spf_aligned_strict), 0)::bigint AS spf_strict,"
     "         coalesce(sum(count) FILTER (WHERE dkim_aligned_strict), 0)::bigint AS dkim_strict,"
     "         coalesce(sum(count) FILTER (WHERE policy_pass), 0)::bigint AS policy_pass,"
+    "         coalesce(sum(count) FILTER (WHERE failing AND relayed), 0)::bigint AS relayed,"
     "         array_agg(DISTINCT org_name ORDER BY org_name) AS reporters,"
     "         floor(extract(epoch FROM min(begin_ts)))::bigint AS first_seen,"
     "         floor(extract(epoch FROM max(end_ts)))::bigint AS last_seen"
@@ -99,7 +101,7 @@ static const char *const senders_sql[] = {
     "        coalesce(ips.ips, '{}'), coalesce(dkl.doms, '{}'), coalesce(spl.doms, '{}'),"
     "        a.reporters, a.first_seen, a.last_seen,"
     "        dkf.foreign_pass, dkf.own_fail, dkf.own_sel,"
-    "        spf.foreign_pass, coalesce(spf.own_fail, false)"
+    "        spf.foreign_pass, coalesce(spf.own_fail, false), a.relayed"
     "   FROM agg a"
     "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
     "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
@@ -131,6 +133,7 @@ enum {
   C_DKIM_SEL,
   C_SPF_FOREIGN,
   C_SPF_OWN,
+  C_RELAYED,
   C_NCOLS
 };
 
@@ -199,10 +202,13 @@ static bool row_to_sender(const PGresult *res, int i, dp_sender_t *s) {
   s->dkim_own_sel = dup_val(res, i, C_DKIM_SEL, &bad);
   s->spf_foreign = dup_val(res, i, C_SPF_FOREIGN, &bad);
   s->spf_own_fail = !strcmp(PQgetvalue(res, i, C_SPF_OWN), "t");
+  s->relayed = int_val(res, i, C_RELAYED, &bad);
   return !bad;
 }
 
 static const char unauth_prefix[] = "unauthenticated ";
+/* Unauthenticated networks shown one per row in the table form. */
+#define DP_SENDERS_UNAUTH_SHOWN 5
 
 char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   dp_buf_t b;
@@ -213,17 +219,28 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   } else if (!strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1)) {
     rc =
         dp_buf_puts(&b, "no SPF/DKIM pass: spoofing or broken forwarding; p=reject would block it");
+  } else if (s->relayed > 0 && s->relayed * 5 >= s->messages - s->dmarc_pass) {
+    /* Receivers said so (override reason) for a good share of the failing
+     * mail: a list or forwarder re-sends the domain's mail and breaks DKIM.
+     * Nothing in the domain's DNS fixes that. */
+    rc = dp_buf_printf(&b,
+                       "mailing list or forwarder (receivers reported forwarded/mailing_list for "
+                       "%" PRId64 " of %" PRId64 " failing messages): not fixable in %s's DNS; "
+                       "the list must rewrite From or receivers must trust its ARC seal",
+                       s->relayed, s->messages - s->dmarc_pass, domain);
   } else {
-    /* DKIM first: an aligned signature survives forwarding, so it is the
-     * better fix whenever the service offers it. */
-    if (s->dkim_foreign)
-      rc =
-          dp_buf_printf(&b, "DKIM signs as %s, not %s: sign with d=%s (custom DKIM at the service)",
-                        s->dkim_foreign, domain, domain);
-    else if (s->dkim_own_fail)
+    /* A failing signature for the domain itself comes first: the service
+     * already signs as the domain, so the key (selector) is what is broken.
+     * Then DKIM before SPF: an aligned signature survives forwarding, so it
+     * is the better fix whenever the service offers it. */
+    if (s->dkim_own_fail)
       rc = dp_buf_printf(&b, "DKIM for d=%s fails (selector %s): check the key/rotation",
                          s->dkim_own_fail,
                          s->dkim_own_sel && *s->dkim_own_sel ? s->dkim_own_sel : "not reported");
+    else if (s->dkim_foreign)
+      rc =
+          dp_buf_printf(&b, "DKIM signs as %s, not %s: sign with d=%s (custom DKIM at the service)",
+                        s->dkim_foreign, domain, domain);
     if (!rc && (s->spf_foreign || s->spf_own_fail) && b.len) rc = dp_buf_puts(&b, "; ");
     if (!rc && s->spf_foreign)
       rc = dp_buf_printf(&b,
@@ -404,10 +421,32 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
   if (!r) return DP_ENOMEM;
   int rc = 0;
   int64_t messages = 0, pass = 0;
+  /* People read the table: past the largest few, unauthenticated networks
+   * (spoofing, typically hundreds of tiny groups) are folded into one row so
+   * the senders that need a fix stay on screen. CSV and JSON list them all. */
+  size_t unauth_seen = 0;
+  dp_sender_t folded = {.sender = NULL};
+  size_t n_folded = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     messages += rows[i].messages;
     pass += rows[i].dmarc_pass;
+    bool unauth = !strncmp(rows[i].sender, unauth_prefix, sizeof unauth_prefix - 1);
+    if (table && unauth && ++unauth_seen > DP_SENDERS_UNAUTH_SHOWN) {
+      folded.messages += rows[i].messages;
+      folded.dmarc_pass += rows[i].dmarc_pass;
+      folded.spf_aligned += rows[i].spf_aligned;
+      folded.dkim_aligned += rows[i].dkim_aligned;
+      n_folded++;
+      continue;
+    }
     rc = table ? add_table_row(r, &rows[i]) : add_machine_row(r, &rows[i]);
+  }
+  char folded_name[96];
+  if (!rc && n_folded) {
+    snprintf(folded_name, sizeof folded_name, "unauthenticated (%zu more networks)", n_folded);
+    folded.sender = folded_name;
+    folded.fix = "no SPF/DKIM pass: spoofing or broken forwarding; --format json lists each";
+    rc = add_table_row(r, &folded);
   }
   if (!rc && table) {
     char line[512], pct[32];
