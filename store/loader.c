@@ -224,15 +224,24 @@ static void on_timer(uv_timer_t *t) {
   start_batch(l);
 }
 
+/* One stderr line per outage, naming its first cause. */
+static void note_outage(dp_loader_t *l, const char *why) {
+  if (!l->outage_started) l->outage_started = uv_now(l->loop);
+  if (!l->outage_logged) {
+    char line[600];
+    snprintf(line, sizeof line, "%s", why && *why ? why : "connection lost");
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = '\0';
+    fprintf(stderr, "dmarcpipe: database unavailable (%s); retrying\n", line);
+    l->outage_logged = true;
+  }
+}
+
 /* A connection-level or transient failure: retry the whole batch later. */
 static void retry_later(dp_loader_t *l, const char *why) {
   drop_conn(l);
+  note_outage(l, why);
   uint64_t now = uv_now(l->loop);
-  if (!l->outage_started) l->outage_started = now;
-  if (!l->outage_logged) {
-    fprintf(stderr, "dmarcpipe: database unavailable (%s); retrying\n", why);
-    l->outage_logged = true;
-  }
   if (now - l->outage_started > DP_LOADER_OUTAGE_BUDGET_MS) {
     fprintf(stderr, "dmarcpipe: database still unavailable after %u s: %s\n",
             DP_LOADER_OUTAGE_BUDGET_MS / 1000, why);
@@ -579,6 +588,7 @@ static void phase_failed(dp_loader_t *l) {
     char why[600];
     snprintf(why, sizeof why, "%s", l->errmsg);
     if (PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
+      if (strncmp(l->sqlstate, "40", 2)) note_outage(l, why); /* not a mere deadlock */
       l->retry_pending = true;
       send_query(l, PH_ROLLBACK, "ROLLBACK");
       return;

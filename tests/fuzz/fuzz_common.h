@@ -27,7 +27,7 @@
 /* Small limits keep each execution fast and let the fuzzer reach every cap;
  * max_report_size stays above 1 MiB so the ratio check (past 1 MiB of
  * output) is reachable too. */
-static void dp_fuzz_limits(dp_limits_t *l) {
+static inline void dp_fuzz_limits(dp_limits_t *l) {
   dp_limits_default(l);
   l->max_input_size = UINT64_C(1) << 20;
   l->max_report_size = UINT64_C(2) << 20;
@@ -45,7 +45,7 @@ static volatile uint64_t dp_fuzz_sink;
 
 /* Returns strlen(s) after checking the model's promise: never NULL, valid
  * UTF-8 (invalid bytes are repaired by the parser). */
-static size_t dp_fuzz_str(const char *s) {
+static inline size_t dp_fuzz_str(const char *s) {
   DP_FUZZ_CHECK(s != NULL);
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0;
@@ -60,6 +60,16 @@ static size_t dp_fuzz_str(const char *s) {
   return i;
 }
 
+/* Returns strlen(s) after checking a message or part name promise: never
+ * NULL, one line (it ends up on one line of standard error). */
+static inline size_t dp_fuzz_line(const char *s) {
+  DP_FUZZ_CHECK(s != NULL);
+  size_t n = strlen(s);
+  DP_FUZZ_CHECK(memchr(s, '\n', n) == NULL);
+  dp_fuzz_sink = dp_hash64(dp_fuzz_sink, s, n);
+  return n;
+}
+
 /* ------------------------------------------------------------------------ */
 /* XML parser */
 
@@ -70,7 +80,7 @@ struct dp_fuzz_parse {
   uint64_t messages;
 };
 
-static void dp_fuzz_touch_report(const dp_report_t *r) {
+static inline void dp_fuzz_touch_report(const dp_report_t *r) {
   DP_FUZZ_CHECK(r->schema == 1 || r->schema == 2);
   dp_fuzz_str(r->version);
   DP_FUZZ_CHECK(dp_fuzz_str(r->org_name) > 0);
@@ -94,7 +104,7 @@ static void dp_fuzz_touch_report(const dp_report_t *r) {
   DP_FUZZ_CHECK(r->messages <= (uint64_t)INT64_MAX);
 }
 
-static int dp_fuzz_on_begin(void *ud, const dp_report_t *r) {
+static inline int dp_fuzz_on_begin(void *ud, const dp_report_t *r) {
   struct dp_fuzz_parse *s = ud;
   DP_FUZZ_CHECK(s->begun == 0 && s->records == 0);
   s->begun++;
@@ -102,7 +112,7 @@ static int dp_fuzz_on_begin(void *ud, const dp_report_t *r) {
   return 0;
 }
 
-static int dp_fuzz_on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
+static inline int dp_fuzz_on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   struct dp_fuzz_parse *s = ud;
   DP_FUZZ_CHECK(s->begun == 1 && s->ended == 0);
   dp_fuzz_touch_report(r);
@@ -147,7 +157,7 @@ static int dp_fuzz_on_record(void *ud, const dp_report_t *r, const dp_record_t *
   return 0;
 }
 
-static int dp_fuzz_on_end(void *ud, const dp_report_t *r) {
+static inline int dp_fuzz_on_end(void *ud, const dp_report_t *r) {
   struct dp_fuzz_parse *s = ud;
   DP_FUZZ_CHECK(s->begun == 1 && s->ended == 0);
   s->ended++;
@@ -162,7 +172,7 @@ static const dp_parse_cb_t dp_fuzz_parse_cb = {dp_fuzz_on_begin, dp_fuzz_on_reco
 /* Parse one document fed in the chunks that split[] delimits (offsets into
  * data, ascending); returns the parser's final status. A failed parse must
  * explain itself; a successful one must have delivered exactly one report. */
-static int dp_fuzz_parse_chunks(const uint8_t *data, size_t size, const size_t *split,
+static inline int dp_fuzz_parse_chunks(const uint8_t *data, size_t size, const size_t *split,
                                 size_t nsplit, struct dp_fuzz_parse *s) {
   dp_limits_t lim;
   dp_fuzz_limits(&lim);
@@ -182,7 +192,7 @@ static int dp_fuzz_parse_chunks(const uint8_t *data, size_t size, const size_t *
   if (rc == 0) {
     DP_FUZZ_CHECK(s->begun == 1 && s->ended == 1);
   } else {
-    DP_FUZZ_CHECK(rc < 0 && why[0] != '\0' && s->ended == 0);
+    DP_FUZZ_CHECK(rc < 0 && dp_fuzz_line(why) > 0 && s->ended == 0);
     /* After a failure every later call returns the same error. */
     DP_FUZZ_CHECK(dp_parser_feed(p, "<", 1) == rc);
     DP_FUZZ_CHECK(dp_parser_finish(p) == rc);
@@ -193,7 +203,7 @@ static int dp_fuzz_parse_chunks(const uint8_t *data, size_t size, const size_t *
 
 /* The parser harness: the document whole, then split in two at an offset
  * taken from its own bytes. Chunk boundaries must not change the outcome. */
-static void dp_fuzz_parser_one(const uint8_t *data, size_t size) {
+static inline void dp_fuzz_parser_one(const uint8_t *data, size_t size) {
   struct dp_fuzz_parse whole, split;
   int rc1 = dp_fuzz_parse_chunks(data, size, NULL, 0, &whole);
   size_t cut = 0;
@@ -216,17 +226,17 @@ struct dp_fuzz_unpack {
   uint64_t reports_ok;
 };
 
-static int dp_fuzz_doc_begin(void *ud, const char *part) {
+static inline int dp_fuzz_doc_begin(void *ud, const char *part) {
   struct dp_fuzz_unpack *u = ud;
   DP_FUZZ_CHECK(!u->in_doc);
-  dp_fuzz_str(part);
+  dp_fuzz_line(part);
   u->in_doc = 1;
   u->docs++;
   u->bytes = 0;
   return 0;
 }
 
-static int dp_fuzz_doc_data(void *ud, const char *buf, size_t n) {
+static inline int dp_fuzz_doc_data(void *ud, const char *buf, size_t n) {
   struct dp_fuzz_unpack *u = ud;
   dp_limits_t lim;
   dp_fuzz_limits(&lim);
@@ -237,29 +247,29 @@ static int dp_fuzz_doc_data(void *ud, const char *buf, size_t n) {
   return 0;
 }
 
-static int dp_fuzz_doc_end(void *ud, int status, const char *reason) {
+static inline int dp_fuzz_doc_end(void *ud, int status, const char *reason) {
   struct dp_fuzz_unpack *u = ud;
   DP_FUZZ_CHECK(u->in_doc);
   u->in_doc = 0;
-  if (status) DP_FUZZ_CHECK(status < 0 && reason != NULL && dp_fuzz_str(reason) > 0);
+  if (status) DP_FUZZ_CHECK(status < 0 && dp_fuzz_line(reason) > 0);
   return 0;
 }
 
-static void dp_fuzz_part_error(void *ud, const char *part, int status, const char *reason) {
+static inline void dp_fuzz_part_error(void *ud, const char *part, int status, const char *reason) {
   (void)ud;
-  dp_fuzz_str(part);
-  DP_FUZZ_CHECK(status < 0 && reason != NULL && dp_fuzz_str(reason) > 0);
+  dp_fuzz_line(part);
+  DP_FUZZ_CHECK(status < 0 && dp_fuzz_line(reason) > 0);
 }
 
-static void dp_fuzz_note(void *ud, const char *part, const char *msg) {
+static inline void dp_fuzz_note(void *ud, const char *part, const char *msg) {
   (void)ud;
-  dp_fuzz_str(part);
-  DP_FUZZ_CHECK(msg != NULL && dp_fuzz_str(msg) > 0);
+  dp_fuzz_line(part);
+  DP_FUZZ_CHECK(dp_fuzz_line(msg) > 0);
 }
 
 /* Pipeline variants: like ingest/input_job.c, one parser per document, fed
  * every chunk, finished at doc_end unless the container failed. */
-static int dp_fuzz_pdoc_begin(void *ud, const char *part) {
+static inline int dp_fuzz_pdoc_begin(void *ud, const char *part) {
   struct dp_fuzz_unpack *u = ud;
   dp_fuzz_doc_begin(ud, part);
   dp_limits_t lim;
@@ -272,14 +282,14 @@ static int dp_fuzz_pdoc_begin(void *ud, const char *part) {
   return 0;
 }
 
-static int dp_fuzz_pdoc_data(void *ud, const char *buf, size_t n) {
+static inline int dp_fuzz_pdoc_data(void *ud, const char *buf, size_t n) {
   struct dp_fuzz_unpack *u = ud;
   dp_fuzz_doc_data(ud, buf, n);
   if (u->parse_rc == 0) u->parse_rc = dp_parser_feed(u->parser, buf, n);
   return 0;
 }
 
-static int dp_fuzz_pdoc_end(void *ud, int status, const char *reason) {
+static inline int dp_fuzz_pdoc_end(void *ud, int status, const char *reason) {
   struct dp_fuzz_unpack *u = ud;
   dp_fuzz_doc_end(ud, status, reason);
   if (status == 0 && u->parse_rc == 0) u->parse_rc = dp_parser_finish(u->parser);
@@ -287,7 +297,7 @@ static int dp_fuzz_pdoc_end(void *ud, int status, const char *reason) {
     DP_FUZZ_CHECK(u->ps.begun == 1 && u->ps.ended == 1);
     u->reports_ok++;
   } else if (u->parse_rc) {
-    DP_FUZZ_CHECK(u->parse_rc < 0 && dp_fuzz_str(dp_parser_error(u->parser)) > 0);
+    DP_FUZZ_CHECK(u->parse_rc < 0 && dp_fuzz_line(dp_parser_error(u->parser)) > 0);
   }
   dp_parser_destroy(u->parser);
   u->parser = NULL;
@@ -301,7 +311,7 @@ static const dp_unpack_cb_t dp_fuzz_ingest_cb = {dp_fuzz_pdoc_begin, dp_fuzz_pdo
                                                  dp_fuzz_pdoc_end, dp_fuzz_part_error,
                                                  dp_fuzz_note};
 
-static int dp_fuzz_unpack_run(const uint8_t *data, size_t size, const dp_unpack_cb_t *cb,
+static inline int dp_fuzz_unpack_run(const uint8_t *data, size_t size, const dp_unpack_cb_t *cb,
                               struct dp_fuzz_unpack *u) {
   dp_limits_t lim;
   dp_fuzz_limits(&lim);
@@ -311,18 +321,18 @@ static int dp_fuzz_unpack_run(const uint8_t *data, size_t size, const dp_unpack_
   int rc = dp_unpack(&lim, data, size, cb, u, err, sizeof err);
   /* Every doc_begin got its doc_end, even when the unpack failed midway. */
   DP_FUZZ_CHECK(!u->in_doc && u->parser == NULL);
-  if (rc) DP_FUZZ_CHECK(rc < 0 && dp_fuzz_str(err) > 0);
+  if (rc) DP_FUZZ_CHECK(rc < 0 && dp_fuzz_line(err) > 0);
   return rc;
 }
 
 /* The unpack harness: documents are only consumed (hashed and counted). */
-static void dp_fuzz_unpack_one(const uint8_t *data, size_t size) {
+static inline void dp_fuzz_unpack_one(const uint8_t *data, size_t size) {
   struct dp_fuzz_unpack u;
   dp_fuzz_unpack_run(data, size, &dp_fuzz_unpack_cb, &u);
 }
 
 /* The ingest harness: every document goes through its own parser. */
-static void dp_fuzz_ingest_one(const uint8_t *data, size_t size) {
+static inline void dp_fuzz_ingest_one(const uint8_t *data, size_t size) {
   struct dp_fuzz_unpack u;
   int rc = dp_fuzz_unpack_run(data, size, &dp_fuzz_ingest_cb, &u);
   DP_FUZZ_CHECK(u.reports_ok <= u.docs);
@@ -332,31 +342,31 @@ static void dp_fuzz_ingest_one(const uint8_t *data, size_t size) {
 /* ------------------------------------------------------------------------ */
 /* MIME walk */
 
-static int dp_fuzz_mime_part(void *ud, const dp_mime_part_t *mp) {
+static inline int dp_fuzz_mime_part(void *ud, const dp_mime_part_t *mp) {
   unsigned *nparts = ud;
   (*nparts)++;
-  DP_FUZZ_CHECK(dp_fuzz_str(mp->path) > 0);
-  DP_FUZZ_CHECK(dp_fuzz_str(mp->content_type) > 0);
-  dp_fuzz_str(mp->filename);
+  dp_fuzz_line(mp->path);
+  DP_FUZZ_CHECK(dp_fuzz_line(mp->content_type) > 0);
+  dp_fuzz_line(mp->filename);
   if (mp->status == 0) {
     DP_FUZZ_CHECK(mp->reason == NULL && (mp->data != NULL || mp->len == 0));
     dp_fuzz_sink = dp_hash64(dp_fuzz_sink, mp->data, mp->len);
   } else {
     DP_FUZZ_CHECK(mp->status < 0 && mp->data == NULL && mp->len == 0);
-    DP_FUZZ_CHECK(mp->reason != NULL && dp_fuzz_str(mp->reason) > 0);
+    DP_FUZZ_CHECK(dp_fuzz_line(mp->reason) > 0);
   }
   return 0;
 }
 
 /* The MIME harness: walk the message at depth 0. */
-static void dp_fuzz_mime_one(const uint8_t *data, size_t size) {
+static inline void dp_fuzz_mime_one(const uint8_t *data, size_t size) {
   dp_limits_t lim;
   dp_fuzz_limits(&lim);
   char err[512];
   err[0] = '\0';
   unsigned nparts = 0;
   int rc = dp_mime_walk(&lim, data, size, 0, dp_fuzz_mime_part, &nparts, err, sizeof err);
-  if (rc) DP_FUZZ_CHECK(rc < 0 && dp_fuzz_str(err) > 0);
+  if (rc) DP_FUZZ_CHECK(rc < 0 && dp_fuzz_line(err) > 0);
 }
 
 #endif
