@@ -92,11 +92,21 @@ static int on_report_begin(void *ud, const dp_report_t *r) {
 static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   struct doc *d = ud;
   d->records_seen++;
-  int rc = dp_store_encode_record(&d->staged->record_rows, d->staged->key, r, rec);
+  dp_staged_t *s = d->staged;
+  int rc = dp_store_encode_record(&s->record_rows, s->key, r, rec);
+  /* Past a chunk, rows go to the report's spool file: memory stays flat
+   * whatever the report's size. */
+  if (!rc && s->record_rows.len >= DP_STAGED_SPOOL_CHUNK)
+    rc = dp_staged_spool(s, d->job->lim->max_report_size);
   if (rc == DP_ELIMIT) {
     char msg[128];
     snprintf(msg, sizeof msg, "record %" PRIu64 ": report exceeds the size limit", rec->index);
     doc_fail(d, DP_ELIMIT, msg);
+  } else if (rc == DP_EIO) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "record %" PRIu64 ": cannot write the spool file: %s", rec->index,
+             strerror(errno));
+    doc_fail(d, DP_EIO, msg);
   }
   return rc;
 }
@@ -174,7 +184,7 @@ static int on_doc_end(void *ud, int status, const char *reason) {
     j->head = s;
   j->tail = s;
   j->n_staged++;
-  j->bytes += s->report_row.len + s->record_rows.len;
+  j->bytes += s->report_row.len + dp_staged_rows_len(s);
   doc_reset(d);
   return 0;
 }

@@ -202,4 +202,71 @@ PGconn *dp__query_connect(const char *cmd, const char *db);
 /** Copy the first line of PQerrorMessage(c) (or of res) into err. */
 void dp__query_pgerr(PGconn *c, const PGresult *res, char *err, size_t errlen);
 
+/* ------------------------------------------------------------------------ */
+/* readiness and domains (query/readiness.c, query/domains.c). */
+
+/** --by values of `readiness`. */
+typedef enum dp_period { DP_PERIOD_NONE = 0, DP_PERIOD_DAY, DP_PERIOD_WEEK } dp_period_t;
+
+/** Message counts of one readiness scope (all of D's mail, or one period).
+ *  fail_fixable + fail_forwarded + fail_unauthenticated == dmarc_fail. */
+typedef struct dp_readiness_counts {
+  int64_t messages, dmarc_pass, dmarc_fail;
+  int64_t fail_fixable, fail_forwarded, fail_unauthenticated;
+  int64_t dmarc_fail_if_strict; /* NOT (spf_aligned_strict OR dkim_aligned_strict) */
+} dp_readiness_counts_t;
+
+/** One row of the --by trend: period start (UTC epoch seconds) and counts. */
+typedef struct dp_readiness_period {
+  int64_t start;
+  dp_readiness_counts_t c;
+} dp_readiness_period_t;
+
+/** One (source_ip, header_from) that receivers judged differently. */
+typedef struct dp_disagreement {
+  char *source_ip, *header_from;
+  int64_t messages;
+  char **reasons; /* "dkim: receivers disagree", "spf: receiver vs auth results" */
+  size_t n_reasons;
+  char **verdicts; /* distinct "org: dkim=pass spf=fail" */
+  size_t n_verdicts;
+} dp_disagreement_t;
+
+/** Everything `readiness` reports (caller owns; free with dp__query_readiness_free). */
+typedef struct dp_readiness {
+  int64_t reports, receivers; /* reports / reporting orgs with mail of D */
+  dp_readiness_counts_t total;
+  dp_sender_t *to_fix; /* senders with fixable failures, most fixable first */
+  int64_t *to_fix_fixable; /* their fixable failing messages */
+  size_t n_to_fix;
+  size_t n_blocking; /* to_fix senders at or above the noise floor (docs/queries.md) */
+  dp_readiness_period_t *trend;
+  size_t n_trend;
+  int64_t disagree_sources; /* distinct source_ip flagged */
+  dp_disagreement_t *disagree; /* top 10 by messages */
+  size_t n_disagree;
+  const char *verdict;  /* "ready", "ready after fixing", "not ready" (static) */
+  char verdict_line[64]; /* "ready after fixing 3 senders" */
+  char verdict_reason[512];
+} dp_readiness_t;
+
+/** Fetch the readiness of f->domain (required) with a trend when by != NONE,
+ *  in one read-only snapshot. 0, DP_EUSAGE, DP_EPG or DP_ENOMEM (reason in
+ *  err). *r is always initialised; free with dp__query_readiness_free. */
+int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
+                              dp_readiness_t *r, char *err, size_t errlen);
+/** Free what dp__query_readiness_fetch allocated in r. */
+void dp__query_readiness_free(dp_readiness_t *r);
+/** Set r's verdict fields from its counts and senders (thresholds in docs/queries.md). */
+void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain);
+/** Write r in fmt (JSON: one object). 0, DP_ENOMEM or DP_EIO. */
+int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *f,
+                              dp_period_t by, dp_qfmt_t fmt, FILE *out);
+/** Fetch and write: the body of `dmarcpipe readiness`. */
+int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, dp_qfmt_t fmt,
+                        FILE *out, char *err, size_t errlen);
+/** The body of `dmarcpipe domains` (f->domain ignored). */
+int dp__query_domains(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
+                      size_t errlen);
+
 #endif

@@ -6,7 +6,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libxml2-dev libuv1-dev zlib1g-dev libzip-dev libpq-dev libpsl-dev publicsuffix
-      postgresql postgresql-client python3)
+      postgresql postgresql-client python3 time)
 if [ "${DP_WITH_FUZZ:-0}" = 1 ]; then PKGS+=(clang libclang-rt-14-dev); fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then

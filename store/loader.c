@@ -3,10 +3,14 @@
  * by the libuv loop through uv_poll, loading batches of staged reports with
  * COPY in one transaction each, retrying transient failures and isolating bad
  * reports. See docs/internals/LOADER.md for the contract. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include "store.h"
 #include "store_int.h"
@@ -47,7 +51,9 @@ struct dp_loader {
   bool copying;         /* COPY IN accepted: sending data */
   enum copy_kind copy_kind;
   dp_staged_t *copy_cur;
-  size_t copy_off;
+  uint64_t copy_off;
+  char *spool_buf;      /* DP_LOADER_CHUNK bytes read from a spool file */
+  bool spool_error;
   bool copy_ended;
   /* claimed keys of the current batch, sorted */
   int64_t *claimed;
@@ -99,7 +105,7 @@ void dp_batch_add(dp_batch_t *b, dp_staged_t *s) {
     b->head = s;
   b->tail = s;
   b->n_reports++;
-  b->bytes += s->report_row.len + s->record_rows.len;
+  b->bytes += s->report_row.len + dp_staged_rows_len(s);
 }
 
 void dp_batch_free(dp_batch_t *b) {
@@ -120,13 +126,48 @@ dp_staged_t *dp_staged_create(void) {
   if (!s) return NULL;
   dp_buf_init(&s->report_row, 0);
   dp_buf_init(&s->record_rows, 0);
+  s->spool_fd = -1;
   return s;
+}
+
+uint64_t dp_staged_rows_len(const dp_staged_t *s) { return s->spool_len + s->record_rows.len; }
+
+int dp_staged_spool(dp_staged_t *s, uint64_t cap) {
+  if (!s->record_rows.len) return 0;
+  if (s->spool_len + s->record_rows.len > cap) return DP_ELIMIT;
+  if (s->spool_fd < 0) {
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dmarcpipe-spool-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return DP_EIO;
+    unlink(path); /* gone with the process, whatever happens */
+    s->spool_fd = fd;
+  }
+  const char *p = s->record_rows.data;
+  size_t n = s->record_rows.len;
+  while (n) {
+    ssize_t w = write(s->spool_fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      /* keep the file consistent with spool_len: drop a partial write */
+      if (ftruncate(s->spool_fd, (off_t)s->spool_len) == 0)
+        lseek(s->spool_fd, (off_t)s->spool_len, SEEK_SET);
+      return DP_EIO;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  s->spool_len += s->record_rows.len;
+  dp_buf_reset(&s->record_rows);
+  return 0;
 }
 
 void dp_staged_free(dp_staged_t *s) {
   if (!s) return;
   dp_buf_free(&s->report_row);
   dp_buf_free(&s->record_rows);
+  if (s->spool_fd >= 0) close(s->spool_fd);
   free(s->source);
   free(s->org_name);
   free(s->report_id);
@@ -289,15 +330,31 @@ static bool copy_piece(dp_loader_t *l, const char **p, size_t *n) {
   }
   while (l->copy_cur) {
     dp_staged_t *s = l->copy_cur;
-    dp_buf_t *b = NULL;
-    if (l->copy_kind == COPY_STAGE)
-      b = &s->report_row;
-    else if (s->status == DP_STAGED_NEW)
-      b = &s->record_rows;
-    if (b && l->copy_off < b->len) {
-      *p = b->data + l->copy_off;
-      *n = b->len - l->copy_off;
-      return true;
+    if (l->copy_kind == COPY_STAGE) {
+      if (l->copy_off < s->report_row.len) {
+        *p = s->report_row.data + l->copy_off;
+        *n = s->report_row.len - l->copy_off;
+        return true;
+      }
+    } else if (s->status == DP_STAGED_NEW) {
+      /* a report's rows are its spool file, then what is still in memory */
+      if (l->copy_off < s->spool_len) {
+        uint64_t left = s->spool_len - l->copy_off;
+        size_t want = left < DP_LOADER_CHUNK ? (size_t)left : DP_LOADER_CHUNK;
+        ssize_t r = pread(s->spool_fd, l->spool_buf, want, (off_t)l->copy_off);
+        if (r <= 0) {
+          l->spool_error = true;
+          return false;
+        }
+        *p = l->spool_buf;
+        *n = (size_t)r;
+        return true;
+      }
+      if (l->copy_off - s->spool_len < s->record_rows.len) {
+        *p = s->record_rows.data + (l->copy_off - s->spool_len);
+        *n = s->record_rows.len - (size_t)(l->copy_off - s->spool_len);
+        return true;
+      }
     }
     l->copy_cur = s->next;
     l->copy_off = 0;
@@ -316,9 +373,18 @@ static int pump_copy(dp_loader_t *l) {
     if (rc < 0) return -1;
     if (rc == 0) return 1; /* buffer full: wait for writable */
     l->copy_off += n;
+    /* In non-blocking mode libpq grows its output buffer without bound when
+     * the server is slower than we are; wait for the socket instead, so the
+     * buffer holds at most about one chunk. */
+    int f = PQflush(l->conn);
+    if (f < 0) return -1;
+    if (f > 0) return 1;
   }
   if (!l->copy_ended) {
-    int rc = PQputCopyEnd(l->conn, NULL);
+    /* a spool file that cannot be read back aborts the COPY: the batch
+     * is then refused by the server and replayed report by report */
+    int rc = PQputCopyEnd(l->conn, l->spool_error ? "spool file unreadable" : NULL);
+    l->spool_error = false;
     if (rc < 0) return -1;
     if (rc == 0) return 1;
     l->copy_ended = true;
@@ -467,7 +533,7 @@ static int64_t month_of(int64_t t) {
 static void collect_new_months(dp_loader_t *l) {
   l->n_new_months = 0;
   for (dp_staged_t *s = l->batch->head; s; s = s->next) {
-    if (!s->record_rows.len) continue;
+    if (!dp_staged_rows_len(s)) continue;
     int64_t m = month_of(s->begin);
     bool seen = false;
     for (size_t i = 0; i < l->n_months && !seen; i++) seen = l->months[i] == m;
@@ -576,7 +642,7 @@ static void mark_outcomes(dp_loader_t *l) {
 
 static bool any_new_records(dp_loader_t *l) {
   for (dp_staged_t *s = l->batch->head; s; s = s->next)
-    if (s->status == DP_STAGED_NEW && s->record_rows.len) return true;
+    if (s->status == DP_STAGED_NEW && dp_staged_rows_len(s)) return true;
   return false;
 }
 
@@ -769,6 +835,14 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  l->spool_buf = malloc(DP_LOADER_CHUNK);
+  if (!l->spool_buf) {
+    free(l->conninfo);
+    free(l);
+    PQfinish(c);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
   l->loop = loop;
   l->conn = c;
   PQsetnonblocking(c, 1);
@@ -795,6 +869,7 @@ bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
 static void timer_close_cb(uv_handle_t *h) {
   dp_loader_t *l = h->data;
   free(l->conninfo);
+  free(l->spool_buf);
   free(l->claimed);
   free(l->collided);
   free(l->months);

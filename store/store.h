@@ -117,7 +117,9 @@ typedef struct dp_staged {
   int64_t key;           /* dp_store_report_key() */
   int64_t begin;         /* report begin, for the record partition */
   dp_buf_t report_row;   /* one COPY row for table report */
-  dp_buf_t record_rows;  /* COPY rows for table record */
+  dp_buf_t record_rows;  /* COPY rows for table record (after the spooled ones) */
+  int spool_fd;          /* -1, or an unlinked temp file holding the first rows */
+  uint64_t spool_len;    /* bytes of rows in the spool file */
   char *source;          /* "file" or "file: part", owned */
   char *org_name;        /* owned, for messages */
   char *report_id;       /* owned, for messages */
@@ -148,6 +150,16 @@ void dp_batch_free(dp_batch_t *b);
 dp_staged_t *dp_staged_create(void);
 /** Free a staged report and everything it owns. NULL is allowed. */
 void dp_staged_free(dp_staged_t *s);
+/** Move s's in-memory record rows to the end of its spool file (an unlinked
+ *  file in $TMPDIR or /tmp, created on first use), so that a report of any
+ *  size holds at most one chunk of rows in memory. DP_ELIMIT when the rows
+ *  would pass cap bytes in all, DP_EIO when the file cannot be written; on
+ *  failure the rows stay in memory. Thread-safe for distinct s. */
+int dp_staged_spool(dp_staged_t *s, uint64_t cap);
+/** Bytes of record rows s holds, spooled and in memory. */
+uint64_t dp_staged_rows_len(const dp_staged_t *s);
+/** Rows held in memory past which a worker spools them (bytes). */
+#define DP_STAGED_SPOOL_CHUNK (1u << 20)
 
 typedef struct dp_loader dp_loader_t;
 /** Called on the loop thread when a batch is done: status 0 when it was
