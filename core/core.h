@@ -90,6 +90,26 @@ typedef struct dp_limits {
 void dp_limits_default(dp_limits_t *l);
 
 /* ------------------------------------------------------------------------ */
+/* The configuration file (core/config.c): "key = value" lines, '#' comments;
+ * keys are the long option names (db, jobs, max-report-size, ...). Loaded once
+ * by main() before a command runs; not thread-safe while loading. */
+
+/** The default config path: $DMARCPIPE_CONFIG, else
+ *  $XDG_CONFIG_HOME/dmarcpipe/config, else ~/.config/dmarcpipe/config.
+ *  Caller owns result; free(). NULL when there is no home. */
+char *dp_config_default_path(void);
+/** Load path (NULL: the default path, where a missing file is no error).
+ *  0, or DP_EUSAGE with "FILE:LINE: reason" in err (unknown key, bad line,
+ *  unreadable named file); on failure nothing stays loaded. */
+int dp_config_load(const char *path, char *err, size_t errlen);
+/** The value set for key, or NULL; borrowed until dp_config_free. */
+const char *dp_config_get(const char *key);
+/** The path loaded, or NULL when none was; borrowed. */
+const char *dp_config_path(void);
+/** Forget every setting. */
+void dp_config_free(void);
+
+/* ------------------------------------------------------------------------ */
 /** 64-bit FNV-1a over n bytes, continuing from h (start with DP_HASH_INIT). */
 uint64_t dp_hash64(uint64_t h, const void *p, size_t n);
 #define DP_HASH_INIT UINT64_C(0xcbf29ce484222325)

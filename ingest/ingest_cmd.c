@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "core/core.h"
 #include "pipeline_int.h"
 #include "parse/parse.h"
 #include "store/store.h"
@@ -58,33 +59,67 @@ enum {
   OPT_MAX_ZIP, OPT_MAX_NEST, OPT_MAX_DEPTH, OPT_MAX_FIELD, OPT_MAX_RECORDS, OPT_HELP
 };
 
+static const struct option opts[] = {
+  {"db", required_argument, NULL, OPT_DB},
+  {"output", required_argument, NULL, OPT_OUTPUT},
+  {"quiet", no_argument, NULL, OPT_QUIET},
+  {"jobs", required_argument, NULL, OPT_JOBS},
+  {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
+  {"max-report-size", required_argument, NULL, OPT_MAX_REPORT},
+  {"max-ratio", required_argument, NULL, OPT_MAX_RATIO},
+  {"max-zip-entries", required_argument, NULL, OPT_MAX_ZIP},
+  {"max-nesting", required_argument, NULL, OPT_MAX_NEST},
+  {"max-xml-depth", required_argument, NULL, OPT_MAX_DEPTH},
+  {"max-field-len", required_argument, NULL, OPT_MAX_FIELD},
+  {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
+  {"help", no_argument, NULL, OPT_HELP},
+  {NULL, 0, NULL, 0},
+};
+
+/* Apply one numeric setting (from the command line, or from the config file
+ * when from names it). 0, or 2 after printing why. */
+static int set_limit(dp_pipeline_opts_t *o, int code, const char *arg, const char *from) {
+  uint64_t v = 0;
+  const char *name = "";
+  for (const struct option *op = opts; op->name; op++)
+    if (op->val == code) name = op->name;
+  if (parse_size(arg, &v) || (code == OPT_JOBS && (v < 1 || v > 1024))) {
+    fprintf(stderr, "dmarcpipe ingest: %s%sinvalid value '%s' for %s%s\n", from ? from : "",
+            from ? ": " : "", arg, from ? "" : "--", name);
+    return 2;
+  }
+  uint32_t v32 = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+  switch (code) {
+  case OPT_JOBS: o->max_in_flight = (size_t)v; break;
+  case OPT_MAX_INPUT: o->limits.max_input_size = v; break;
+  case OPT_MAX_REPORT: o->limits.max_report_size = v; break;
+  case OPT_MAX_RATIO: o->limits.max_ratio = v; break;
+  case OPT_MAX_ZIP: o->limits.max_zip_entries = v32; break;
+  case OPT_MAX_NEST: o->limits.max_nesting = v32; break;
+  case OPT_MAX_DEPTH: o->limits.max_xml_depth = v32; break;
+  case OPT_MAX_FIELD: o->limits.max_field_len = v32; break;
+  case OPT_MAX_RECORDS: o->limits.max_records = v; break;
+  default: break;
+  }
+  return 0;
+}
+
 int dp_ingest_cmd(int argc, char **argv) {
-  static const struct option opts[] = {
-    {"db", required_argument, NULL, OPT_DB},
-    {"output", required_argument, NULL, OPT_OUTPUT},
-    {"quiet", no_argument, NULL, OPT_QUIET},
-    {"jobs", required_argument, NULL, OPT_JOBS},
-    {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
-    {"max-report-size", required_argument, NULL, OPT_MAX_REPORT},
-    {"max-ratio", required_argument, NULL, OPT_MAX_RATIO},
-    {"max-zip-entries", required_argument, NULL, OPT_MAX_ZIP},
-    {"max-nesting", required_argument, NULL, OPT_MAX_NEST},
-    {"max-xml-depth", required_argument, NULL, OPT_MAX_DEPTH},
-    {"max-field-len", required_argument, NULL, OPT_MAX_FIELD},
-    {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
-  };
   dp_pipeline_opts_t o;
   dp_pipeline_opts_default(&o);
   const char *db = NULL;
+  /* the config file first, so that options on the command line win */
+  for (const struct option *op = opts; op->name; op++) {
+    if (op->val < OPT_JOBS || op->val > OPT_MAX_RECORDS) continue;
+    const char *v = dp_config_get(op->name);
+    if (v && set_limit(&o, op->val, v, dp_config_path())) return 2;
+  }
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-    uint64_t v = 0;
-    if (c >= OPT_JOBS && c <= OPT_MAX_RECORDS && parse_size(optarg, &v)) {
-      fprintf(stderr, "dmarcpipe ingest: invalid number '%s'\n", optarg);
-      return 2;
+    if (c >= OPT_JOBS && c <= OPT_MAX_RECORDS) {
+      if (set_limit(&o, c, optarg, NULL)) return 2;
+      continue;
     }
     switch (c) {
     case OPT_DB: db = optarg; break;
@@ -98,21 +133,6 @@ int dp_ingest_cmd(int argc, char **argv) {
       break;
     case 'q':
     case OPT_QUIET: o.quiet = true; break;
-    case OPT_JOBS:
-      if (v < 1 || v > 1024) {
-        fprintf(stderr, "dmarcpipe ingest: --jobs must be 1..1024\n");
-        return 2;
-      }
-      o.max_in_flight = (size_t)v;
-      break;
-    case OPT_MAX_INPUT: o.limits.max_input_size = v; break;
-    case OPT_MAX_REPORT: o.limits.max_report_size = v; break;
-    case OPT_MAX_RATIO: o.limits.max_ratio = v; break;
-    case OPT_MAX_ZIP: o.limits.max_zip_entries = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; break;
-    case OPT_MAX_NEST: o.limits.max_nesting = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; break;
-    case OPT_MAX_DEPTH: o.limits.max_xml_depth = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; break;
-    case OPT_MAX_FIELD: o.limits.max_field_len = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; break;
-    case OPT_MAX_RECORDS: o.limits.max_records = v; break;
     case 'h':
     case OPT_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;

@@ -45,6 +45,8 @@ int dp__store_conninfo_value(struct dp_buf *out, const char *value) {
 /** Pick the database (see store.h); *conninfo: caller owns; free(). */
 int dp_store_select(const char *db_opt, char **conninfo, char *err, size_t errlen) {
   *conninfo = NULL;
+  /* the config file's db is a saved --db: it comes before the environment */
+  if (!db_opt) db_opt = dp_config_get("db");
   if (db_opt || dp__store_pg_env_set()) {
     *conninfo = strdup(db_opt ? db_opt : "");
     if (!*conninfo) {

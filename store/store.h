@@ -41,7 +41,8 @@ int dp_embed_status(const char *home, char *out, size_t outlen);
 /** The libpq connection string for the embedded cluster in home (not started). Caller owns; free(). */
 char *dp_embed_conninfo(const char *home);
 
-/** Pick the database: db_opt (--db) when given; else "" when any libpq PG*
+/** Pick the database: db_opt (--db) when given; else the config file's "db";
+ *  else "" when any libpq PG*
  *  variable (PGHOST, PGHOSTADDR, PGPORT, PGDATABASE, PGUSER, PGSERVICE) is set,
  *  so libpq uses the environment; else the embedded cluster, started if needed.
  *  *conninfo: caller owns; free(). DP_E* with a reason in err on failure. */
