@@ -216,6 +216,7 @@ int dp_bench_copy_table(PGconn *c, char *err, size_t errlen) {
   /* The column types of table record (store/migrations/0001_init.sql), in
    * dp_store_record_columns order; no key, no constraint, no partitions. */
   static const char sql[] =
+      "SET client_min_messages = warning;"
       "DROP TABLE IF EXISTS pg_temp.dp_bench_copy;"
       "CREATE TEMP TABLE dp_bench_copy ("
       " report_key bigint, begin_ts timestamptz, seq integer, source_ip inet, count bigint,"

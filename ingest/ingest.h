@@ -10,4 +10,9 @@
  *  2 usage or fatal error. */
 int dp_ingest_cmd(int argc, char **argv);
 
+/** `dmarcpipe watch [--db DSN] [--done DIR] [--rejected DIR] [--settle S]
+ *  [--rescan S] DIR`: load report files appearing in DIR until SIGINT/SIGTERM.
+ *  Returns the exit status (0 after a clean stop, 2 usage or fatal error). */
+int dp_watch_cmd(int argc, char **argv);
+
 #endif

@@ -104,16 +104,21 @@ static int set_limit(dp_pipeline_opts_t *o, int code, const char *arg, const cha
   return 0;
 }
 
+int dp__ingest_apply_config(dp_pipeline_opts_t *o) {
+  for (const struct option *op = opts; op->name; op++) {
+    if (op->val < OPT_JOBS || op->val > OPT_MAX_RECORDS) continue;
+    const char *v = dp_config_get(op->name);
+    if (v && set_limit(o, op->val, v, dp_config_path())) return 2;
+  }
+  return 0;
+}
+
 int dp_ingest_cmd(int argc, char **argv) {
   dp_pipeline_opts_t o;
   dp_pipeline_opts_default(&o);
   const char *db = NULL;
   /* the config file first, so that options on the command line win */
-  for (const struct option *op = opts; op->name; op++) {
-    if (op->val < OPT_JOBS || op->val > OPT_MAX_RECORDS) continue;
-    const char *v = dp_config_get(op->name);
-    if (v && set_limit(&o, op->val, v, dp_config_path())) return 2;
-  }
+  if (dp__ingest_apply_config(&o)) return 2;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {

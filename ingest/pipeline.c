@@ -16,27 +16,39 @@
 #include <uv.h>
 
 #include "input_job_int.h"
+#include "source_walk_int.h"
 
-struct pipeline {
+/* Inputs whose results sit in a batch: they are done when it is committed. */
+struct batch_inputs {
+  char **paths;
+  unsigned char *refused;
+  size_t n, cap;
+};
+
+struct dp_pipeline {
   const dp_pipeline_opts_t *o;
-  uv_loop_t loop;
+  uv_loop_t *loop;
   dp_loader_t *loader;
   uv_timer_t progress;
   bool progress_on;
-  /* inputs, discovered by a walk in the thread pool */
-  char *const *args;
-  size_t n_args;
+  /* inputs waiting for a job */
   char **inputs;
   size_t n_inputs, cap_inputs, next_input;
+  /* dp_pipeline_run's walk of its arguments, in the thread pool */
+  char *const *args;
+  size_t n_args;
   uv_work_t walk_req;
-  bool walked;
   /* jobs */
   size_t in_flight;
   /* batches: open collects job results; loading is with the sink */
   dp_batch_t batches[2];
+  struct batch_inputs binputs[2];
   dp_batch_t *open;
   dp_batch_t *loading;
   bool fatal;
+  bool closing;
+  bool closed;
+  void (*close_cb)(dp_pipeline_t *p);
   dp_pipeline_stats_t *st;
   uint64_t start_ms;
 };
@@ -44,16 +56,17 @@ struct pipeline {
 struct job_req {
   uv_work_t req;
   dp_job_t job;
-  struct pipeline *p;
+  struct dp_pipeline *p;
   char *path;
 };
 
-static void pump(struct pipeline *p);
+static void pump(struct dp_pipeline *p);
 
 /* ------------------------------------------------------------------------ */
 /* Walking inputs (thread pool) */
 
-static int add_input(struct pipeline *p, const char *path) {
+static int add_input(struct dp_pipeline *p, const char *path) {
+  if (p->next_input && p->next_input == p->n_inputs) p->next_input = p->n_inputs = 0;
   if (p->n_inputs == p->cap_inputs) {
     size_t nc = p->cap_inputs ? p->cap_inputs * 2 : 64;
     char **v = realloc(p->inputs, nc * sizeof *v);
@@ -67,78 +80,31 @@ static int add_input(struct pipeline *p, const char *path) {
   return 0;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+static int walk_add(void *ud, const char *file) { return add_input(ud, file); }
+
+static void walk_err(void *ud, const char *path, const char *reason) {
+  struct dp_pipeline *p = ud;
+  fprintf(p->o->err, "dmarcpipe: %s: %s\n", path, reason);
+  p->st->inputs_refused++;
 }
 
-/* Directories are walked in name order so runs are reproducible; symbolic
- * links to directories are not followed (no loops), links to files are. */
-static void walk_dir(struct pipeline *p, const char *dir, unsigned depth) {
-  if (depth > 64) return;
-  DIR *d = opendir(dir);
-  if (!d) {
-    fprintf(p->o->err, "dmarcpipe: %s: cannot read directory: %s\n", dir, strerror(errno));
-    p->st->inputs_refused++;
-    return;
-  }
-  char **names = NULL;
-  size_t n = 0, cap = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 64;
-      char **v = realloc(names, cap * sizeof *v);
-      if (!v) break;
-      names = v;
-    }
-    names[n] = strdup(e->d_name);
-    if (names[n]) n++;
-  }
-  closedir(d);
-  qsort(names, n, sizeof *names, cmp_str);
-  for (size_t i = 0; i < n; i++) {
-    size_t len = strlen(dir) + strlen(names[i]) + 2;
-    char *path = malloc(len);
-    if (path) {
-      snprintf(path, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
-      struct stat lst, st;
-      if (lstat(path, &lst) == 0) {
-        if (S_ISDIR(lst.st_mode))
-          walk_dir(p, path, depth + 1);
-        else if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-          add_input(p, path);
-      }
-      free(path);
-    }
-    free(names[i]);
-  }
-  free(names);
-}
-
+/* What a path stands for (files, directories, Maildirs) is source_walk.c's
+ * business; "-" is stdin. */
 static void walk_work(uv_work_t *req) {
-  struct pipeline *p = req->data;
+  struct dp_pipeline *p = req->data;
   for (size_t i = 0; i < p->n_args; i++) {
     const char *a = p->args[i];
-    struct stat st;
-    if (!strcmp(a, "-")) {
+    if (!strcmp(a, "-"))
       add_input(p, a);
-    } else if (stat(a, &st) != 0) {
-      fprintf(p->o->err, "dmarcpipe: %s: %s\n", a, strerror(errno));
-      p->st->inputs_refused++;
-    } else if (S_ISDIR(st.st_mode)) {
-      walk_dir(p, a, 0);
-    } else {
-      add_input(p, a);
-    }
+    else if (dp_source_walk(a, walk_add, walk_err, p) == DP_ENOMEM)
+      walk_err(p, a, "out of memory");
   }
 }
 
 static void walk_done(uv_work_t *req, int status) {
-  struct pipeline *p = req->data;
+  struct dp_pipeline *p = req->data;
   (void)status;
-  p->walked = true;
-  pump(p);
+  dp_pipeline_close(p, NULL); /* every input is queued: finish them, then stop */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -151,7 +117,7 @@ static void job_work(uv_work_t *req) {
 
 static void job_done(uv_work_t *req, int status) {
   struct job_req *jr = req->data;
-  struct pipeline *p = jr->p;
+  struct dp_pipeline *p = jr->p;
   dp_job_t *j = &jr->job;
   (void)status;
   p->in_flight--;
@@ -188,8 +154,29 @@ static void job_done(uv_work_t *req, int status) {
     p->open->n_errors += j->n_errors;
     p->open->bytes += j->error_rows.len;
   }
+  bool refused = j->input_refused || j->docs_refused;
+  if (!j->n_staged && !j->error_rows.len) {
+    /* nothing to commit (a mail without a report): done now */
+    if (p->o->input_done) p->o->input_done(p->o->data, jr->path, refused);
+    free(jr->path);
+  } else {
+    struct batch_inputs *bi = &p->binputs[p->open == &p->batches[0] ? 0 : 1];
+    if (bi->n == bi->cap) {
+      size_t nc = bi->cap ? bi->cap * 2 : 16;
+      char **np = realloc(bi->paths, nc * sizeof *np);
+      if (np) bi->paths = np;
+      unsigned char *nr = np ? realloc(bi->refused, nc) : NULL;
+      if (nr) bi->refused = nr;
+      if (np && nr) bi->cap = nc;
+    }
+    if (bi->n < bi->cap) {
+      bi->paths[bi->n] = jr->path;
+      bi->refused[bi->n++] = refused;
+    } else {
+      free(jr->path); /* out of memory: the input is loaded but not reported done */
+    }
+  }
   dp_job_free(j);
-  free(jr->path);
   free(jr);
   pump(p);
 }
@@ -197,7 +184,7 @@ static void job_done(uv_work_t *req, int status) {
 /* ------------------------------------------------------------------------ */
 /* Sink */
 
-static void settle(struct pipeline *p, dp_batch_t *b) {
+static void settle(struct dp_pipeline *p, dp_batch_t *b) {
   for (dp_staged_t *s = b->head; s; s = s->next) {
     switch (s->status) {
     case DP_STAGED_NEW:
@@ -215,15 +202,29 @@ static void settle(struct pipeline *p, dp_batch_t *b) {
       break;
     }
   }
+  struct batch_inputs *bi = &p->binputs[b == &p->batches[0] ? 0 : 1];
+  for (size_t i = 0; i < bi->n; i++) {
+    if (p->o->input_done) p->o->input_done(p->o->data, bi->paths[i], bi->refused[i]);
+    free(bi->paths[i]);
+  }
+  bi->n = 0;
   dp_batch_free(b);
 }
 
+/* Inputs of a batch that was not stored are not done: forget them. */
+static void drop_inputs(struct dp_pipeline *p, dp_batch_t *b) {
+  struct batch_inputs *bi = &p->binputs[b == &p->batches[0] ? 0 : 1];
+  for (size_t i = 0; i < bi->n; i++) free(bi->paths[i]);
+  bi->n = 0;
+}
+
 static void loaded(dp_loader_t *l, dp_batch_t *b, int status) {
-  struct pipeline *p = b->data;
+  struct dp_pipeline *p = b->data;
   (void)l;
   if (status) {
     fprintf(p->o->err, "dmarcpipe: cannot load into the database: %s\n", dp_strerror(status));
     p->fatal = true;
+    drop_inputs(p, b);
     dp_batch_free(b);
   } else {
     settle(p, b);
@@ -232,7 +233,7 @@ static void loaded(dp_loader_t *l, dp_batch_t *b, int status) {
   pump(p);
 }
 
-static void null_sink(struct pipeline *p, dp_batch_t *b) {
+static void null_sink(struct dp_pipeline *p, dp_batch_t *b) {
   /* without a database every report counts as new; duplicates are not known */
   for (dp_staged_t *s = b->head; s; s = s->next) s->status = DP_STAGED_NEW;
   settle(p, b);
@@ -241,11 +242,14 @@ static void null_sink(struct pipeline *p, dp_batch_t *b) {
 static bool batch_empty(const dp_batch_t *b) { return !b->head && !b->error_rows.len; }
 
 /* Start whatever can start: the sink on the open batch, more jobs. */
-static void pump(struct pipeline *p) {
+static void pump(struct dp_pipeline *p) {
   const dp_pipeline_opts_t *o = p->o;
   if (p->fatal) {
     /* stop starting work; wait for jobs in flight, drop their results */
-    if (!p->loading && !batch_empty(p->open)) dp_batch_free(p->open);
+    if (!p->loading && !batch_empty(p->open)) {
+      drop_inputs(p, p->open);
+      dp_batch_free(p->open);
+    }
   } else if (!p->loading && !batch_empty(p->open)) {
     dp_batch_t *b = p->open;
     p->open = b == &p->batches[0] ? &p->batches[1] : &p->batches[0];
@@ -260,7 +264,7 @@ static void pump(struct pipeline *p) {
       }
     }
   }
-  while (!p->fatal && p->walked && p->next_input < p->n_inputs &&
+  while (!p->fatal && p->next_input < p->n_inputs &&
          p->in_flight < o->max_in_flight && p->open->bytes < o->max_batch_bytes) {
     struct job_req *jr = calloc(1, sizeof *jr);
     if (!jr) {
@@ -272,7 +276,7 @@ static void pump(struct pipeline *p) {
     p->inputs[p->next_input++] = NULL;
     dp_job_init(&jr->job, jr->path, &o->limits);
     jr->req.data = jr;
-    if (uv_queue_work(&p->loop, &jr->req, job_work, job_done)) {
+    if (uv_queue_work(p->loop, &jr->req, job_work, job_done)) {
       free(jr->path);
       free(jr);
       p->fatal = true;
@@ -280,9 +284,10 @@ static void pump(struct pipeline *p) {
     }
     p->in_flight++;
   }
-  bool done = p->walked && p->in_flight == 0 && !p->loading && batch_empty(p->open) &&
-              (p->fatal || p->next_input == p->n_inputs);
+  bool done = p->closing && !p->closed && p->in_flight == 0 && !p->loading &&
+              batch_empty(p->open) && (p->fatal || p->next_input == p->n_inputs);
   if (done) {
+    p->closed = true;
     if (p->progress_on) {
       uv_timer_stop(&p->progress);
       uv_close((uv_handle_t *)&p->progress, NULL);
@@ -293,12 +298,13 @@ static void pump(struct pipeline *p) {
       dp_loader_destroy(p->loader);
       p->loader = NULL;
     }
+    if (p->close_cb) p->close_cb(p);
   }
 }
 
 static void on_progress(uv_timer_t *t) {
-  struct pipeline *p = t->data;
-  double secs = (double)(uv_now(&p->loop) - p->start_ms) / 1000.0;
+  struct dp_pipeline *p = t->data;
+  double secs = (double)(uv_now(p->loop) - p->start_ms) / 1000.0;
   if (secs <= 0) secs = 0.001;
   fprintf(p->o->err, "\r\033[K%" PRIu64 "/%zu inputs  %.1f MB/s  %" PRIu64 " reports  %.0f records/s",
           p->st->inputs, p->n_inputs, (double)p->st->bytes_in / 1e6 / secs,
@@ -315,57 +321,104 @@ void dp_pipeline_opts_default(dp_pipeline_opts_t *o) {
   o->sink = DP_SINK_PG;
   o->max_in_flight = 8;
   o->max_batch_bytes = 32u << 20;
+  o->outage_budget_ms = 120 * 1000;
   o->err = stderr;
+}
+
+dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
+                                  dp_pipeline_stats_t *stats) {
+  dp_pipeline_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    fprintf(o->err, "dmarcpipe: out of memory\n");
+    return NULL;
+  }
+  memset(stats, 0, sizeof *stats);
+  p->o = o;
+  p->st = stats;
+  p->loop = loop;
+  dp_batch_init(&p->batches[0]);
+  dp_batch_init(&p->batches[1]);
+  p->open = &p->batches[0];
+  if (o->sink == DP_SINK_PG) {
+    char err[1024];
+    p->loader = dp_loader_create(loop, o->conninfo, err, sizeof err);
+    if (!p->loader) {
+      fprintf(o->err, "dmarcpipe: %s\n", err);
+      free(p);
+      return NULL;
+    }
+    dp_loader_set_outage_budget(p->loader, o->outage_budget_ms);
+  }
+  p->start_ms = uv_now(loop);
+  if (o->progress) {
+    uv_timer_init(loop, &p->progress);
+    p->progress.data = p;
+    uv_timer_start(&p->progress, on_progress, 500, 500);
+    p->progress_on = true;
+  }
+  return p;
+}
+
+int dp_pipeline_add(dp_pipeline_t *p, const char *path) {
+  if (p->closing) return UV_EINVAL;
+  int rc = add_input(p, path);
+  if (!rc) pump(p);
+  return rc;
+}
+
+size_t dp_pipeline_pending(const dp_pipeline_t *p) {
+  size_t n = p->n_inputs - p->next_input + p->in_flight + p->binputs[0].n + p->binputs[1].n;
+  return n;
+}
+
+bool dp_pipeline_failed(const dp_pipeline_t *p) { return p->fatal; }
+
+void dp_pipeline_close(dp_pipeline_t *p, void (*closed)(dp_pipeline_t *p)) {
+  if (closed) p->close_cb = closed;
+  p->closing = true;
+  pump(p);
+}
+
+void dp_pipeline_destroy(dp_pipeline_t *p) {
+  if (!p) return;
+  for (size_t i = p->next_input; i < p->n_inputs; i++) free(p->inputs[i]);
+  free(p->inputs);
+  for (int i = 0; i < 2; i++) {
+    drop_inputs(p, &p->batches[i]);
+    free(p->binputs[i].paths);
+    free(p->binputs[i].refused);
+    dp_batch_free(&p->batches[i]);
+  }
+  free(p);
 }
 
 int dp_pipeline_run(const dp_pipeline_opts_t *o, char *const *paths, size_t n_paths,
                     dp_pipeline_stats_t *stats) {
-  struct pipeline p;
-  memset(&p, 0, sizeof p);
-  memset(stats, 0, sizeof *stats);
-  p.o = o;
-  p.st = stats;
-  p.args = paths;
-  p.n_args = n_paths;
-  dp_batch_init(&p.batches[0]);
-  dp_batch_init(&p.batches[1]);
-  p.open = &p.batches[0];
-  if (uv_loop_init(&p.loop)) {
+  uv_loop_t loop;
+  if (uv_loop_init(&loop)) {
     fprintf(o->err, "dmarcpipe: cannot start the event loop\n");
     return 2;
   }
+  dp_pipeline_t *p = dp_pipeline_create(&loop, o, stats);
+  if (!p) {
+    uv_loop_close(&loop);
+    return 2;
+  }
   int ret = 0;
-  if (o->sink == DP_SINK_PG) {
-    char err[1024];
-    p.loader = dp_loader_create(&p.loop, o->conninfo, err, sizeof err);
-    if (!p.loader) {
-      fprintf(o->err, "dmarcpipe: %s\n", err);
-      uv_loop_close(&p.loop);
-      return 2;
-    }
-  }
-  p.start_ms = uv_now(&p.loop);
-  if (o->progress) {
-    uv_timer_init(&p.loop, &p.progress);
-    p.progress.data = &p;
-    uv_timer_start(&p.progress, on_progress, 500, 500);
-    p.progress_on = true;
-  }
-  p.walk_req.data = &p;
-  if (uv_queue_work(&p.loop, &p.walk_req, walk_work, walk_done)) {
+  p->args = paths;
+  p->n_args = n_paths;
+  p->walk_req.data = p;
+  if (uv_queue_work(&loop, &p->walk_req, walk_work, walk_done)) {
     fprintf(o->err, "dmarcpipe: cannot start the thread pool\n");
     ret = 2;
-    p.fatal = true;
-    p.walked = true;
-    pump(&p);
+    p->fatal = true;
+    dp_pipeline_close(p, NULL);
   }
-  uv_run(&p.loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&p.loop)) fprintf(o->err, "dmarcpipe: internal error: handles left open\n");
-  for (size_t i = 0; i < p.n_inputs; i++) free(p.inputs[i]);
-  free(p.inputs);
-  dp_batch_free(&p.batches[0]);
-  dp_batch_free(&p.batches[1]);
-  if (p.fatal) return 2;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop)) fprintf(o->err, "dmarcpipe: internal error: handles left open\n");
+  bool fatal = p->fatal;
+  dp_pipeline_destroy(p);
+  if (fatal) return 2;
   if (ret) return ret;
   return stats->inputs_refused || stats->reports_refused ? 1 : 0;
 }

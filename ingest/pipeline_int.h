@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <uv.h>
 
 #include "core/core.h"
 #include "store/store.h"
@@ -23,6 +24,12 @@ typedef struct dp_pipeline_opts {
   size_t max_in_flight;    /* inputs being unpacked/parsed at once */
   size_t max_batch_bytes;  /* COPY bytes held before the pipeline waits for the sink */
   FILE *err;               /* where refusals, notes and the summary go */
+  uint64_t outage_budget_ms; /* how long to wait for the database (0 = forever) */
+  /* Called on the loop thread once an input's reports and refusals are
+   * committed (or it had nothing to commit); refused: something in it was
+   * refused. Never called for an input whose batch could not be stored. */
+  void (*input_done)(void *data, const char *path, bool refused);
+  void *data;
 } dp_pipeline_opts_t;
 
 typedef struct dp_pipeline_stats {
@@ -36,6 +43,30 @@ typedef struct dp_pipeline_stats {
   uint64_t bytes_in;       /* input bytes read */
   uint64_t notes;
 } dp_pipeline_stats_t;
+
+typedef struct dp_pipeline dp_pipeline_t;
+
+/** Create a pipeline on loop (connecting to the database for the PG sink,
+ *  blocking, once). o and stats are borrowed for its life; stats is zeroed.
+ *  Caller owns result; free with dp_pipeline_destroy after it closed and the
+ *  loop ran out. NULL after printing why to o->err. */
+dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
+                                  dp_pipeline_stats_t *stats);
+/** Queue one input file (path is copied). UV_EINVAL once closing. */
+int dp_pipeline_add(dp_pipeline_t *p, const char *path);
+/** Inputs queued, in work or waiting for their batch to commit. */
+size_t dp_pipeline_pending(const dp_pipeline_t *p);
+/** true after a fatal error (the database stayed unreachable past the budget). */
+bool dp_pipeline_failed(const dp_pipeline_t *p);
+/** Take no more inputs; finish the queued ones, close the database connection,
+ *  then call closed (if not NULL) on the loop thread. */
+void dp_pipeline_close(dp_pipeline_t *p, void (*closed)(dp_pipeline_t *p));
+/** Free a closed pipeline. NULL is allowed. */
+void dp_pipeline_destroy(dp_pipeline_t *p);
+
+/** Apply the config file's jobs and limits to o (ingest_cmd.c); 0, or 2
+ *  after printing which setting is invalid. */
+int dp__ingest_apply_config(dp_pipeline_opts_t *o);
 
 /** Fill *o with defaults (PG sink, limits from dp_limits_default, stderr). */
 void dp_pipeline_opts_default(dp_pipeline_opts_t *o);

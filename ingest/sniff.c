@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* ingest/sniff.c - classify a stream by its first bytes only (never by file
- * name): XML (with an optional UTF-8/UTF-16 BOM), gzip, zip, bare zlib or an
- * RFC 5322 header block. Strong magic numbers are checked first, zlib last
+ * name): XML (with an optional UTF-8/UTF-16 BOM), gzip, zip, bare zlib, an
+ * mbox or an RFC 5322 header block. Strong magic numbers are checked first, zlib last
  * because its two-byte header is the weakest signature. */
 #include "ingest/unpack_int.h"
 
@@ -89,6 +89,19 @@ static int sniff_mail(const unsigned char *b, size_t n) {
   return 1;
 }
 
+/* An mbox: a complete "From SENDER DATE" first line, then (when the next
+ * line is already here) a header field: a header block "From: x" or
+ * "From : x" never matches, nor does prose starting with "From ". */
+static int sniff_mbox(const unsigned char *b, size_t n) {
+  if (n < 5 || memcmp(b, "From ", 5) != 0) return 0;
+  const unsigned char *nl = memchr(b, '\n', n);
+  if (!nl || !dp_mbox_from_line(b, (size_t)(nl - b))) return 0;
+  size_t i = (size_t)(nl - b) + 1;
+  if (i == n || !memchr(b + i, '\n', n - i)) return 1;
+  int complete = 0;
+  return field_name(b + i, n - i, &complete) && complete;
+}
+
 static int sniff_zlib(const unsigned char *b, size_t n) {
   if (n < 2) return 0;
   unsigned cmf = b[0], flg = b[1];
@@ -104,6 +117,7 @@ dp_kind_t dp_sniff(const void *buf, size_t n) {
   if (n >= 4 && b[0] == 'P' && b[1] == 'K' && ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6)))
     return DP_KIND_ZIP;
   if (sniff_xml(b, n)) return DP_KIND_XML;
+  if (sniff_mbox(b, n)) return DP_KIND_MBOX;
   if (sniff_mail(b, n)) return DP_KIND_MAIL;
   if (sniff_zlib(b, n)) return DP_KIND_ZLIB;
   return DP_KIND_UNKNOWN;
@@ -116,6 +130,7 @@ const char *dp_kind_name(dp_kind_t k) {
   case DP_KIND_ZIP: return "zip";
   case DP_KIND_ZLIB: return "zlib";
   case DP_KIND_MAIL: return "mail";
+  case DP_KIND_MBOX: return "mbox";
   case DP_KIND_UNKNOWN: break;
   }
   return "unknown";

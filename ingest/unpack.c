@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* ingest/unpack.c - dp_unpack: sniff an input, route it to gzip/zlib/zip/MIME
- * unpacking, recurse into what comes out (gzip in zip, zip in mail, ...) and
+/* ingest/unpack.c - dp_unpack: sniff an input, route it to gzip/zlib/zip/MIME/
+ * mbox unpacking, recurse into what comes out (gzip in zip, zip in mail, ...) and
  * hand every XML document to the consumer's callbacks as a stream, enforcing
  * the size, ratio and nesting limits. */
 #include "ingest/unpack_priv.h"
@@ -122,6 +122,7 @@ static int sink_decide(struct dp__sink *s) {
     return 0;
   case DP_KIND_ZIP:
   case DP_KIND_MAIL:
+  case DP_KIND_MBOX:
     if (dp__nesting_refused(u, s->part, s->depth, s->kind)) break;
     s->mode = DP__SINK_BUFFER;
     return 0;
@@ -369,12 +370,42 @@ static int unpack_mail(struct dp__unpack *u, const char *part, unsigned depth, c
 }
 
 /* ======================================================================== */
+/* mbox: every message as a mail of its own, at the mbox's own depth        */
+
+struct mbox_walk {
+  struct dp__unpack *u;
+  const char *part; /* the mbox's own part */
+  unsigned depth;
+};
+
+static int mbox_msg_cb(void *ud, size_t index, const char *msg, size_t n) {
+  struct mbox_walk *w = ud;
+  char sub[40];
+  snprintf(sub, sizeof sub, "message %zu", index);
+  char *full = dp__part_join(w->part, sub);
+  if (!full) return DP_ENOMEM;
+  /* an mbox is a list of messages, like a directory, not a container: a
+   * message in it nests exactly as the same message in a loose file */
+  int rc = unpack_mail(w->u, full, w->depth, msg, n);
+  free(full);
+  return rc ? rc : w->u->abort_rc;
+}
+
+static int unpack_mbox(struct dp__unpack *u, const char *part, unsigned depth, const void *p, size_t n) {
+  struct mbox_walk w = {u, part, depth};
+  int rc = dp_mbox_split(p, n, mbox_msg_cb, &w);
+  if (rc && !u->abort_rc) u->abort_rc = rc; /* out of memory: stop as a callback would */
+  return u->abort_rc;
+}
+
+/* ======================================================================== */
 /* Dispatch                                                                 */
 
 static int dispatch_memory(struct dp__unpack *u, const char *part, unsigned depth, dp_kind_t kind,
                            const void *p, size_t n) {
   if (kind == DP_KIND_ZIP) return dp__unpack_zip(u, part, depth, p, n);
   if (kind == DP_KIND_MAIL) return unpack_mail(u, part, depth, p, n);
+  if (kind == DP_KIND_MBOX) return unpack_mbox(u, part, depth, p, n);
   /* XML, gzip, zlib: stream through a sink, a window at a time */
   struct dp__sink s;
   if (dp__sink_init(&s, u, part, depth)) {

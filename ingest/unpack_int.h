@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* ingest/unpack_int.h - content sniffing and unpacking of one input (plain XML,
  * gzip incl. multi-member and nested, zip via libzip, bare zlib, RFC 5322 mail
- * with a MIME tree) into a stream of candidate report documents. Internal to
- * ingest/: the pipeline and the tests use it. */
+ * with a MIME tree, mbox files of such mails) into a stream of candidate report
+ * documents. Internal to ingest/: the pipeline and the tests use it. */
 #ifndef DP_UNPACK_INT_H
 #define DP_UNPACK_INT_H
 
@@ -20,6 +20,7 @@ typedef enum dp_kind {
   DP_KIND_ZIP,   /* PK\3\4 (also an empty archive PK\5\6) */
   DP_KIND_ZLIB,  /* RFC 1950 header: CMF/FLG check, deflate method */
   DP_KIND_MAIL,  /* RFC 5322 header block: "Name: value" lines */
+  DP_KIND_MBOX,  /* mbox: a "From SENDER DATE" line, then a header block */
 } dp_kind_t;
 
 /** Classify the first n bytes of a stream (n may be small; 512 is plenty). */
@@ -92,5 +93,25 @@ typedef struct dp_mime_part {
 int dp_mime_walk(const dp_limits_t *lim, const void *buf, size_t len, unsigned depth,
                  int (*cb)(void *ud, const dp_mime_part_t *part), void *ud,
                  char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* mbox (mboxo/mboxrd, RFC 4155): used by dp_unpack for DP_KIND_MBOX, exposed
+ * for tests. An mbox is a list of messages, like a directory: it adds no
+ * nesting level; each message is a mail container as a loose .eml file is. */
+
+/** 1 when the n bytes at line (without its line break; a final CR is allowed)
+ *  are an mbox separator: "From ", an envelope sender token (not starting with
+ *  ':'), then a date holding a time (H:MM) and a 4-digit year. */
+int dp_mbox_from_line(const void *line, size_t n);
+
+/** Split the mbox in buf (borrowed, not modified) into messages and call cb
+ *  for each with its 1-based index: a separator is a "From " line
+ *  (dp_mbox_from_line) at the start of buf or after a blank line. The message
+ *  excludes its "From " line and the blank line before the next separator;
+ *  lines matching ^>+From  lose one '>' (mboxrd). msg points into buf, or into
+ *  a per-message copy only when a quoted line had to be un-escaped; borrowed
+ *  for the call only. Returns 0, DP_ENOMEM or cb's non-zero value. */
+int dp_mbox_split(const void *buf, size_t len,
+                  int (*cb)(void *ud, size_t index, const char *msg, size_t n), void *ud);
 
 #endif

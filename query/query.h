@@ -14,5 +14,9 @@ int dp_reports_cmd(int argc, char **argv);
 int dp_senders_cmd(int argc, char **argv);
 /** `dmarcpipe errors [--db DSN] [--since DURATION|DATE] [--format table|csv|json]` */
 int dp_errors_cmd(int argc, char **argv);
+/** `dmarcpipe readiness --domain D [--db DSN] [--since S] [--by day|week] [--format table|csv|json]` */
+int dp_readiness_cmd(int argc, char **argv);
+/** `dmarcpipe domains [--db DSN] [--since S] [--format table|csv|json]` */
+int dp_domains_cmd(int argc, char **argv);
 
 #endif

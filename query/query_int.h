@@ -236,16 +236,16 @@ typedef struct dp_disagreement {
 typedef struct dp_readiness {
   int64_t reports, receivers; /* reports / reporting orgs with mail of D */
   dp_readiness_counts_t total;
-  dp_sender_t *to_fix; /* senders with fixable failures, most fixable first */
+  dp_sender_t *to_fix;     /* senders with fixable failures, most fixable first */
   int64_t *to_fix_fixable; /* their fixable failing messages */
   size_t n_to_fix;
   size_t n_blocking; /* to_fix senders at or above the noise floor (docs/queries.md) */
   dp_readiness_period_t *trend;
   size_t n_trend;
-  int64_t disagree_sources; /* distinct source_ip flagged */
+  int64_t disagree_sources;    /* distinct source_ip flagged */
   dp_disagreement_t *disagree; /* top 10 by messages */
   size_t n_disagree;
-  const char *verdict;  /* "ready", "ready after fixing", "not ready" (static) */
+  const char *verdict;   /* "ready", "ready after fixing", "not ready" (static) */
   char verdict_line[64]; /* "ready after fixing 3 senders" */
   char verdict_reason[512];
 } dp_readiness_t;
@@ -260,11 +260,16 @@ void dp__query_readiness_free(dp_readiness_t *r);
 /** Set r's verdict fields from its counts and senders (thresholds in docs/queries.md). */
 void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain);
 /** Write r in fmt (JSON: one object). 0, DP_ENOMEM or DP_EIO. */
-int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *f,
-                              dp_period_t by, dp_qfmt_t fmt, FILE *out);
+int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *f, dp_period_t by,
+                              dp_qfmt_t fmt, FILE *out);
 /** Fetch and write: the body of `dmarcpipe readiness`. */
 int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, dp_qfmt_t fmt,
                         FILE *out, char *err, size_t errlen);
+/** The body of `dmarcpipe senders --by day|week` (query/senders_trend.c): per
+ *  sender and period, messages and alignment; fail filters on the sender's
+ *  totals over the window. by must not be DP_PERIOD_NONE. */
+int dp__query_senders_trend(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                            dp_period_t by, dp_qfmt_t fmt, FILE *out, char *err, size_t errlen);
 /** The body of `dmarcpipe domains` (f->domain ignored). */
 int dp__query_domains(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
                       size_t errlen);

@@ -479,7 +479,7 @@ int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fa
 
 static void usage(FILE *f) {
   fprintf(f, "usage: dmarcpipe senders --domain D [--since S] [--fail spf|dkim|any]\n"
-             "                         [--format table|csv|json] [--db DSN]\n"
+             "                         [--by day|week] [--format table|csv|json] [--db DSN]\n"
              "\n"
              "The senders of mail as D (From: D or a subdomain, or reports for D's policy),\n"
              "most volume first: how much of their mail passes SPF/DKIM alignment and DMARC,\n"
@@ -490,6 +490,7 @@ static void usage(FILE *f) {
              "                 now (90m, 12h, 30d, 2w) or a date (2024-03-01, 2024-03-01T12:00Z)\n"
              "  --fail W       only senders with mail that is not SPF-aligned (spf), not\n"
              "                 DKIM-aligned (dkim), or fails DMARC (any)\n"
+             "  --by P         per sender and day or week (UTC): messages and pass rates\n"
              "  --format F     table (default, for people), csv or json\n"
              "  --db DSN       libpq connection string or URI (default: PG* environment,\n"
              "                 else the embedded cluster)\n"
@@ -503,12 +504,14 @@ int dp_senders_cmd(int argc, char **argv) {
       {"domain", required_argument, NULL, 'D'},
       {"since", required_argument, NULL, 's'},
       {"fail", required_argument, NULL, 'F'},
+      {"by", required_argument, NULL, 'b'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
   dp_sender_fail_t fail = DP_FAIL_ALL;
+  dp_period_t by = DP_PERIOD_NONE;
   opterr = 0;
   optind = 0;
   int ch;
@@ -520,6 +523,17 @@ int dp_senders_cmd(int argc, char **argv) {
     if (ch == '?') {
       dp__query_bad_opt("senders", argv, optind);
       return 2;
+    }
+    if (ch == 'b') {
+      if (!strcmp(optarg, "day"))
+        by = DP_PERIOD_DAY;
+      else if (!strcmp(optarg, "week"))
+        by = DP_PERIOD_WEEK;
+      else {
+        fprintf(stderr, "dmarcpipe senders: invalid --by '%s': use day or week\n", optarg);
+        return 2;
+      }
+      continue;
     }
     if (ch == 'F') {
       if (!strcmp(optarg, "spf"))
@@ -549,7 +563,9 @@ int dp_senders_cmd(int argc, char **argv) {
   PGconn *c = dp__query_connect("senders", o.db);
   if (!c) return 2;
   char err[512];
-  int rc = dp__query_senders(c, &o.filter, fail, o.fmt, stdout, err, sizeof err);
+  int rc = by == DP_PERIOD_NONE
+               ? dp__query_senders(c, &o.filter, fail, o.fmt, stdout, err, sizeof err)
+               : dp__query_senders_trend(c, &o.filter, fail, by, o.fmt, stdout, err, sizeof err);
   PQfinish(c);
   if (rc) {
     fprintf(stderr, "dmarcpipe senders: %s\n", err);

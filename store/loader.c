@@ -83,6 +83,7 @@ struct dp_loader {
   int64_t *new_months;
   size_t n_new_months;
   bool closing;
+  uint64_t outage_budget_ms; /* 0: wait forever */
 };
 
 static void drive(dp_loader_t *l);
@@ -255,8 +256,6 @@ static uint64_t backoff_ms(unsigned attempt) {
   return ms > 5000 ? 5000 : ms;
 }
 
-/* Total time a batch may wait for the database before the load fails. */
-#define DP_LOADER_OUTAGE_BUDGET_MS (120 * 1000)
 
 static void finish(dp_loader_t *l, int status);
 
@@ -283,9 +282,9 @@ static void retry_later(dp_loader_t *l, const char *why) {
   drop_conn(l);
   note_outage(l, why);
   uint64_t now = uv_now(l->loop);
-  if (now - l->outage_started > DP_LOADER_OUTAGE_BUDGET_MS) {
-    fprintf(stderr, "dmarcpipe: database still unavailable after %u s: %s\n",
-            DP_LOADER_OUTAGE_BUDGET_MS / 1000, why);
+  if (l->outage_budget_ms && now - l->outage_started > l->outage_budget_ms) {
+    fprintf(stderr, "dmarcpipe: database still unavailable after %" PRIu64 " s: %s\n",
+            l->outage_budget_ms / 1000, why);
     finish(l, DP_EPGCONN);
     return;
   }
@@ -849,6 +848,7 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   PQsetNoticeProcessor(c, ignore_notice, NULL);
   uv_timer_init(loop, &l->timer);
   l->timer.data = l;
+  l->outage_budget_ms = 120 * 1000;
   return l;
 }
 
@@ -865,6 +865,8 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
 }
 
 bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
+
+void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) { l->outage_budget_ms = ms; }
 
 static void timer_close_cb(uv_handle_t *h) {
   dp_loader_t *l = h->data;

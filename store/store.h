@@ -176,6 +176,9 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
 /** Start loading b; cb runs on the loop thread when done. Only one batch at a
  *  time: UV_EBUSY while one is in flight (then cb never runs for b). */
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
+/** How long a batch waits for an unreachable database before its callback
+ *  gets DP_EPGCONN (default two minutes; 0 waits forever, for `watch`). */
+void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);
 /** true while a batch is in flight. */
 bool dp_loader_busy(const dp_loader_t *l);
 /** Close the connection and its poll handle; the loop must run once more to

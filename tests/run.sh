@@ -9,6 +9,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export DP_SHARED_DIR=${DP_SHARED_DIR:-$ROOT/../shared}
 [ -d "$DP_SHARED_DIR/corpus" ] || { echo "tests: corpus not found at $DP_SHARED_DIR" >&2; exit 2; }
 
+export DP_WITH_FUZZ=1 # clang + libFuzzer for tests/fuzz/run.sh
 bash "$ROOT/scripts/install-deps.sh"
 bash "$ROOT/scripts/build.sh" "$ROOT/build/test" -DDP_BUILD_TESTS=ON
 bash "$ROOT/scripts/build.sh" "$ROOT/build/asan" -DDP_BUILD_TESTS=ON -DDP_ASAN=ON
@@ -30,4 +31,6 @@ echo "== plain build =="
 ctest --test-dir "$ROOT/build/test" --output-on-failure -j2 || status=1
 echo "== AddressSanitizer + UBSan build =="
 ctest --test-dir "$ROOT/build/asan" --output-on-failure -j2 || status=1
+echo "== fuzzing (tests/fuzz/run.sh, ${DP_FUZZ_SECONDS:-60}s per harness) =="
+bash "$ROOT/tests/fuzz/run.sh" || status=1
 exit $status

@@ -44,7 +44,7 @@ static inline void dp_fuzz_limits(dp_limits_t *l) {
 static volatile uint64_t dp_fuzz_sink;
 
 /* Returns strlen(s) after checking the model's promise: never NULL, valid
- * UTF-8 (invalid bytes are repaired by the parser). */
+ * UTF-8 (invalid bytes are repaired by the parser), within max_field_len. */
 static inline size_t dp_fuzz_str(const char *s) {
   DP_FUZZ_CHECK(s != NULL);
   const unsigned char *u = (const unsigned char *)s;
@@ -56,6 +56,9 @@ static inline size_t dp_fuzz_str(const char *s) {
     for (size_t k = 1; k <= n; k++) DP_FUZZ_CHECK((u[i + k] & 0xc0) == 0x80);
     i += n + 1;
   }
+  dp_limits_t lim;
+  dp_fuzz_limits(&lim);
+  DP_FUZZ_CHECK(i <= lim.max_field_len);
   dp_fuzz_sink = dp_hash64(dp_fuzz_sink, s, i);
   return i;
 }
@@ -117,7 +120,9 @@ static inline int dp_fuzz_on_record(void *ud, const dp_report_t *r, const dp_rec
   DP_FUZZ_CHECK(s->begun == 1 && s->ended == 0);
   dp_fuzz_touch_report(r);
   s->records++;
-  DP_FUZZ_CHECK(rec->index == s->records);
+  dp_limits_t lim;
+  dp_fuzz_limits(&lim);
+  DP_FUZZ_CHECK(rec->index == s->records && s->records <= lim.max_records);
   DP_FUZZ_CHECK(memchr(rec->source_ip, '\0', sizeof rec->source_ip) != NULL);
   DP_FUZZ_CHECK(dp_fuzz_str(rec->source_ip) > 0);
   DP_FUZZ_CHECK(rec->ip_family == 4 || rec->ip_family == 6);
@@ -201,14 +206,22 @@ static inline int dp_fuzz_parse_chunks(const uint8_t *data, size_t size, const s
   return rc;
 }
 
-/* The parser harness: the document whole, then split in two at an offset
- * taken from its own bytes. Chunk boundaries must not change the outcome. */
+/* The parser harness: the document whole, then in chunks whose boundaries
+ * come from its own bytes: small documents in pieces of 1..16 bytes (every
+ * boundary inside a tag, a UTF-8 sequence, a BOM, an entity is reached),
+ * larger ones split in two. Chunk boundaries must not change the outcome. */
 static inline void dp_fuzz_parser_one(const uint8_t *data, size_t size) {
+  static size_t cuts[2048];
+  size_t ncuts = 0;
   struct dp_fuzz_parse whole, split;
   int rc1 = dp_fuzz_parse_chunks(data, size, NULL, 0, &whole);
-  size_t cut = 0;
-  if (size > 0) cut = ((size_t)data[size - 1] * 251u + (size_t)data[size / 2]) % (size + 1);
-  int rc2 = dp_fuzz_parse_chunks(data, size, &cut, 1, &split);
+  if (size > 0 && size <= 2048) {
+    size_t step = 1 + data[size / 2] % 16;
+    for (size_t at = step; at < size && ncuts < 2048; at += step) cuts[ncuts++] = at;
+  } else if (size > 0) {
+    cuts[ncuts++] = ((size_t)data[size - 1] * 251u + (size_t)data[size / 2]) % (size + 1);
+  }
+  int rc2 = dp_fuzz_parse_chunks(data, size, cuts, ncuts, &split);
   DP_FUZZ_CHECK((rc1 == 0) == (rc2 == 0));
   if (rc1 == 0)
     DP_FUZZ_CHECK(whole.records == split.records && whole.messages == split.messages);
@@ -223,7 +236,7 @@ struct dp_fuzz_unpack {
   dp_parser_t *parser; /* only when parsing: the current document's parser */
   int parse_rc;
   struct dp_fuzz_parse ps;
-  uint64_t reports_ok;
+  uint64_t reports_ok, records_ok, messages_ok; /* reports that parsed whole */
 };
 
 static inline int dp_fuzz_doc_begin(void *ud, const char *part) {
@@ -296,6 +309,8 @@ static inline int dp_fuzz_pdoc_end(void *ud, int status, const char *reason) {
   if (status == 0 && u->parse_rc == 0) {
     DP_FUZZ_CHECK(u->ps.begun == 1 && u->ps.ended == 1);
     u->reports_ok++;
+    u->records_ok += u->ps.records;
+    u->messages_ok += u->ps.messages;
   } else if (u->parse_rc) {
     DP_FUZZ_CHECK(u->parse_rc < 0 && dp_fuzz_line(dp_parser_error(u->parser)) > 0);
   }

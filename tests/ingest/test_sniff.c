@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/ingest/test_sniff.c - dp_sniff: every kind by content, with BOMs,
  * whitespace and short buffers, and inputs that must not be taken for any
- * kind (PNG, PDF, mbox "From " lines, plain text). */
+ * kind (PNG, PDF, plain text); an mbox "From " line is an mbox, never mail. */
 #include "../test.h"
 
 #include "ingest/unpack_int.h"
@@ -75,7 +75,7 @@ TEST(test_sniff_mail) {
 }
 
 TEST(test_sniff_not_mail) {
-  ASSERT_EQ(SNIFF("From a@b Mon Jan  1 00:00:00 2024\nFrom: a\n"), DP_KIND_UNKNOWN); /* mbox */
+  ASSERT_EQ(SNIFF("From a@b Mon Jan  1 00:00:00 2024\nFrom: a\n"), DP_KIND_MBOX); /* mbox */
   ASSERT_EQ(SNIFF("Subject: x\nthis line is not a header\n\n"), DP_KIND_UNKNOWN);
   ASSERT_EQ(SNIFF("Subject: x\n\0\0\0"), DP_KIND_UNKNOWN);
   ASSERT_EQ(SNIFF(": no name\n"), DP_KIND_UNKNOWN);
@@ -88,5 +88,6 @@ TEST(test_sniff_kind_names) {
   ASSERT_STR_EQ(dp_kind_name(DP_KIND_ZIP), "zip");
   ASSERT_STR_EQ(dp_kind_name(DP_KIND_ZLIB), "zlib");
   ASSERT_STR_EQ(dp_kind_name(DP_KIND_MAIL), "mail");
+  ASSERT_STR_EQ(dp_kind_name(DP_KIND_MBOX), "mbox");
   ASSERT_STR_EQ(dp_kind_name(DP_KIND_UNKNOWN), "unknown");
 }

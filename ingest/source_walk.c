@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest/source_walk.c - turn the paths given to `ingest` into input files:
+ * plain files, directories (recursive, name order, directory symlinks not
+ * followed) and Maildirs, where only delivered messages (cur/, new/, and the
+ * same in Maildir++ folders) are read, never tmp/ or the index files. */
+#include "ingest/source_walk_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/core.h"
+
+/* Deeper directory trees are not report drops; the cap also bounds the stack. */
+#define WALK_MAX_DEPTH 64
+
+struct walker {
+  int (*add)(void *ud, const char *file);
+  void (*err)(void *ud, const char *path, const char *reason);
+  void *ud;
+};
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
+/* The entries of dir but "." and "..", sorted by name; caller owns *out
+ * (free_names). Returns 0, DP_ENOMEM, or 1 when dir cannot be read (reported). */
+static int list_dir(struct walker *w, const char *dir, char ***out, size_t *nout) {
+  *out = NULL;
+  *nout = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    char r[300];
+    snprintf(r, sizeof r, "cannot read directory: %s", strerror(errno));
+    w->err(w->ud, dir, r);
+    return 1;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  int rc = 0;
+  while (!rc && (e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      char **v = realloc(names, nc * sizeof *v);
+      if (!v) {
+        rc = DP_ENOMEM;
+        break;
+      }
+      names = v;
+      cap = nc;
+    }
+    names[n] = strdup(e->d_name);
+    if (!names[n])
+      rc = DP_ENOMEM;
+    else
+      n++;
+  }
+  closedir(d);
+  if (rc) {
+    free_names(names, n);
+    return rc;
+  }
+  if (n) qsort(names, n, sizeof *names, cmp_str);
+  *out = names;
+  *nout = n;
+  return 0;
+}
+
+/* "dir/name" without doubling a trailing '/'; caller owns result; NULL on ENOMEM. */
+static char *join(const char *dir, const char *name) {
+  size_t a = strlen(dir), len = a + strlen(name) + 2;
+  char *p = malloc(len);
+  if (p) snprintf(p, len, "%s%s%s", dir, a && dir[a - 1] == '/' ? "" : "/", name);
+  return p;
+}
+
+/* A real directory (lstat: a symbolic link is not one). */
+static int is_real_dir(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A regular file, following a symbolic link. */
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int dp_source_is_maildir(const char *dir) {
+  char *cur = join(dir, "cur"), *nw = join(dir, "new");
+  int r = cur && nw && is_real_dir(cur) && is_real_dir(nw);
+  free(cur);
+  free(nw);
+  return r;
+}
+
+/* The messages of one Maildir folder's cur/ or new/: files only, no
+ * recursion; names starting with '.' are not messages (Maildir convention). */
+static int walk_msgdir(struct walker *w, const char *dir) {
+  char **names;
+  size_t n;
+  int rc = list_dir(w, dir, &names, &n);
+  if (rc) return rc > 0 ? 0 : rc;
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (names[i][0] == '.') continue;
+    char *path = join(dir, names[i]);
+    if (!path)
+      rc = DP_ENOMEM;
+    else if (is_file(path))
+      rc = w->add(w->ud, path);
+    free(path);
+  }
+  free_names(names, n);
+  return rc;
+}
+
+static int walk_maildir(struct walker *w, const char *dir, unsigned depth) {
+  if (depth > WALK_MAX_DEPTH) return 0;
+  char **names;
+  size_t n;
+  int rc = list_dir(w, dir, &names, &n);
+  if (rc) return rc > 0 ? 0 : rc;
+  /* name order: ".Folder"s sort before "cur" and "new" */
+  for (size_t i = 0; i < n && !rc; i++) {
+    const char *nm = names[i];
+    int msgdir = !strcmp(nm, "cur") || !strcmp(nm, "new");
+    int folder = nm[0] == '.';
+    if (!msgdir && !folder) continue; /* tmp/, dovecot-uidlist, maildirfolder, ... */
+    char *path = join(dir, nm);
+    if (!path) {
+      rc = DP_ENOMEM;
+      break;
+    }
+    if (msgdir)
+      rc = walk_msgdir(w, path);
+    else if (is_real_dir(path) && dp_source_is_maildir(path))
+      rc = walk_maildir(w, path, depth + 1);
+    free(path);
+  }
+  free_names(names, n);
+  return rc;
+}
+
+static int walk_dir(struct walker *w, const char *dir, unsigned depth) {
+  if (depth > WALK_MAX_DEPTH) return 0;
+  if (dp_source_is_maildir(dir)) return walk_maildir(w, dir, depth);
+  char **names;
+  size_t n;
+  int rc = list_dir(w, dir, &names, &n);
+  if (rc) return rc > 0 ? 0 : rc;
+  for (size_t i = 0; i < n && !rc; i++) {
+    char *path = join(dir, names[i]);
+    if (!path) {
+      rc = DP_ENOMEM;
+      break;
+    }
+    struct stat lst;
+    if (lstat(path, &lst) == 0) {
+      if (S_ISDIR(lst.st_mode))
+        rc = walk_dir(w, path, depth + 1);
+      else if (is_file(path))
+        rc = w->add(w->ud, path);
+    }
+    free(path);
+  }
+  free_names(names, n);
+  return rc;
+}
+
+int dp_source_walk(const char *path, int (*add)(void *ud, const char *file),
+                   void (*err)(void *ud, const char *path, const char *reason), void *ud) {
+  struct walker w = {add, err, ud};
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    err(ud, path, strerror(errno));
+    return 0;
+  }
+  if (S_ISDIR(st.st_mode)) return walk_dir(&w, path, 0);
+  return add(ud, path);
+}

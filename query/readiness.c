@@ -1,0 +1,877 @@
+/* SPDX-License-Identifier: MIT */
+/* query/readiness.c - `dmarcpipe readiness`: how much of a domain's mail
+ * p=reject would block today, split into fixable (a service authenticates
+ * but not aligned), forwarded (forwarding, mailing lists) and unauthenticated
+ * (likely spoofing), the strict-alignment what-if, receivers that disagree,
+ * the senders to fix, an optional day/week trend, and a verdict. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/core.h"
+#include "query/query.h"
+#include "query/query_int.h"
+
+/* Verdict thresholds (docs/queries.md "Verdict"). A sender to fix blocks the
+ * move when its fixable failures reach 0.1% of D's mail: below that it is
+ * noise (often spam whose own domain passes SPF). Forwarded mail cannot be
+ * fixed by D; above 2% of D's mail p=reject would lose too much of it. */
+#define BLOCKING_PERMILLE 1
+#define MAX_FORWARDED_PERMILLE 20
+#define DISAGREE_TOP 10
+
+/* ======================================================================== */
+/* SQL */
+
+/* The records that are D's (as in senders) in the window: $1 domain, $2 since
+ * (epoch seconds or NULL). Shared head of both statements below. */
+#define REC_WHERE                                                                                  \
+  "   WHERE (r.domain = $1::text OR x.header_from = $1::text"                                      \
+  "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
+  "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
+
+/* $3 period ('day', 'week' or NULL). Classification of a failing record
+ * (NOT (spf_aligned OR dkim_aligned)), first rule that applies:
+ *   1. forwarded: a receiver gave it a forwarding reason (forwarded,
+ *      mailing_list, trusted_forwarder, or a comment "arc=pass"), or gave one
+ *      to another of D's records from the same source_ip in the window;
+ *   2. forwarded: it carries a failing DKIM signature of D (or a subdomain)
+ *      whose domain and selector verify in other records of the window: D's
+ *      own signature, broken in transit;
+ *   3. fixable: some SPF or DKIM result passes (the sender is a domain, as
+ *      dp_align_record found at ingest);
+ *   4. unauthenticated: nothing passes. */
+static const char *const class_sql[] = {
+    "WITH rec AS MATERIALIZED ("
+    "  SELECT x.sender, x.count, x.source_ip, r.id AS rid, r.org_name,"
+    "         (x.spf_aligned OR x.dkim_aligned) AS pass,"
+    "         (x.spf_aligned_strict OR x.dkim_aligned_strict) AS pass_strict,"
+    "         x.sender NOT LIKE 'unauthenticated %' AS authenticated,"
+    "         x.dkim_domains, x.dkim_selectors, x.dkim_results,"
+    "         CASE WHEN $3::text IS NULL THEN NULL"
+    "              ELSE date_trunc($3::text, r.begin_ts AT TIME ZONE 'UTC') END AS period,"
+    "         (EXISTS (SELECT 1 FROM unnest(x.reason_types) t"
+    "                   WHERE lower(t) IN ('forwarded', 'mailing_list', 'trusted_forwarder'))"
+    "          OR EXISTS (SELECT 1 FROM unnest(x.reason_comments) m"
+    "                      WHERE lower(m) LIKE '%arc=pass%')) AS fwd_reason"
+    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
+    ", fwd_ip AS (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
+    ", good_sig AS ("
+    "  SELECT DISTINCT lower(d.dom) AS dom, coalesce(d.sel, '') AS sel"
+    "    FROM rec, unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
+    "              AS d(dom, sel, res)"
+    "   WHERE lower(d.res) = 'pass' AND (lower(d.dom) = $1::text"
+    "         OR right(lower(d.dom), length($1::text) + 1) = '.' || $1::text)"
+    "), cls AS ("
+    "  SELECT rec.sender, rec.count, rec.period, rec.pass, rec.pass_strict, rec.rid, rec.org_name,"
+    "         CASE WHEN rec.pass THEN 'pass'"
+    "              WHEN rec.fwd_reason OR rec.source_ip IN (SELECT source_ip FROM fwd_ip)"
+    "                THEN 'forwarded'"
+    "              WHEN EXISTS ("
+    "                SELECT 1 FROM unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
+    "                                AS d(dom, sel, res)"
+    "                  JOIN good_sig g ON g.dom = lower(d.dom)"
+    "                   AND (g.sel = coalesce(d.sel, '') OR g.sel = '' OR coalesce(d.sel, '') = '')"
+    "                 WHERE lower(coalesce(d.res, '')) NOT IN ('pass', 'none', ''))"
+    "                THEN 'forwarded'"
+    "              WHEN rec.authenticated THEN 'fixable'"
+    "              ELSE 'unauthenticated' END AS class"
+    "    FROM rec"
+    ")",
+    " SELECT GROUPING(period, sender),"
+    "        floor(extract(epoch FROM period))::bigint, sender,"
+    "        coalesce(sum(count), 0)::bigint,"
+    "        coalesce(sum(count) FILTER (WHERE pass), 0)::bigint,"
+    "        coalesce(sum(count) FILTER (WHERE class = 'fixable'), 0)::bigint,"
+    "        coalesce(sum(count) FILTER (WHERE class = 'forwarded'), 0)::bigint,"
+    "        coalesce(sum(count) FILTER (WHERE class = 'unauthenticated'), 0)::bigint,"
+    "        coalesce(sum(count) FILTER (WHERE NOT pass_strict), 0)::bigint,"
+    "        count(DISTINCT rid), count(DISTINCT org_name)"
+    "   FROM cls"
+    "  GROUP BY GROUPING SETS ((), (period), (sender))"
+    " HAVING GROUPING(sender) = 1 OR sum(count) FILTER (WHERE class = 'fixable') > 0"
+    "  ORDER BY 1, 2, 3",
+};
+
+enum {
+  K_GROUPING,
+  K_PERIOD,
+  K_SENDER,
+  K_MSG,
+  K_PASS,
+  K_FIX,
+  K_FWD,
+  K_UNAUTH,
+  K_STRICT,
+  K_REPORTS,
+  K_ORGS,
+  K_NCOLS
+};
+
+/* Receivers that disagree, $1 domain, $2 since. Per (source_ip, header_from):
+ * two different receivers' policy_evaluated say pass and fail for the same
+ * mechanism, or a receiver's verdict differs from the alignment recomputed
+ * from its own auth results (strict when the report's adkim/aspf is s). */
+static const char *const disagree_sql[] = {
+    "WITH rec AS MATERIALIZED ("
+    "  SELECT x.source_ip, x.header_from, x.count, r.org_name,"
+    "         lower(x.pe_dkim) AS pd, lower(x.pe_spf) AS ps,"
+    "         CASE WHEN lower(r.adkim) = 's' THEN x.dkim_aligned_strict"
+    "              ELSE x.dkim_aligned END AS dk_ok,"
+    "         CASE WHEN lower(r.aspf) = 's' THEN x.spf_aligned_strict"
+    "              ELSE x.spf_aligned END AS sp_ok"
+    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
+    ", src AS ("
+    "  SELECT source_ip, header_from, sum(count)::bigint AS messages,"
+    "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"
+    "          AND count(DISTINCT org_name) FILTER (WHERE pd IN ('pass', 'fail')) > 1) AS dk_rcv,"
+    "         (bool_or(ps = 'pass') AND bool_or(ps = 'fail')"
+    "          AND count(DISTINCT org_name) FILTER (WHERE ps IN ('pass', 'fail')) > 1) AS sp_rcv,"
+    "         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false) AS dk_re,"
+    "         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false) AS sp_re,"
+    "         array_agg(DISTINCT org_name || ': dkim=' || coalesce(nullif(pd, ''), '-')"
+    "                   || ' spf=' || coalesce(nullif(ps, ''), '-')) AS verdicts"
+    "    FROM rec GROUP BY source_ip, header_from"
+    "), flagged AS (SELECT * FROM src WHERE dk_rcv OR sp_rcv OR dk_re OR sp_re)",
+    " SELECT (SELECT count(DISTINCT source_ip) FROM flagged),"
+    "        host(source_ip), header_from, messages,"
+    "        array_remove(ARRAY["
+    "          CASE WHEN dk_rcv THEN 'dkim: receivers disagree' END,"
+    "          CASE WHEN sp_rcv THEN 'spf: receivers disagree' END,"
+    "          CASE WHEN dk_re THEN 'dkim: receiver verdict differs from its auth results' END,"
+    "          CASE WHEN sp_re THEN 'spf: receiver verdict differs from its auth results' END"
+    "        ], NULL),"
+    "        verdicts"
+    "   FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10",
+};
+
+/* ======================================================================== */
+/* Fetch */
+
+void dp__query_readiness_free(dp_readiness_t *r) {
+  if (!r) return;
+  dp__query_senders_free(r->to_fix, r->n_to_fix);
+  free(r->to_fix_fixable);
+  free(r->trend);
+  for (size_t i = 0; i < r->n_disagree; i++) {
+    dp_disagreement_t *d = &r->disagree[i];
+    free(d->source_ip);
+    free(d->header_from);
+    for (size_t k = 0; k < d->n_reasons; k++)
+      free(d->reasons[k]);
+    free(d->reasons);
+    for (size_t k = 0; k < d->n_verdicts; k++)
+      free(d->verdicts[k]);
+    free(d->verdicts);
+  }
+  free(r->disagree);
+  memset(r, 0, sizeof *r);
+}
+
+static int64_t ival(const PGresult *res, int i, int j, bool *bad) {
+  char *end;
+  const char *s = PQgetvalue(res, i, j);
+  long long v = strtoll(s, &end, 10);
+  if (PQgetisnull(res, i, j) || !*s || *end) *bad = true;
+  return (int64_t)v;
+}
+
+static void counts_from(const PGresult *res, int i, dp_readiness_counts_t *c, bool *bad) {
+  c->messages = ival(res, i, K_MSG, bad);
+  c->dmarc_pass = ival(res, i, K_PASS, bad);
+  c->dmarc_fail = c->messages - c->dmarc_pass;
+  c->fail_fixable = ival(res, i, K_FIX, bad);
+  c->fail_forwarded = ival(res, i, K_FWD, bad);
+  c->fail_unauthenticated = ival(res, i, K_UNAUTH, bad);
+  c->dmarc_fail_if_strict = ival(res, i, K_STRICT, bad);
+}
+
+static PGresult *run(PGconn *c, const char *const *parts, size_t nparts, int nparams,
+                     const char *const *params, char *err, size_t errlen) {
+  dp_buf_t sql;
+  dp_buf_init(&sql, 0);
+  for (size_t k = 0; k < nparts; k++)
+    if (dp_buf_puts(&sql, parts[k])) {
+      dp_buf_free(&sql);
+      snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
+      return NULL;
+    }
+  PGresult *res = PQexecParams(c, sql.data, nparams, NULL, params, NULL, NULL, 0);
+  dp_buf_free(&sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    dp__query_pgerr(c, res, err, errlen);
+    PQclear(res);
+    return NULL;
+  }
+  return res;
+}
+
+/* Per-sender fixable counts from the class query, matched to senders rows. */
+struct fixable {
+  const char *sender;
+  int64_t n;
+};
+
+static int fetch_classes(PGconn *c, const char *const *params, dp_period_t by, dp_readiness_t *r,
+                         struct fixable **fx, size_t *nfx, PGresult **keep, char *err,
+                         size_t errlen) {
+  PGresult *res = run(c, class_sql, sizeof class_sql / sizeof class_sql[0], 3, params, err, errlen);
+  if (!res) return DP_EPG;
+  int nt = PQntuples(res);
+  bool bad = PQnfields(res) != K_NCOLS;
+  *fx = nt ? calloc((size_t)nt, sizeof **fx) : NULL;
+  r->trend = nt && by != DP_PERIOD_NONE ? calloc((size_t)nt, sizeof *r->trend) : NULL;
+  if (nt && (!*fx || (by != DP_PERIOD_NONE && !r->trend))) {
+    PQclear(res);
+    snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
+    return DP_ENOMEM;
+  }
+  for (int i = 0; i < nt && !bad; i++) {
+    /* GROUPING(period, sender): 3 total, 1 per period, 2 per sender. */
+    int64_t g = ival(res, i, K_GROUPING, &bad);
+    if (g == 3) {
+      counts_from(res, i, &r->total, &bad);
+      r->reports = ival(res, i, K_REPORTS, &bad);
+      r->receivers = ival(res, i, K_ORGS, &bad);
+    } else if (g == 1) {
+      if (by == DP_PERIOD_NONE) continue;
+      dp_readiness_period_t *p = &r->trend[r->n_trend++];
+      p->start = ival(res, i, K_PERIOD, &bad);
+      counts_from(res, i, &p->c, &bad);
+    } else if (g == 2) {
+      (*fx)[*nfx].sender = PQgetvalue(res, i, K_SENDER);
+      (*fx)[*nfx].n = ival(res, i, K_FIX, &bad);
+      (*nfx)++;
+    } else {
+      bad = true;
+    }
+  }
+  *keep = res;
+  if (bad) {
+    snprintf(err, errlen, "unexpected value in the readiness query result");
+    return DP_EPG;
+  }
+  return 0;
+}
+
+static int cmp_fix(const void *a, const void *b) {
+  const struct fixable *x = a, *y = b;
+  if (x->n != y->n) return x->n > y->n ? -1 : 1;
+  return strcmp(x->sender, y->sender);
+}
+
+/* Keep the senders rows that have fixable failures, in fx order. */
+static int pick_senders(dp_readiness_t *r, dp_sender_t *rows, size_t n, struct fixable *fx,
+                        size_t nfx) {
+  if (nfx) qsort(fx, nfx, sizeof *fx, cmp_fix);
+  r->to_fix = nfx ? calloc(nfx, sizeof *r->to_fix) : NULL;
+  r->to_fix_fixable = nfx ? calloc(nfx, sizeof *r->to_fix_fixable) : NULL;
+  if (nfx && (!r->to_fix || !r->to_fix_fixable)) return DP_ENOMEM;
+  for (size_t k = 0; k < nfx; k++)
+    for (size_t i = 0; i < n; i++) {
+      if (!rows[i].sender || strcmp(rows[i].sender, fx[k].sender)) continue;
+      /* Move the row: its slot in rows is cleared so freeing rows skips it. */
+      r->to_fix[r->n_to_fix] = rows[i];
+      r->to_fix_fixable[r->n_to_fix++] = fx[k].n;
+      memset(&rows[i], 0, sizeof rows[i]);
+      break;
+    }
+  return 0;
+}
+
+static int fetch_disagree(PGconn *c, const char *const *params, dp_readiness_t *r, char *err,
+                          size_t errlen) {
+  PGresult *res =
+      run(c, disagree_sql, sizeof disagree_sql / sizeof disagree_sql[0], 2, params, err, errlen);
+  if (!res) return DP_EPG;
+  int nt = PQntuples(res);
+  bool bad = PQnfields(res) != 6;
+  int rc = 0;
+  if (nt && !(r->disagree = calloc((size_t)nt, sizeof *r->disagree))) rc = DP_ENOMEM;
+  for (int i = 0; i < nt && !bad && !rc; i++) {
+    dp_disagreement_t *d = &r->disagree[r->n_disagree++];
+    r->disagree_sources = ival(res, i, 0, &bad);
+    d->messages = ival(res, i, 3, &bad);
+    if (!(d->source_ip = strdup(PQgetvalue(res, i, 1))) ||
+        !(d->header_from = strdup(PQgetvalue(res, i, 2))))
+      rc = DP_ENOMEM;
+    else if (dp__query_pgarray_parse(PQgetvalue(res, i, 4), &d->reasons, &d->n_reasons) ||
+             dp__query_pgarray_parse(PQgetvalue(res, i, 5), &d->verdicts, &d->n_verdicts))
+      bad = true;
+  }
+  PQclear(res);
+  if (!rc && bad) rc = DP_EPG;
+  if (rc)
+    snprintf(err, errlen, "%s",
+             rc == DP_EPG ? "unexpected value in the disagreement query result" : dp_strerror(rc));
+  return rc;
+}
+
+static bool exec_ok(PGconn *c, const char *sql, char *err, size_t errlen) {
+  PGresult *res = PQexec(c, sql);
+  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+  if (!ok) dp__query_pgerr(c, res, err, errlen);
+  PQclear(res);
+  return ok;
+}
+
+int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
+                              dp_readiness_t *r, char *err, size_t errlen) {
+  memset(r, 0, sizeof *r);
+  if (!f->domain || !*f->domain) {
+    snprintf(err, errlen, "--domain is required");
+    return DP_EUSAGE;
+  }
+  char since[32];
+  const char *params[3] = {f->domain, NULL,
+                           by == DP_PERIOD_DAY    ? "day"
+                           : by == DP_PERIOD_WEEK ? "week"
+                                                  : NULL};
+  if (f->has_since) {
+    snprintf(since, sizeof since, "%" PRId64, f->since);
+    params[1] = since;
+  }
+  /* One snapshot: the totals, the senders and the disagreements must add up
+   * even while an ingest is committing. */
+  if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) return DP_EPG;
+  struct fixable *fx = NULL;
+  size_t nfx = 0;
+  PGresult *cls = NULL;
+  dp_sender_t *rows = NULL;
+  size_t n = 0;
+  int rc = fetch_classes(c, params, by, r, &fx, &nfx, &cls, err, errlen);
+  if (!rc && nfx) rc = dp__query_senders_fetch(c, f, DP_FAIL_ANY, &rows, &n, err, errlen);
+  if (!rc && (rc = pick_senders(r, rows, n, fx, nfx))) snprintf(err, errlen, "%s", dp_strerror(rc));
+  dp__query_senders_free(rows, n);
+  free(fx);
+  PQclear(cls);
+  if (!rc) rc = fetch_disagree(c, params, r, err, errlen);
+  PGresult *end = PQexec(c, rc ? "ROLLBACK" : "COMMIT");
+  PQclear(end);
+  if (rc) {
+    dp__query_readiness_free(r);
+    return rc;
+  }
+  dp__query_readiness_verdict(r, f->domain);
+  return 0;
+}
+
+/* ======================================================================== */
+/* Verdict */
+
+/* "12.5%" of num/den into out. */
+static void pct_str(char *out, size_t len, int64_t num, int64_t den) {
+  char p[16];
+  dp__query_pct(p, sizeof p, num, den);
+  snprintf(out, len, "%s%%", den > 0 ? p : "0.0");
+}
+
+void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain) {
+  const dp_readiness_counts_t *t = &r->total;
+  r->n_blocking = 0;
+  for (size_t i = 0; i < r->n_to_fix; i++)
+    if (r->to_fix_fixable[i] * 1000 >= t->messages * BLOCKING_PERMILLE) r->n_blocking++;
+  char fwd[32], fail[32], unauth[32];
+  pct_str(fwd, sizeof fwd, t->fail_forwarded, t->messages);
+  pct_str(fail, sizeof fail, t->dmarc_fail, t->messages);
+  pct_str(unauth, sizeof unauth, t->fail_unauthenticated, t->messages);
+  size_t nb = r->n_blocking;
+  if (t->messages <= 0) {
+    r->verdict = "not ready";
+    snprintf(r->verdict_line, sizeof r->verdict_line, "not ready");
+    snprintf(r->verdict_reason, sizeof r->verdict_reason,
+             "no mail of %s in the stored reports (in the window): nothing to judge", domain);
+    return;
+  }
+  if (t->fail_forwarded * 1000 > t->messages * MAX_FORWARDED_PERMILLE) {
+    r->verdict = "not ready";
+    snprintf(r->verdict_line, sizeof r->verdict_line, "not ready");
+    snprintf(r->verdict_reason, sizeof r->verdict_reason,
+             "%s of the mail is forwarded or mailing-list mail that fails DMARC (more than %d%%): "
+             "p=reject would lose it; sign all mail with d=%s (DKIM survives plain forwarding)%s",
+             fwd, MAX_FORWARDED_PERMILLE / 10, domain, nb ? ", and fix the senders below" : "");
+    return;
+  }
+  if (nb) {
+    r->verdict = "ready after fixing";
+    snprintf(r->verdict_line, sizeof r->verdict_line, "ready after fixing %zu sender%s", nb,
+             nb == 1 ? "" : "s");
+    snprintf(r->verdict_reason, sizeof r->verdict_reason,
+             "%zu legitimate-looking sender%s authenticate%s but not aligned with %s; once "
+             "fixed, what fails is forwarding (%s) and unauthenticated mail (%s)",
+             nb, nb == 1 ? "" : "s", nb == 1 ? "s" : "", domain, fwd, unauth);
+    return;
+  }
+  r->verdict = "ready";
+  snprintf(r->verdict_line, sizeof r->verdict_line, "ready");
+  snprintf(r->verdict_reason, sizeof r->verdict_reason,
+           "%s fails DMARC: %s unauthenticated (what p=reject is for), %s forwarded; no sender "
+           "to fix",
+           fail, unauth, fwd);
+}
+
+/* ======================================================================== */
+/* Output */
+
+static void period_label(char *out, size_t len, int64_t t) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  if (!gmtime_r(&tt, &tm)) {
+    snprintf(out, len, "?");
+    return;
+  }
+  strftime(out, len, "%Y-%m-%d", &tm);
+}
+
+static const char *by_name(dp_period_t by) {
+  return by == DP_PERIOD_DAY ? "day" : by == DP_PERIOD_WEEK ? "week" : NULL;
+}
+
+/* Summary: one row, machine formats. */
+enum {
+  S_DOMAIN,
+  S_SINCE,
+  S_BY,
+  S_REPORTS,
+  S_RECEIVERS,
+  S_MESSAGES,
+  S_PASS,
+  S_FAIL,
+  S_FIX,
+  S_FWD,
+  S_UNAUTH,
+  S_STRICT,
+  S_NFIX,
+  S_NBLOCK,
+  S_DISAGREE,
+  S_VERDICT,
+  S_VLINE,
+  S_REASON,
+  S_NCOLS
+};
+static const dp_qcol_t summary_cols[] = {
+    {"domain", NULL, DP_QT_TEXT, 0, 0},
+    {"since", NULL, DP_QT_TIME, 0, 0},
+    {"by", NULL, DP_QT_TEXT, 0, 0},
+    {"reports", NULL, DP_QT_INT, 0, 0},
+    {"receivers", NULL, DP_QT_INT, 0, 0},
+    {"messages", NULL, DP_QT_INT, 0, 0},
+    {"dmarc_pass", NULL, DP_QT_INT, 0, 0},
+    {"dmarc_fail", NULL, DP_QT_INT, 0, 0},
+    {"fail_fixable", NULL, DP_QT_INT, 0, 0},
+    {"fail_forwarded", NULL, DP_QT_INT, 0, 0},
+    {"fail_unauthenticated", NULL, DP_QT_INT, 0, 0},
+    {"dmarc_fail_if_strict", NULL, DP_QT_INT, 0, 0},
+    {"senders_to_fix_count", NULL, DP_QT_INT, 0, 0},
+    {"senders_blocking", NULL, DP_QT_INT, 0, 0},
+    {"receivers_disagree", NULL, DP_QT_INT, 0, 0},
+    {"verdict", NULL, DP_QT_TEXT, 0, 0},
+    {"verdict_line", NULL, DP_QT_TEXT, 0, 0},
+    {"verdict_reason", NULL, DP_QT_TEXT, 0, 0},
+};
+
+/* The senders to fix: the senders JSON keys plus fail_fixable and blocking. */
+enum {
+  F_SENDER,
+  F_THIRD,
+  F_MESSAGES,
+  F_FIXABLE,
+  F_BLOCKING,
+  F_SPF,
+  F_DKIM,
+  F_DMARC,
+  F_SPF_S,
+  F_DKIM_S,
+  F_POLICY,
+  F_IPS,
+  F_DKIM_DOMS,
+  F_SPF_DOMS,
+  F_REPORTERS,
+  F_FIRST,
+  F_LAST,
+  F_FIX
+};
+static const dp_qcol_t fix_cols[] = {
+    {"sender", "SENDER", DP_QT_TEXT, 0, 40},
+    {"third_party", NULL, DP_QT_BOOL, DP_QCOL_NOTABLE, 0},
+    {"messages", "MESSAGES", DP_QT_INT, 0, 0},
+    {"fail_fixable", "FIXABLE FAILING", DP_QT_INT, 0, 0},
+    {"blocking", "BLOCKING", DP_QT_BOOL, 0, 0},
+    {"spf_aligned", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"dkim_aligned", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"dmarc_pass", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"spf_aligned_strict", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"dkim_aligned_strict", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"policy_pass", NULL, DP_QT_INT, DP_QCOL_NOTABLE, 0},
+    {"source_ips", NULL, DP_QT_LIST, DP_QCOL_NOTABLE, 0},
+    {"dkim_domains", NULL, DP_QT_LIST, DP_QCOL_NOTABLE, 0},
+    {"spf_domains", NULL, DP_QT_LIST, DP_QCOL_NOTABLE, 0},
+    {"reporters", NULL, DP_QT_LIST, DP_QCOL_NOTABLE, 0},
+    {"first_seen", NULL, DP_QT_TIME, DP_QCOL_NOTABLE, 0},
+    {"last_seen", NULL, DP_QT_TIME, DP_QCOL_NOTABLE, 0},
+    {"fix", "WHAT TO FIX", DP_QT_TEXT, 0, 0},
+};
+
+enum { P_PERIOD, P_MESSAGES, P_PASS, P_RATE, P_FIX, P_FWD, P_UNAUTH, P_STRICT };
+static const dp_qcol_t trend_cols[] = {
+    {"period", "PERIOD", DP_QT_TEXT, 0, 0},
+    {"messages", "MESSAGES", DP_QT_INT, 0, 0},
+    {"dmarc_pass", "DMARC PASS", DP_QT_INT, 0, 0},
+    {"pass_rate", "PASS RATE", DP_QT_PCT, 0, 0},
+    {"fail_fixable", "FIXABLE", DP_QT_INT, 0, 0},
+    {"fail_forwarded", "FORWARDED", DP_QT_INT, 0, 0},
+    {"fail_unauthenticated", "UNAUTHENTICATED", DP_QT_INT, 0, 0},
+    {"dmarc_fail_if_strict", "FAIL IF STRICT", DP_QT_INT, 0, 0},
+};
+
+enum { D_IP, D_FROM, D_MESSAGES, D_REASONS, D_VERDICTS };
+static const dp_qcol_t disagree_cols[] = {
+    {"source_ip", "SOURCE", DP_QT_TEXT, 0, 40}, {"header_from", "HEADER FROM", DP_QT_TEXT, 0, 40},
+    {"messages", "MESSAGES", DP_QT_INT, 0, 0},  {"reasons", "WHY", DP_QT_LIST, 0, 0},
+    {"verdicts", "VERDICTS", DP_QT_LIST, 0, 0},
+};
+
+/* The admin's block in table form: label, messages, share, note. */
+enum { B_LABEL, B_MESSAGES, B_SHARE, B_NOTE };
+static const dp_qcol_t block_cols[] = {
+    {"what", "", DP_QT_TEXT, 0, 0},
+    {"messages", "MESSAGES", DP_QT_INT, 0, 0},
+    {"share", "SHARE", DP_QT_PCT, 0, 0},
+    {"note", "", DP_QT_TEXT, 0, 0},
+};
+
+#define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
+
+static int build_summary(dp_qres_t *s, const dp_readiness_t *r, const dp_query_filter_t *f,
+                         dp_period_t by) {
+  const dp_readiness_counts_t *t = &r->total;
+  int rc = dp__query_res_add_row(s);
+  if (!rc) rc = dp__query_res_set_text(s, S_DOMAIN, f->domain);
+  if (f->has_since) dp__query_res_set_int(s, S_SINCE, f->since);
+  if (!rc) rc = dp__query_res_set_text(s, S_BY, by_name(by));
+  dp__query_res_set_int(s, S_REPORTS, r->reports);
+  dp__query_res_set_int(s, S_RECEIVERS, r->receivers);
+  dp__query_res_set_int(s, S_MESSAGES, t->messages);
+  dp__query_res_set_int(s, S_PASS, t->dmarc_pass);
+  dp__query_res_set_int(s, S_FAIL, t->dmarc_fail);
+  dp__query_res_set_int(s, S_FIX, t->fail_fixable);
+  dp__query_res_set_int(s, S_FWD, t->fail_forwarded);
+  dp__query_res_set_int(s, S_UNAUTH, t->fail_unauthenticated);
+  dp__query_res_set_int(s, S_STRICT, t->dmarc_fail_if_strict);
+  dp__query_res_set_int(s, S_NFIX, (int64_t)r->n_to_fix);
+  dp__query_res_set_int(s, S_NBLOCK, (int64_t)r->n_blocking);
+  dp__query_res_set_int(s, S_DISAGREE, r->disagree_sources);
+  if (!rc) rc = dp__query_res_set_text(s, S_VERDICT, r->verdict);
+  if (!rc) rc = dp__query_res_set_text(s, S_VLINE, r->verdict_line);
+  if (!rc) rc = dp__query_res_set_text(s, S_REASON, r->verdict_reason);
+  return rc;
+}
+
+static int build_fix(dp_qres_t *q, const dp_readiness_t *r) {
+  int rc = 0;
+  for (size_t i = 0; i < r->n_to_fix && !rc; i++) {
+    const dp_sender_t *s = &r->to_fix[i];
+    rc = dp__query_res_add_row(q);
+    if (!rc) rc = dp__query_res_set_text(q, F_SENDER, s->sender);
+    dp__query_res_set_int(q, F_THIRD, s->third_party);
+    dp__query_res_set_int(q, F_MESSAGES, s->messages);
+    dp__query_res_set_int(q, F_FIXABLE, r->to_fix_fixable[i]);
+    dp__query_res_set_int(q, F_BLOCKING,
+                          r->to_fix_fixable[i] * 1000 >= r->total.messages * BLOCKING_PERMILLE);
+    dp__query_res_set_int(q, F_SPF, s->spf_aligned);
+    dp__query_res_set_int(q, F_DKIM, s->dkim_aligned);
+    dp__query_res_set_int(q, F_DMARC, s->dmarc_pass);
+    dp__query_res_set_int(q, F_SPF_S, s->spf_aligned_strict);
+    dp__query_res_set_int(q, F_DKIM_S, s->dkim_aligned_strict);
+    dp__query_res_set_int(q, F_POLICY, s->policy_pass);
+    if (!rc)
+      rc = dp__query_res_set_list(q, F_IPS, (const char *const *)s->source_ips, s->n_source_ips);
+    if (!rc)
+      rc = dp__query_res_set_list(q, F_DKIM_DOMS, (const char *const *)s->dkim_domains,
+                                  s->n_dkim_domains);
+    if (!rc)
+      rc = dp__query_res_set_list(q, F_SPF_DOMS, (const char *const *)s->spf_domains,
+                                  s->n_spf_domains);
+    if (!rc)
+      rc =
+          dp__query_res_set_list(q, F_REPORTERS, (const char *const *)s->reporters, s->n_reporters);
+    dp__query_res_set_int(q, F_FIRST, s->first_seen);
+    dp__query_res_set_int(q, F_LAST, s->last_seen);
+    if (!rc) rc = dp__query_res_set_text(q, F_FIX, s->fix);
+  }
+  return rc;
+}
+
+static int build_trend(dp_qres_t *q, const dp_readiness_t *r) {
+  int rc = 0;
+  for (size_t i = 0; i < r->n_trend && !rc; i++) {
+    const dp_readiness_period_t *p = &r->trend[i];
+    char label[32];
+    period_label(label, sizeof label, p->start);
+    rc = dp__query_res_add_row(q);
+    if (!rc) rc = dp__query_res_set_text(q, P_PERIOD, label);
+    dp__query_res_set_int(q, P_MESSAGES, p->c.messages);
+    dp__query_res_set_int(q, P_PASS, p->c.dmarc_pass);
+    dp__query_res_set_pct(q, P_RATE, p->c.dmarc_pass, p->c.messages);
+    dp__query_res_set_int(q, P_FIX, p->c.fail_fixable);
+    dp__query_res_set_int(q, P_FWD, p->c.fail_forwarded);
+    dp__query_res_set_int(q, P_UNAUTH, p->c.fail_unauthenticated);
+    dp__query_res_set_int(q, P_STRICT, p->c.dmarc_fail_if_strict);
+  }
+  return rc;
+}
+
+static int build_disagree(dp_qres_t *q, const dp_readiness_t *r) {
+  int rc = 0;
+  for (size_t i = 0; i < r->n_disagree && !rc; i++) {
+    const dp_disagreement_t *d = &r->disagree[i];
+    rc = dp__query_res_add_row(q);
+    if (!rc) rc = dp__query_res_set_text(q, D_IP, d->source_ip);
+    if (!rc) rc = dp__query_res_set_text(q, D_FROM, d->header_from);
+    dp__query_res_set_int(q, D_MESSAGES, d->messages);
+    if (!rc)
+      rc = dp__query_res_set_list(q, D_REASONS, (const char *const *)d->reasons, d->n_reasons);
+    if (!rc)
+      rc = dp__query_res_set_list(q, D_VERDICTS, (const char *const *)d->verdicts, d->n_verdicts);
+  }
+  return rc;
+}
+
+static int block_row(dp_qres_t *q, const char *label, int64_t n, int64_t den, const char *note) {
+  int rc = dp__query_res_add_row(q);
+  if (!rc) rc = dp__query_res_set_text(q, B_LABEL, label);
+  dp__query_res_set_int(q, B_MESSAGES, n);
+  dp__query_res_set_pct(q, B_SHARE, n, den);
+  if (!rc) rc = dp__query_res_set_text(q, B_NOTE, note);
+  return rc;
+}
+
+static int build_block(dp_qres_t *q, const dp_readiness_t *r) {
+  const dp_readiness_counts_t *t = &r->total;
+  char n1[128], n2[128], n3[160];
+  snprintf(n1, sizeof n1, "%" PRId64 " report%s from %" PRId64 " receiver%s", r->reports,
+           r->reports == 1 ? "" : "s", r->receivers, r->receivers == 1 ? "" : "s");
+  snprintf(n2, sizeof n2, "%zu sender%s to fix (below)", r->n_to_fix, r->n_to_fix == 1 ? "" : "s");
+  int64_t extra = t->dmarc_fail_if_strict - t->dmarc_fail;
+  snprintf(n3, sizeof n3, "fail DMARC if adkim=s and aspf=s (%s%" PRId64 " vs relaxed)",
+           extra >= 0 ? "+" : "", extra);
+  int rc = block_row(q, "all mail", t->messages, t->messages, n1);
+  if (!rc) rc = block_row(q, "DMARC pass", t->dmarc_pass, t->messages, "aligned SPF or DKIM");
+  if (!rc)
+    rc = block_row(q, "would be rejected", t->dmarc_fail, t->messages,
+                   "fail DMARC: blocked under p=reject");
+  if (!rc) rc = block_row(q, "  fixable", t->fail_fixable, t->messages, n2);
+  if (!rc)
+    rc =
+        block_row(q, "  forwarded", t->fail_forwarded, t->messages, "forwarding and mailing lists");
+  if (!rc)
+    rc = block_row(q, "  unauthenticated", t->fail_unauthenticated, t->messages,
+                   "likely spoofing: what p=reject is for");
+  if (!rc) rc = block_row(q, "if strict", t->dmarc_fail_if_strict, t->messages, n3);
+  return rc;
+}
+
+/* Write the result set as JSON into a string (caller owns; free()). */
+static int json_of(const dp_qres_t *q, char **out) {
+  size_t len = 0;
+  *out = NULL;
+  FILE *m = open_memstream(out, &len);
+  if (!m) return DP_ENOMEM;
+  int rc = dp__query_res_write(q, DP_QFMT_JSON, m);
+  if (fclose(m) && !rc) rc = DP_ENOMEM;
+  if (!rc && !*out) rc = DP_ENOMEM;
+  return rc;
+}
+
+/* One JSON object: the summary row's fields, then the named arrays. */
+static int write_json_object(FILE *out, const dp_qres_t *summary, const char *const *keys,
+                             const dp_qres_t *const *arrays, size_t n) {
+  char *s;
+  int rc = json_of(summary, &s);
+  if (rc) return rc;
+  /* "[\n{...}\n]\n": keep "{..." without the closing brace. */
+  size_t len = strlen(s);
+  if (len < 7 || strncmp(s, "[\n{", 3) || strcmp(s + len - 4, "}\n]\n")) {
+    free(s);
+    return DP_EIO;
+  }
+  s[len - 4] = '\0';
+  if (fputs(s + 2, out) == EOF) rc = DP_EIO;
+  free(s);
+  for (size_t k = 0; k < n && !rc; k++) {
+    char *a;
+    if ((rc = json_of(arrays[k], &a))) break;
+    size_t al = strlen(a);
+    if (al && a[al - 1] == '\n') a[--al] = '\0';
+    if (fprintf(out, ",\"%s\":%s", keys[k], a) < 0) rc = DP_EIO;
+    free(a);
+  }
+  if (!rc && fputs("}\n", out) == EOF) rc = DP_EIO;
+  return rc;
+}
+
+/* A line of the table form that may carry the domain: it was checked by
+ * dp__query_opt, but anything outside printable ASCII is replaced anyway so
+ * no terminal control sequence gets through. */
+static int clean_line(FILE *out, const char *prefix, const char *text) {
+  if (fputs(prefix, out) == EOF) return DP_EIO;
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    if (fputc(*p < 0x20 || *p >= 0x7F ? '?' : *p, out) == EOF) return DP_EIO;
+  return fputc('\n', out) == EOF ? DP_EIO : 0;
+}
+
+int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *f, dp_period_t by,
+                              dp_qfmt_t fmt, FILE *out) {
+  dp_qres_t *sum = dp__query_res_create(summary_cols, NCOLS(summary_cols));
+  dp_qres_t *fix = dp__query_res_create(fix_cols, NCOLS(fix_cols));
+  dp_qres_t *tr = dp__query_res_create(trend_cols, NCOLS(trend_cols));
+  dp_qres_t *dis = dp__query_res_create(disagree_cols, NCOLS(disagree_cols));
+  dp_qres_t *blk = dp__query_res_create(block_cols, NCOLS(block_cols));
+  int rc = sum && fix && tr && dis && blk ? 0 : DP_ENOMEM;
+  if (!rc) rc = build_summary(sum, r, f, by);
+  if (!rc) rc = build_fix(fix, r);
+  if (!rc) rc = build_trend(tr, r);
+  if (!rc) rc = build_disagree(dis, r);
+  if (!rc && fmt == DP_QFMT_JSON) {
+    const char *keys[] = {"disagreements", "senders_to_fix", "trend"};
+    const dp_qres_t *arrays[] = {dis, fix, tr};
+    rc = write_json_object(out, sum, keys, arrays, by == DP_PERIOD_NONE ? 2 : 3);
+  } else if (!rc && fmt == DP_QFMT_CSV) {
+    /* CSV is one table: the summary row, or the trend when asked for. */
+    rc = dp__query_res_write(by == DP_PERIOD_NONE ? sum : tr, DP_QFMT_CSV, out);
+  } else if (!rc) {
+    rc = build_block(blk, r);
+    char head[384];
+    snprintf(head, sizeof head, "readiness of %s for p=reject", f->domain);
+    if (f->has_since) {
+      char iso[32];
+      dp_time_iso8601(f->since, iso, sizeof iso);
+      size_t hl = strlen(head);
+      snprintf(head + hl, sizeof head - hl, " (reports ending after %s)", iso);
+    }
+    if (!rc) rc = clean_line(out, "", head);
+    if (!rc && fputc('\n', out) == EOF) rc = DP_EIO;
+    if (!rc) rc = dp__query_res_write(blk, DP_QFMT_TABLE, out);
+    if (!rc) rc = clean_line(out, "\nverdict: ", r->verdict_line);
+    if (!rc) rc = clean_line(out, "  ", r->verdict_reason);
+    if (!rc && r->n_to_fix) {
+      if (fputs("\nsenders to fix (most fixable failing mail first):\n", out) == EOF) rc = DP_EIO;
+      if (!rc) rc = dp__query_res_write(fix, DP_QFMT_TABLE, out);
+    }
+    if (!rc && r->disagree_sources) {
+      if (fprintf(out, "\nreceivers disagree on %" PRId64 " source%s (top %zu):\n",
+                  r->disagree_sources, r->disagree_sources == 1 ? "" : "s", r->n_disagree) < 0)
+        rc = DP_EIO;
+      if (!rc) rc = dp__query_res_write(dis, DP_QFMT_TABLE, out);
+    }
+    if (!rc && by != DP_PERIOD_NONE) {
+      if (fprintf(out, "\ntrend by %s (UTC, by report begin):\n", by_name(by)) < 0) rc = DP_EIO;
+      if (!rc) rc = dp__query_res_write(tr, DP_QFMT_TABLE, out);
+    }
+  }
+  dp__query_res_destroy(sum);
+  dp__query_res_destroy(fix);
+  dp__query_res_destroy(tr);
+  dp__query_res_destroy(dis);
+  dp__query_res_destroy(blk);
+  return rc;
+}
+
+int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, dp_qfmt_t fmt,
+                        FILE *out, char *err, size_t errlen) {
+  dp_readiness_t r;
+  int rc = dp__query_readiness_fetch(c, f, by, &r, err, errlen);
+  if (rc) return rc;
+  rc = dp__query_readiness_write(&r, f, by, fmt, out);
+  if (rc) snprintf(err, errlen, "%s", dp_strerror(rc));
+  dp__query_readiness_free(&r);
+  return rc;
+}
+
+/* ======================================================================== */
+/* Command */
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: dmarcpipe readiness --domain D [--since S] [--by day|week]\n"
+             "                           [--format table|csv|json] [--db DSN]\n"
+             "\n"
+             "Is D ready for p=reject? How much of D's mail would be rejected today, split\n"
+             "into fixable (a service authenticates, but not aligned with D: the senders to\n"
+             "fix are listed), forwarded (forwarding, mailing lists) and unauthenticated\n"
+             "(likely spoofing); the same under strict alignment; receivers that disagree;\n"
+             "and a verdict. See docs/queries.md for the rules.\n"
+             "\n"
+             "  --domain D     the domain (required)\n"
+             "  --since S      only reports whose period ends after S: a duration back from\n"
+             "                 now (90m, 12h, 30d, 2w) or a date (2024-03-01, 2024-03-01T12:00Z)\n"
+             "  --by P         add a trend per day or week (UTC)\n"
+             "  --format F     table (default, for people), csv (the summary row, or the\n"
+             "                 trend with --by) or json (one object)\n"
+             "  --db DSN       libpq connection string or URI (default: PG* environment,\n"
+             "                 else the embedded cluster)\n"
+             "  -h, --help     show this help\n");
+}
+
+int dp_readiness_cmd(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"db", required_argument, NULL, 'd'},
+      {"format", required_argument, NULL, 'f'},
+      {"domain", required_argument, NULL, 'D'},
+      {"since", required_argument, NULL, 's'},
+      {"by", required_argument, NULL, 'b'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  dp_query_opts_t o;
+  memset(&o, 0, sizeof o);
+  dp_period_t by = DP_PERIOD_NONE;
+  opterr = 0;
+  optind = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    if (ch == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (ch == '?') {
+      dp__query_bad_opt("readiness", argv, optind);
+      return 2;
+    }
+    if (ch == 'b') {
+      if (!strcmp(optarg, "day"))
+        by = DP_PERIOD_DAY;
+      else if (!strcmp(optarg, "week"))
+        by = DP_PERIOD_WEEK;
+      else {
+        fprintf(stderr, "dmarcpipe readiness: invalid --by '%s': use day or week\n", optarg);
+        return 2;
+      }
+      continue;
+    }
+    if (dp__query_opt(&o, "readiness", ch, optarg)) return 2;
+  }
+  if (optind < argc) {
+    fprintf(stderr,
+            "dmarcpipe readiness: unexpected argument '%s' (see 'dmarcpipe readiness --help')\n",
+            argv[optind]);
+    return 2;
+  }
+  if (!o.filter.domain) {
+    fprintf(stderr,
+            "dmarcpipe readiness: --domain is required (see 'dmarcpipe readiness --help')\n");
+    return 2;
+  }
+  PGconn *c = dp__query_connect("readiness", o.db);
+  if (!c) return 2;
+  char err[512];
+  int rc = dp__query_readiness(c, &o.filter, by, o.fmt, stdout, err, sizeof err);
+  PQfinish(c);
+  if (rc) {
+    fprintf(stderr, "dmarcpipe readiness: %s\n", err);
+    return 2;
+  }
+  return 0;
+}

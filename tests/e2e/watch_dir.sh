@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# tests/e2e/watch_dir.sh - `dmarcpipe watch DIR`: files dropped while it runs
+# are loaded once and moved to done/ (a refused one to rejected/); a file still
+# being written is taken only once complete; while PostgreSQL is stopped the
+# files stay put and are loaded after it is back; SIGTERM exits cleanly.
+# Uses a cluster of its own, since it stops and starts it.
+source "$(dirname "$0")/lib/common.bash"
+chmod 755 "$TMP"
+export DMARCPIPE_HOME="$TMP/home"
+WPID=""
+trap '[ -n "$WPID" ] && kill "$WPID" 2>/dev/null; "$DP_BIN" db stop >/dev/null 2>&1 || true; cleanup' EXIT
+"$DP_BIN" db start > /dev/null
+DB=$("$DP_BIN" db conninfo)
+"$DP_BIN" db migrate --db "$DB" > /dev/null
+"$DP_BIN" sample --out "$TMP/s" --days 4 > /dev/null
+read -r want_reports want_records < <(python3 -c '
+import json, sys; t = json.load(open(sys.argv[1]))["totals"]; print(t["reports"], t["records"])' "$TMP/s/expected.json")
+W="$TMP/inbox"
+mkdir -p "$W"
+"$DP_BIN" watch --db "$DB" --settle 1.5 --rescan 1 "$W" 2> "$TMP/watch.err" & WPID=$!
+
+# wait_moved N: until N files sit in done/ + rejected/ (30 s at most)
+wait_moved() {
+  for _ in $(seq 1 150); do
+    n=$(find "$W/done" "$W/rejected" -type f 2>/dev/null | wc -l)
+    [ "$n" -ge "$1" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+files=("$TMP"/s/reports/*)
+half=$(( ${#files[@]} / 2 ))
+cp "${files[@]:0:$half}" "$W/"
+printf 'this is not a report\n' > "$W/junk.txt"
+# a report written in two steps, slower than nothing but faster than --settle
+big="${files[$half]}"
+head -c 100 "$big" > "$W/growing.bin"; sleep 0.7; tail -c +101 "$big" >> "$W/growing.bin"
+wait_moved $((half + 2)) && ok || fail "first files not moved: $(ls "$W")"
+expect_eq "junk refused into rejected/" "$(ls "$W/rejected")" "junk.txt"
+[ -f "$W/done/growing.bin" ] && ok || fail "the growing file was not loaded whole: $(cat "$TMP/watch.err")"
+
+# the database goes away: new files wait, untouched
+"$DP_BIN" db stop > /dev/null
+cp "${files[@]:$((half + 1))}" "$W/"
+sleep 3
+left=$(find "$W" -maxdepth 1 -type f | wc -l)
+expect_eq "files kept while the database is down" "$left" $(( ${#files[@]} - half - 1 ))
+"$DP_BIN" db start > /dev/null
+wait_moved $(( ${#files[@]} + 1 )) && ok || fail "files not loaded after the database came back: $(cat "$TMP/watch.err")"
+expect_eq "stored once" "$(psql "$DB" -XAtc "SELECT count(*), sum(n_records) FROM report")" "$want_reports|$want_records"
+expect_eq "nothing left in the inbox" "$(find "$W" -maxdepth 1 -type f | wc -l)" 0
+
+kill -TERM "$WPID"
+set +e
+wait "$WPID"
+rc=$?
+set -e
+WPID=""
+expect_eq "exit status after SIGTERM" "$rc" 0
+grep -q "database unavailable" "$TMP/watch.err" && ok || fail "outage not reported: $(cat "$TMP/watch.err")"
+finish
