@@ -168,10 +168,13 @@ int dp_ingest_cmd(int argc, char **argv) {
   if (!o.quiet && rc != 2) {
     fprintf(stderr,
             "dmarcpipe: %" PRIu64 " inputs: %" PRIu64 " reports stored (%" PRIu64 " records, %" PRIu64
-            " messages), %" PRIu64 " already stored, %" PRIu64 " refused%s\n",
+            " messages), %" PRIu64 " already stored, %" PRIu64 " refused",
             st.inputs, st.reports_new, st.records, st.messages, st.reports_dup,
-            st.reports_refused + st.inputs_refused,
-            o.sink == DP_SINK_NULL ? " (--output null: nothing stored)" : "");
+            st.reports_refused + st.inputs_refused);
+    if (st.skipped_messages)
+      fprintf(stderr, ", %" PRIu64 " message%s without a report skipped", st.skipped_messages,
+              st.skipped_messages == 1 ? "" : "s");
+    fprintf(stderr, "%s\n", o.sink == DP_SINK_NULL ? " (--output null: nothing stored)" : "");
   }
   free(conninfo);
   dp_align_global_cleanup();

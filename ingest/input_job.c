@@ -202,6 +202,8 @@ static void on_note(void *ud, const char *part, const char *msg) {
   struct doc *d = ud;
   dp_job_t *j = d->job;
   j->notes++;
+  if (strstr(msg, "no DMARC report")) j->skipped_messages++;
+  /* capped: a mailbox of 100k newsletters must not pile up notes in memory */
   dp_buf_printf(&j->note_lines, "dmarcpipe: %s%s%s: note: %s\n", j->display,
                 part && *part ? ": " : "", part ? part : "", msg);
 }
@@ -232,7 +234,7 @@ void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
   j->lim = lim;
   dp_buf_init(&j->error_rows, 0);
   dp_buf_init(&j->lines, 0);
-  dp_buf_init(&j->note_lines, 0);
+  dp_buf_init(&j->note_lines, 64 * 1024);
 }
 
 void dp_job_run(dp_job_t *j) {

@@ -27,6 +27,7 @@ typedef struct dp_job {
   int input_refused;         /* the input as a whole was refused */
   uint64_t docs_refused;     /* documents/parts refused inside it */
   uint64_t notes;
+  uint64_t skipped_messages; /* mail messages holding no report */
   void *data;                /* for the pipeline */
 } dp_job_t;
 

@@ -126,6 +126,7 @@ static void job_done(uv_work_t *req, int status) {
   if (j->input_refused) p->st->inputs_refused++;
   p->st->reports_refused += j->docs_refused;
   p->st->notes += j->notes;
+  p->st->skipped_messages += j->skipped_messages;
   if (j->lines.len && (!p->o->quiet || j->n_errors)) {
     if (p->o->quiet) {
       /* keep refusals, drop notes */

@@ -42,6 +42,7 @@ typedef struct dp_pipeline_stats {
   uint64_t messages;       /* their message sum */
   uint64_t bytes_in;       /* input bytes read */
   uint64_t notes;
+  uint64_t skipped_messages; /* mail messages without a report (not errors) */
 } dp_pipeline_stats_t;
 
 typedef struct dp_pipeline dp_pipeline_t;

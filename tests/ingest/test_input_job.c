@@ -130,6 +130,7 @@ TEST(input_job_mail_notes) {
   ASSERT_EQ(j.n_errors, 0);
   ASSERT_EQ(j.input_refused, 0);
   ASSERT_CONTAINS(j.lines.data, "note: no DMARC report in this message");
+  ASSERT_EQ(j.skipped_messages, 1);
   dp_job_free(&j);
   unlink(path);
   dp_buf_free(&m);
