@@ -142,8 +142,45 @@ int64_t dp_store_report_key(const dp_report_t *r) {
   return u64_to_i64(h);
 }
 
-/* UTC timestamp PostgreSQL reads back exactly, whatever the session TimeZone. */
+/* Decimal digits by hand: printf is a fifth of the encoding time on the
+ * record hot path. */
+static int put_u64(dp_buf_t *b, uint64_t v) {
+  char tmp[24];
+  char *p = tmp + sizeof tmp;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return dp_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+static int put_i64(dp_buf_t *b, int64_t v) {
+  if (v >= 0) return put_u64(b, (uint64_t)v);
+  int rc = dp_buf_putc(b, '-');
+  return rc ? rc : put_u64(b, (uint64_t)0 - (uint64_t)v);
+}
+
+static int put_ts_uncached(dp_buf_t *b, int64_t t);
+
+/* UTC timestamp PostgreSQL reads back exactly, whatever the session TimeZone.
+ * Every record of a report repeats the report's begin: the last one formatted
+ * is kept per thread. */
 static int put_ts(dp_buf_t *b, int64_t t) {
+  static _Thread_local int64_t last_t;
+  static _Thread_local char last[48];
+  static _Thread_local size_t last_len;
+  if (last_len && last_t == t) return dp_buf_append(b, last, last_len);
+  size_t mark = b->len;
+  int rc = put_ts_uncached(b, t);
+  if (!rc && b->len - mark < sizeof last) {
+    last_len = b->len - mark;
+    memcpy(last, b->data + mark, last_len);
+    last_t = t;
+  }
+  return rc;
+}
+
+static int put_ts_uncached(dp_buf_t *b, int64_t t) {
   /* Days/seconds split by hand: gmtime_r fails on some platforms for years
    * past 9999 and before 1900, and the civil-from-days algorithm is exact. */
   int64_t days = t / 86400, secs = t % 86400;
@@ -220,11 +257,15 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
 /** Append one record's COPY row (columns as in dp_store_record_columns). */
 int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec) {
   size_t mark = b->len;
-  int rc = dp_buf_printf(b, "%" PRId64 "\t", key);
+  int rc = put_i64(b, key);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_ts(b, r->begin);
-  if (!rc) rc = dp_buf_printf(b, "\t%" PRIu64 "\t", rec->index);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_u64(b, rec->index);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, rec->source_ip);
-  if (!rc) rc = dp_buf_printf(b, "%" PRIu64 "\t", rec->count);
+  if (!rc) rc = put_u64(b, rec->count);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, rec->disposition);
   if (!rc) rc = put_text(b, rec->pe_dkim);
   if (!rc) rc = put_text(b, rec->pe_spf);

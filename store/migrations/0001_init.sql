@@ -25,7 +25,7 @@ CREATE TABLE report (
     version          text NOT NULL DEFAULT '',
     generator        text NOT NULL DEFAULT '',
     source           text NOT NULL,            -- file (and part inside it) it came from
-    content_hash     bigint NOT NULL,          -- 64-bit FNV-1a of the report's XML bytes
+    content_hash     bigint NOT NULL,          -- XML length << 32 | Adler-32 of the XML bytes
     n_records        integer NOT NULL,
     messages         bigint NOT NULL,
     ingested_at      timestamptz NOT NULL DEFAULT now(),
