@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,18 +221,7 @@ static const dp_unpack_cb_t unpack_cb = {on_doc_begin, on_doc_data, on_doc_end, 
 /* ------------------------------------------------------------------------ */
 /* Reading inputs */
 
-static int read_stdin(dp_job_t *j, dp_buf_t *b) {
-  dp_buf_init(b, (size_t)j->lim->max_input_size);
-  char tmp[65536];
-  for (;;) {
-    ssize_t n = read(0, tmp, sizeof tmp);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return -errno;
-    if (n == 0) return 0;
-    int rc = dp_buf_append(b, tmp, (size_t)n);
-    if (rc) return rc;
-  }
-}
+#define DP_JOB_READ_CHUNK (256 * 1024)
 
 void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
   memset(j, 0, sizeof *j);
@@ -245,58 +233,62 @@ void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
   dp_buf_init(&j->note_lines, 64 * 1024);
 }
 
+/* The input is read in chunks and streamed through the unpacker, so a plain
+ * XML or gzip input of any size holds one chunk in memory (zip and mail are
+ * held whole by the unpacker, capped by --max-input-size). */
 void dp_job_run(dp_job_t *j) {
-  const void *data = NULL;
-  size_t len = 0;
-  void *map = NULL;
-  dp_buf_t in;
-  dp_buf_init(&in, 0);
   char err[512] = "";
   int rc = 0;
-
-  if (!strcmp(j->path, "-")) {
-    rc = read_stdin(j, &in);
-    if (rc == DP_ELIMIT)
-      snprintf(err, sizeof err, "input larger than the limit of %" PRIu64 " bytes",
-               j->lim->max_input_size);
-    else if (rc)
-      snprintf(err, sizeof err, "cannot read: %s", rc < 0 && rc > -4000 ? strerror(-rc) : dp_strerror(rc));
-    data = in.data;
-    len = in.len;
-  } else {
-    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  int fd = 0;
+  if (strcmp(j->path, "-")) {
+    fd = open(j->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
       rc = DP_EIO;
       snprintf(err, sizeof err, "cannot open: %s", strerror(errno));
-    } else if ((uint64_t)st.st_size > j->lim->max_input_size) {
+    } else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > j->lim->max_input_size) {
       rc = DP_ELIMIT;
       snprintf(err, sizeof err, "input of %lld bytes is larger than the limit of %" PRIu64 " bytes",
                (long long)st.st_size, j->lim->max_input_size);
-    } else if (st.st_size > 0) {
-      map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (map == MAP_FAILED) {
-        map = NULL;
-        rc = DP_EIO;
-        snprintf(err, sizeof err, "cannot read: %s", strerror(errno));
-      } else {
-        data = map;
-        len = (size_t)st.st_size;
-        madvise(map, len, MADV_SEQUENTIAL);
-      }
+    } else {
+      posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    if (fd >= 0) close(fd);
   }
-  j->bytes_in = len;
-
+  struct doc d;
+  memset(&d, 0, sizeof d);
+  d.job = j;
+  dp_unpack_stream_t *us = NULL;
+  char *chunk = NULL;
   if (!rc) {
-    struct doc d;
-    memset(&d, 0, sizeof d);
-    d.job = j;
-    rc = dp_unpack(j->lim, data, len, &unpack_cb, &d, err, sizeof err);
-    doc_reset(&d);
+    us = dp_unpack_stream_create(j->lim, &unpack_cb, &d);
+    chunk = malloc(DP_JOB_READ_CHUNK);
+    if (!us || !chunk) {
+      rc = DP_ENOMEM;
+      snprintf(err, sizeof err, "out of memory");
+    }
+  }
+  int cbrc = 0;
+  while (!rc && !cbrc) {
+    ssize_t n = read(fd, chunk, DP_JOB_READ_CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      rc = DP_EIO;
+      snprintf(err, sizeof err, "cannot read: %s", strerror(errno));
+      break;
+    }
+    if (n == 0) break;
+    j->bytes_in += (uint64_t)n;
+    cbrc = dp_unpack_stream_write(us, chunk, (size_t)n);
+  }
+  if (us) {
+    int frc = dp_unpack_stream_finish(us, rc ? NULL : err, sizeof err);
+    if (!rc) rc = cbrc ? cbrc : frc;
     if (rc == DP_ENOMEM) snprintf(err, sizeof err, "out of memory");
   }
+  dp_unpack_stream_destroy(us);
+  doc_reset(&d);
+  free(chunk);
+  if (fd > 0) close(fd);
   if (rc) {
     j->input_refused = 1;
     job_refuse(j, "", "", "", rc, *err ? err : dp_strerror(rc));
@@ -304,8 +296,6 @@ void dp_job_run(dp_job_t *j) {
   if (!j->docs && j->note_lines.len)
     dp_buf_append(&j->lines, j->note_lines.data, j->note_lines.len);
   dp_buf_free(&j->note_lines);
-  if (map) munmap(map, len);
-  dp_buf_free(&in);
 }
 
 void dp_job_free(dp_job_t *j) {

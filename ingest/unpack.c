@@ -463,3 +463,62 @@ int dp_unpack(const dp_limits_t *lim, const void *buf, size_t len, const dp_unpa
   }
   return 0;
 }
+
+/* ======================================================================== */
+/* Streaming input                                                          */
+
+struct dp_unpack_stream {
+  struct dp__unpack u;
+  struct dp__sink s;
+  uint64_t total;
+  int failed; /* the input as a whole was refused while writing */
+  char reason[256];
+};
+
+dp_unpack_stream_t *dp_unpack_stream_create(const dp_limits_t *lim, const dp_unpack_cb_t *cb,
+                                            void *ud) {
+  dp_unpack_stream_t *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->u.lim = lim;
+  st->u.cb = cb;
+  st->u.ud = ud;
+  if (dp__sink_init(&st->s, &st->u, "", 0)) {
+    free(st);
+    return NULL;
+  }
+  return st;
+}
+
+int dp_unpack_stream_write(dp_unpack_stream_t *st, const void *p, size_t n) {
+  if (st->failed) return 0;
+  if (st->u.abort_rc) return st->u.abort_rc;
+  if (st->total + n > st->u.lim->max_input_size) {
+    char b[32];
+    dp__human_size(st->u.lim->max_input_size, b, sizeof b);
+    snprintf(st->reason, sizeof st->reason, "input is over the input size limit of %s", b);
+    st->failed = DP_ELIMIT;
+    return 0;
+  }
+  st->total += n;
+  return dp__sink_write(&st->s, p, n);
+}
+
+int dp_unpack_stream_finish(dp_unpack_stream_t *st, char *err, size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (!st->failed && st->total == 0) {
+    dp__sink_close(&st->s, DP_EABORT, "empty input");
+    if (err && errlen) snprintf(err, errlen, "empty input");
+    return DP_EFORMAT;
+  }
+  /* a refusal while writing (input too large) ends whatever had begun: a
+   * document ends with it, anything else refuses the input */
+  int rc = dp__sink_close(&st->s, st->failed, st->failed ? st->reason : "");
+  if (rc) return rc;
+  if (st->u.root_status) {
+    if (err && errlen) snprintf(err, errlen, "%s", st->u.root_reason);
+    return st->u.root_status;
+  }
+  return 0;
+}
+
+void dp_unpack_stream_destroy(dp_unpack_stream_t *st) { free(st); }

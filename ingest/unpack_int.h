@@ -68,6 +68,25 @@ typedef struct dp_unpack_cb {
 int dp_unpack(const dp_limits_t *lim, const void *buf, size_t len,
               const dp_unpack_cb_t *cb, void *ud, char *err, size_t errlen);
 
+
+/* ------------------------------------------------------------------------ */
+/* The same, fed piece by piece (files are read in chunks, so a huge plain XML
+ * or gzip input never sits in memory; zip and mail are still held whole,
+ * capped by max_input_size). */
+typedef struct dp_unpack_stream dp_unpack_stream_t;
+
+/** Start unpacking one input; lim, cb and ud are borrowed until finish.
+ *  Caller owns result; free with dp_unpack_stream_destroy. NULL on OOM. */
+dp_unpack_stream_t *dp_unpack_stream_create(const dp_limits_t *lim, const dp_unpack_cb_t *cb,
+                                            void *ud);
+/** Feed the next n bytes; 0, or a callback's non-zero value (stop feeding). */
+int dp_unpack_stream_write(dp_unpack_stream_t *st, const void *p, size_t n);
+/** End of input: returns as dp_unpack does (0, or the input's refusal with
+ *  its reason in err, or a callback's value). Call once. */
+int dp_unpack_stream_finish(dp_unpack_stream_t *st, char *err, size_t errlen);
+/** Free the stream (after finish). NULL is allowed. */
+void dp_unpack_stream_destroy(dp_unpack_stream_t *st);
+
 /* ------------------------------------------------------------------------ */
 /* MIME (RFC 2045-2049, RFC 5322): used by dp_unpack for DP_KIND_MAIL, exposed
  * for tests. */

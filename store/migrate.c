@@ -32,7 +32,7 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
   ExecStatusType st = PQresultStatus(res);
   int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
   if (!ok) {
-    char prefix[160];
+    char prefix[256];
     snprintf(prefix, sizeof prefix, "%s: ", what);
     const char *m = PQresultErrorMessage(res);
     dp__store_errline(err, errlen, prefix, m && *m ? m : PQerrorMessage(c));

@@ -106,7 +106,7 @@ static int scalar_is(PGconn *c, const char *sql, const char *want) {
 /* The elements of an array column, in order, joined as "[e1][e2]...". */
 static int array_is(PGconn *c, const char *table, const char *col, const char *where,
                     const char *const *want, size_t n, size_t stride) {
-  char sql[512];
+  char sql[2048];
   snprintf(sql, sizeof sql,
            "SELECT u FROM %s, unnest(%s) WITH ORDINALITY AS t(u, i) WHERE %s ORDER BY i",
            table, col, where);
