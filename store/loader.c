@@ -278,7 +278,10 @@ static void note_outage(dp_loader_t *l, const char *why) {
 }
 
 /* A connection-level or transient failure: retry the whole batch later. */
-static void retry_later(dp_loader_t *l, const char *why) {
+static void retry_later(dp_loader_t *l, const char *why_in) {
+  /* why often points into the connection (PQerrorMessage): copy it first */
+  char why[600];
+  snprintf(why, sizeof why, "%s", why_in ? why_in : "");
   drop_conn(l);
   note_outage(l, why);
   uint64_t now = uv_now(l->loop);
