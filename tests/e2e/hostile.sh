@@ -12,9 +12,15 @@ while IFS=$'\t' read -r file expect note; do
   [ "$file" = file ] && continue
   sql "TRUNCATE report, record, ingest_error" >/dev/null
   set +e
-  timeout 60 "$DP_BIN" ingest --quiet --db "$DB" "$H/$file" > /dev/null 2> "$TMP/err"
+  /usr/bin/time -f "%M %e" -o "$TMP/usage" timeout 60 "$DP_BIN" ingest --quiet --db "$DB" "$H/$file" > /dev/null 2> "$TMP/err"
   rc=$?
   set -e
+  read -r rss_kb secs < <(tail -n 1 "$TMP/usage")
+  # seconds and bounded memory; sanitizer builds carry their own shadow memory
+  if [ "${DP_ASAN:-0}" != 1 ]; then
+    [ "$rss_kb" -lt $((256 * 1024)) ] && ok || fail "$file: peak RSS ${rss_kb} KB"
+    awk -v s="$secs" 'BEGIN { exit !(s < 10) }' && ok || fail "$file: took ${secs} s"
+  fi
   case "$expect" in
     ok*)
       read -r _ n m <<< "$expect"
@@ -33,4 +39,11 @@ while IFS=$'\t' read -r file expect note; do
     expect_eq "$file: nothing of /etc/passwd stored" "$leak" 0
   fi
 done < "$H/EXPECTED.tsv"
+
+# Text of any content survives COPY exactly: tabs, newlines, backslashes, \N, quotes, SQL.
+sql "TRUNCATE report, record, ingest_error" >/dev/null
+"$DP_BIN" ingest --quiet --db "$DB" "$H/copy-escapes.xml"
+expect_eq "org_name with SQL in it" "$(sql "SELECT org_name FROM report")" "x'); DROP TABLE report;--"
+expect_eq "human_result with tab, newline, backslash, \\N" \
+  "$(sql "SELECT dkim_human[1] = E'tab\\there\\nnewline back\\\\slash \\\\N end' FROM record")" t
 finish
