@@ -23,6 +23,7 @@ static const struct command commands[] = {
   {"senders", dp_senders_cmd, "senders of a domain's mail and their SPF/DKIM alignment"},
   {"readiness", dp_readiness_cmd, "is a domain ready for p=reject: what would be rejected, what to fix"},
   {"domains", dp_domains_cmd, "policy domains seen: volume, pass rate, published policy and changes"},
+  {"report", dp_report_cmd, "one self-contained HTML report of a domain: verdict, charts, fixes"},
   {"errors", dp_errors_cmd, "inputs and reports that were refused, and why"},
   {"db", dp_db_cmd, "init|migrate|status|start|stop the database / embedded cluster"},
   {"sample", dp_sample_cmd, "generate a deterministic set of realistic sample reports"},

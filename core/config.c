@@ -12,7 +12,9 @@
 /* Keys a config file may set; anything else is a typo worth an error. */
 static const char *const known_keys[] = {
     "db", "jobs", "max-input-size", "max-report-size", "max-ratio", "max-zip-entries",
-    "max-nesting", "max-xml-depth", "max-field-len", "max-records", NULL,
+    "max-nesting", "max-xml-depth", "max-field-len", "max-records", "services",
+    "imap-password-file", "imap-oauth2-token-file", "imap-oauth2-token-cmd", "imap-archive",
+    "imap-rejected", "imap-nonreport", "imap-poll", "insecure-imap", NULL,
 };
 
 struct entry {

@@ -110,6 +110,18 @@ const char *dp_config_path(void);
 void dp_config_free(void);
 
 /* ------------------------------------------------------------------------ */
+/* UTF-8 and JSON (core/utf8_json.c). */
+
+/** Decode one code point from s (n > 0 bytes left) into *cp; returns the bytes
+ *  used. Ill-formed input yields U+FFFD for its maximal valid prefix. */
+size_t dp_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+/** Append code point cp as UTF-8; errors as dp_buf_append. */
+int dp_utf8_put(dp_buf_t *b, uint32_t cp);
+/** Append s as a quoted JSON string (RFC 8259): quote, backslash, control
+ *  characters, DEL and U+2028/2029 escaped, invalid UTF-8 as U+FFFD. */
+int dp_json_string(dp_buf_t *b, const char *s);
+
+/* ------------------------------------------------------------------------ */
 /** 64-bit FNV-1a over n bytes, continuing from h (start with DP_HASH_INIT). */
 uint64_t dp_hash64(uint64_t h, const void *p, size_t n);
 #define DP_HASH_INIT UINT64_C(0xcbf29ce484222325)

@@ -12,17 +12,19 @@
 #include "ingest.h"
 #include "core/core.h"
 #include "pipeline_int.h"
+#include "src_imap_int.h"
 #include "parse/parse.h"
 #include "store/store.h"
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: dmarcpipe ingest [options] PATH...\n"
+          "usage: dmarcpipe ingest [options] PATH...|imaps://user@host/Folder\n"
           "  PATH is a report file (xml, gzip, zip, zlib, .eml mail), a directory (walked\n"
           "  recursively) or - for standard input. Content is sniffed, never the name.\n"
           "options:\n"
           "  --db CONNINFO|URI       database (else PG* environment, else embedded cluster)\n"
-          "  --output pg|null        where reports go (null: parse only, nothing stored)\n"
+          "  --output pg|null|jsonl  where reports go: PostgreSQL; nowhere (parse only);\n"
+          "                          or one JSON object per record on stdout\n"
           "  --quiet                 no notes, no summary (refusals are still printed)\n"
           "  --jobs N                inputs processed at once (default 8)\n"
           "limits (sizes take K, M, G suffixes):\n"
@@ -34,6 +36,7 @@ static void usage(FILE *f) {
           "  --max-xml-depth N       XML element depth (default 64)\n"
           "  --max-field-len N       bytes of one text field (default 64K)\n"
           "  --max-records N         records in one report (default 10000000)\n"
+          DP_IMAP_USAGE
           "exit status: 0 all loaded, 1 some inputs or reports refused, 2 usage or fatal error\n");
 }
 
@@ -72,6 +75,7 @@ static const struct option opts[] = {
   {"max-xml-depth", required_argument, NULL, OPT_MAX_DEPTH},
   {"max-field-len", required_argument, NULL, OPT_MAX_FIELD},
   {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
+  DP_IMAP_LONG_OPTIONS,
   {"help", no_argument, NULL, OPT_HELP},
   {NULL, 0, NULL, 0},
 };
@@ -117,6 +121,8 @@ int dp_ingest_cmd(int argc, char **argv) {
   dp_pipeline_opts_t o;
   dp_pipeline_opts_default(&o);
   const char *db = NULL;
+  dp_imap_opts_t io;
+  if (dp__imap_opts_default(&io)) return 2;
   /* the config file first, so that options on the command line win */
   if (dp__ingest_apply_config(&o)) return 2;
   optind = 1;
@@ -126,13 +132,18 @@ int dp_ingest_cmd(int argc, char **argv) {
       if (set_limit(&o, c, optarg, NULL)) return 2;
       continue;
     }
+    if (c >= DP_IMAP_OPT_PASSWORD_FILE && c <= DP_IMAP_OPT_INSECURE) {
+      if (dp__imap_setopt(&io, c, optarg)) return 2;
+      continue;
+    }
     switch (c) {
     case OPT_DB: db = optarg; break;
     case OPT_OUTPUT:
       if (!strcmp(optarg, "pg")) o.sink = DP_SINK_PG;
       else if (!strcmp(optarg, "null")) o.sink = DP_SINK_NULL;
+      else if (!strcmp(optarg, "jsonl")) o.sink = DP_SINK_JSONL;
       else {
-        fprintf(stderr, "dmarcpipe ingest: --output must be pg or null\n");
+        fprintf(stderr, "dmarcpipe ingest: --output must be pg, null or jsonl\n");
         return 2;
       }
       break;
@@ -148,6 +159,13 @@ int dp_ingest_cmd(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  for (int i = optind; i < argc; i++) {
+    if (dp__imap_is_url(argv[i]) && argc - optind != 1) {
+      fprintf(stderr, "dmarcpipe ingest: an IMAP URL must be the only input\n");
+      return 2;
+    }
+  }
+  io.url = dp__imap_is_url(argv[optind]) ? argv[optind] : NULL;
   if (dp_align_global_init()) {
     fprintf(stderr, "dmarcpipe: cannot load the Public Suffix List (package publicsuffix)\n");
     return 2;
@@ -164,7 +182,8 @@ int dp_ingest_cmd(int argc, char **argv) {
   }
   o.progress = !o.quiet && isatty(2);
   dp_pipeline_stats_t st;
-  int rc = dp_pipeline_run(&o, argv + optind, (size_t)(argc - optind), &st);
+  int rc = io.url ? dp__imap_run(&io, &o, &st)
+                   : dp_pipeline_run(&o, argv + optind, (size_t)(argc - optind), &st);
   if (!o.quiet && rc != 2) {
     fprintf(stderr,
             "dmarcpipe: %" PRIu64 " inputs: %" PRIu64 " reports stored (%" PRIu64 " records, %" PRIu64
@@ -174,7 +193,10 @@ int dp_ingest_cmd(int argc, char **argv) {
     if (st.skipped_messages)
       fprintf(stderr, ", %" PRIu64 " message%s without a report skipped", st.skipped_messages,
               st.skipped_messages == 1 ? "" : "s");
-    fprintf(stderr, "%s\n", o.sink == DP_SINK_NULL ? " (--output null: nothing stored)" : "");
+    fprintf(stderr, "%s\n",
+            o.sink == DP_SINK_NULL    ? " (--output null: nothing stored)"
+            : o.sink == DP_SINK_JSONL ? " (--output jsonl: written to stdout, not stored)"
+                                      : "");
   }
   free(conninfo);
   dp_align_global_cleanup();

@@ -16,6 +16,7 @@
 
 #include <zlib.h>
 
+#include "jsonl_int.h"
 #include "parse/parse.h"
 #include "unpack_int.h"
 
@@ -95,7 +96,8 @@ static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   struct doc *d = ud;
   d->records_seen++;
   dp_staged_t *s = d->staged;
-  int rc = dp_store_encode_record(&s->record_rows, s->key, r, rec);
+  int rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, r, rec, s->source)
+                         : dp_store_encode_record(&s->record_rows, s->key, r, rec);
   /* Past a chunk, rows go to the report's spool file: memory stays flat
    * whatever the report's size. */
   if (!rc && s->record_rows.len >= DP_STAGED_SPOOL_CHUNK)

@@ -4,6 +4,7 @@
 #ifndef DP_INPUT_JOB_INT_H
 #define DP_INPUT_JOB_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,7 @@ typedef struct dp_job {
   const char *path;          /* borrowed; "-" is stdin */
   const char *display;       /* how messages name the input */
   const dp_limits_t *lim;    /* borrowed */
+  bool jsonl;                /* encode records as JSON lines, not COPY rows */
   /* results, owned by the job until taken */
   dp_staged_t *head, *tail;  /* parsed reports, in input order */
   size_t n_staged;

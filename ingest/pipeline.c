@@ -234,9 +234,29 @@ static void loaded(dp_loader_t *l, dp_batch_t *b, int status) {
   pump(p);
 }
 
+/* Without a database every report counts as new; duplicates are not known.
+ * The JSON-lines sink writes each report's records (spooled ones first). */
 static void null_sink(struct dp_pipeline *p, dp_batch_t *b) {
-  /* without a database every report counts as new; duplicates are not known */
-  for (dp_staged_t *s = b->head; s; s = s->next) s->status = DP_STAGED_NEW;
+  bool jsonl = p->o->sink == DP_SINK_JSONL;
+  char *chunk = NULL;
+  for (dp_staged_t *s = b->head; s; s = s->next) {
+    s->status = DP_STAGED_NEW;
+    if (!jsonl || p->fatal) continue;
+    for (uint64_t off = 0; off < s->spool_len && !p->fatal;) {
+      if (!chunk && !(chunk = malloc(1 << 18))) break;
+      ssize_t n = pread(s->spool_fd, chunk, 1 << 18, (off_t)off);
+      if (n <= 0 || fwrite(chunk, 1, (size_t)n, p->o->out) != (size_t)n) p->fatal = true;
+      off += n > 0 ? (uint64_t)n : 0;
+    }
+    if (s->record_rows.len &&
+        fwrite(s->record_rows.data, 1, s->record_rows.len, p->o->out) != s->record_rows.len)
+      p->fatal = true;
+  }
+  free(chunk);
+  if (jsonl && (p->fatal || fflush(p->o->out))) {
+    if (!p->fatal) p->fatal = true;
+    fprintf(p->o->err, "dmarcpipe: cannot write the JSON lines: %s\n", strerror(errno));
+  }
   settle(p, b);
 }
 
@@ -255,7 +275,7 @@ static void pump(struct dp_pipeline *p) {
     dp_batch_t *b = p->open;
     p->open = b == &p->batches[0] ? &p->batches[1] : &p->batches[0];
     b->data = p;
-    if (o->sink == DP_SINK_NULL) {
+    if (o->sink != DP_SINK_PG) {
       null_sink(p, b);
     } else {
       p->loading = b;
@@ -276,6 +296,7 @@ static void pump(struct dp_pipeline *p) {
     jr->path = p->inputs[p->next_input];
     p->inputs[p->next_input++] = NULL;
     dp_job_init(&jr->job, jr->path, &o->limits);
+    jr->job.jsonl = o->sink == DP_SINK_JSONL;
     jr->req.data = jr;
     if (uv_queue_work(p->loop, &jr->req, job_work, job_done)) {
       free(jr->path);
@@ -324,6 +345,7 @@ void dp_pipeline_opts_default(dp_pipeline_opts_t *o) {
   o->max_batch_bytes = 32u << 20;
   o->outage_budget_ms = 120 * 1000;
   o->err = stderr;
+  o->out = stdout;
 }
 
 dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,

@@ -13,7 +13,9 @@
 #include "core/core.h"
 #include "store/store.h"
 
-typedef enum dp_sink_kind { DP_SINK_PG, DP_SINK_NULL } dp_sink_kind_t;
+/* Where reports go: PostgreSQL, nowhere (parse only), or JSON lines (one
+ * object per record) on opts.out. */
+typedef enum dp_sink_kind { DP_SINK_PG, DP_SINK_NULL, DP_SINK_JSONL } dp_sink_kind_t;
 
 typedef struct dp_pipeline_opts {
   dp_limits_t limits;
@@ -24,6 +26,7 @@ typedef struct dp_pipeline_opts {
   size_t max_in_flight;    /* inputs being unpacked/parsed at once */
   size_t max_batch_bytes;  /* COPY bytes held before the pipeline waits for the sink */
   FILE *err;               /* where refusals, notes and the summary go */
+  FILE *out;               /* DP_SINK_JSONL: where the records go */
   uint64_t outage_budget_ms; /* how long to wait for the database (0 = forever) */
   /* Called on the loop thread once an input's reports and refusals are
    * committed (or it had nothing to commit); refused: something in it was

@@ -20,6 +20,7 @@
 #include "ingest.h"
 #include "parse/parse.h"
 #include "pipeline_int.h"
+#include "src_imap_int.h"
 #include "source_walk_int.h"
 #include "store/store.h"
 
@@ -284,7 +285,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: dmarcpipe watch [options] DIR\n"
+          "usage: dmarcpipe watch [options] DIR|imaps://user@host/Folder\n"
           "  Load every report file that appears in DIR (and its subdirectories, Maildirs\n"
           "  included) until stopped. A file is taken once it has stopped growing and is\n"
           "  moved to done/ (refused ones to rejected/) only after it was committed.\n"
@@ -295,6 +296,7 @@ static void usage(FILE *f) {
           "  --settle SECONDS    unchanged this long before a file is taken (default 2)\n"
           "  --rescan SECONDS    full rescan period, for missed events (default 30)\n"
           "  --quiet             no notes or summaries\n"
+          DP_IMAP_USAGE
           "Limits are those of 'dmarcpipe ingest' and are read from the config file.\n");
 }
 
@@ -321,6 +323,7 @@ int dp_watch_cmd(int argc, char **argv) {
     {"rescan", required_argument, NULL, 'r'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
+    DP_IMAP_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
   };
   struct watch w;
@@ -329,6 +332,8 @@ int dp_watch_cmd(int argc, char **argv) {
   w.settle_ms = 2000;
   w.rescan_ms = 30000;
   const char *db = NULL, *done = NULL, *rejected = NULL;
+  dp_imap_opts_t io;
+  if (dp__imap_opts_default(&io)) return 2;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
@@ -345,12 +350,22 @@ int dp_watch_cmd(int argc, char **argv) {
       break;
     case 'q': w.opts.quiet = true; break;
     case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default:
+      if (c >= DP_IMAP_OPT_PASSWORD_FILE && c <= DP_IMAP_OPT_INSECURE) {
+        if (dp__imap_setopt(&io, c, optarg)) return 2;
+        break;
+      }
+      usage(stderr);
+      return 2;
     }
   }
   if (optind != argc - 1) {
     usage(stderr);
     return 2;
+  }
+  if (dp__imap_is_url(argv[optind])) {
+    io.url = argv[optind];
+    return dp__imap_watch_cmd(&io, db, w.opts.quiet);
   }
   if (w.rescan_ms < 100) w.rescan_ms = 100;
   w.dir = absolute(argv[optind]);

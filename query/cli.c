@@ -55,6 +55,19 @@ int dp__query_opt(dp_query_opts_t *o, const char *cmd, int c, const char *arg) {
     }
     o->filter.has_since = true;
     return 0;
+  case 'b':
+    if (!strcmp(arg, "day")) {
+      o->by = DP_PERIOD_DAY;
+    } else if (!strcmp(arg, "week")) {
+      o->by = DP_PERIOD_WEEK;
+    } else {
+      fprintf(stderr, "dmarcpipe %s: invalid --by '%s': use day or week\n", cmd, arg);
+      return DP_EUSAGE;
+    }
+    return 0;
+  case 'R':
+    o->redact = true;
+    return 0;
   default:
     return DP_EUSAGE;
   }

@@ -243,64 +243,6 @@ int dp__query_parse_format(const char *s, dp_qfmt_t *fmt) {
 /* ======================================================================== */
 /* UTF-8 */
 
-/* Decode one code point from s (n > 0 bytes left). Returns the bytes used; an
- * ill-formed sequence yields U+FFFD for its maximal valid prefix (at least one
- * byte), as Unicode recommends, so "\xE2\x82" + "A" is one U+FFFD then "A". */
-static size_t u8_next(const unsigned char *s, size_t n, uint32_t *cp) {
-  unsigned char c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  size_t need;
-  uint32_t v;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF)
-    need = 1, v = c & 0x1F;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    need = 2, v = c & 0x0F;
-    if (c == 0xE0)
-      lo = 0xA0; /* no overlongs */
-    else if (c == 0xED)
-      hi = 0x9F; /* no surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 3, v = c & 0x07;
-    if (c == 0xF0)
-      lo = 0x90; /* no overlongs */
-    else if (c == 0xF4)
-      hi = 0x8F; /* <= U+10FFFF */
-  } else {
-    *cp = 0xFFFD;
-    return 1;
-  }
-  size_t k = 1;
-  for (; k <= need; k++) {
-    if (k >= n || s[k] < lo || s[k] > hi) {
-      *cp = 0xFFFD;
-      return k;
-    }
-    v = (v << 6) | (s[k] & 0x3F);
-    lo = 0x80, hi = 0xBF;
-  }
-  *cp = v;
-  return k;
-}
-
-static int put_cp(dp_buf_t *b, uint32_t cp) {
-  char t[4];
-  size_t n;
-  if (cp < 0x80)
-    t[0] = (char)cp, n = 1;
-  else if (cp < 0x800)
-    t[0] = (char)(0xC0 | cp >> 6), t[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-  else if (cp < 0x10000)
-    t[0] = (char)(0xE0 | cp >> 12), t[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-    t[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-  else
-    t[0] = (char)(0xF0 | cp >> 18), t[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
-    t[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), t[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
-  return dp_buf_append(b, t, n);
-}
 
 /* ======================================================================== */
 /* Scalar renderings shared by the formats */
@@ -345,13 +287,13 @@ static int put_table_text(dp_buf_t *b, const char *s, size_t *w) {
   int rc = 0;
   while (n && !rc) {
     uint32_t cp;
-    size_t k = u8_next(p, n, &cp);
+    size_t k = dp_utf8_next(p, n, &cp);
     p += k, n -= k;
     if (cp == '\t' || cp == '\n' || cp == '\r')
       cp = ' ';
     else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
       cp = '?';
-    rc = put_cp(b, cp);
+    rc = dp_utf8_put(b, cp);
     (*w)++;
   }
   return rc;
@@ -408,7 +350,7 @@ static int render_table_cell(const dp_qcol_t *c, const dp_qval_t *v, struct tcel
     size_t keep = c->max_width > 1 ? c->max_width - 1 : 0, pos = 0;
     for (size_t k = 0; k < keep; k++) {
       uint32_t cp;
-      pos += u8_next((const unsigned char *)b.data + pos, b.len - pos, &cp);
+      pos += dp_utf8_next((const unsigned char *)b.data + pos, b.len - pos, &cp);
     }
     b.len = pos;
     b.data[pos] = '\0';
@@ -507,8 +449,8 @@ static int put_repaired(dp_buf_t *b, const char *s) {
   int rc = 0;
   while (n && !rc) {
     uint32_t cp;
-    size_t k = u8_next(p, n, &cp);
-    rc = cp < 0x80 ? dp_buf_putc(b, (char)cp) : put_cp(b, cp);
+    size_t k = dp_utf8_next(p, n, &cp);
+    rc = cp < 0x80 ? dp_buf_putc(b, (char)cp) : dp_utf8_put(b, cp);
     p += k, n -= k;
   }
   return rc;
@@ -602,62 +544,20 @@ static int write_csv(const dp_qres_t *r, FILE *out) {
 /* ======================================================================== */
 /* JSON (RFC 8259) */
 
-/* A JSON string: quote, backslash and control characters escaped (DEL and
- * U+2028/U+2029 too, so the output is also safe as JavaScript), other
- * characters as UTF-8, invalid bytes as U+FFFD. */
-static int json_string(dp_buf_t *b, const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t n = strlen(s);
-  int rc = dp_buf_putc(b, '"');
-  while (n && !rc) {
-    uint32_t cp;
-    size_t k = u8_next(p, n, &cp);
-    p += k, n -= k;
-    switch (cp) {
-    case '"':
-      rc = dp_buf_puts(b, "\\\"");
-      break;
-    case '\\':
-      rc = dp_buf_puts(b, "\\\\");
-      break;
-    case '\b':
-      rc = dp_buf_puts(b, "\\b");
-      break;
-    case '\f':
-      rc = dp_buf_puts(b, "\\f");
-      break;
-    case '\n':
-      rc = dp_buf_puts(b, "\\n");
-      break;
-    case '\r':
-      rc = dp_buf_puts(b, "\\r");
-      break;
-    case '\t':
-      rc = dp_buf_puts(b, "\\t");
-      break;
-    default:
-      if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029)
-        rc = dp_buf_printf(b, "\\u%04x", (unsigned)cp);
-      else
-        rc = put_cp(b, cp);
-    }
-  }
-  return rc ? rc : dp_buf_putc(b, '"');
-}
 
 static int json_value(dp_buf_t *b, const dp_qcol_t *c, const dp_qval_t *v) {
   char tmp[64];
   if (v->null) return dp_buf_puts(b, "null");
   switch (c->type) {
   case DP_QT_TEXT:
-    return json_string(b, v->s);
+    return dp_json_string(b, v->s);
   case DP_QT_INT:
     return dp_buf_printf(b, "%" PRId64, v->i);
   case DP_QT_BOOL:
     return dp_buf_puts(b, v->i ? "true" : "false");
   case DP_QT_TIME:
     dp_time_iso8601(v->i, tmp, sizeof tmp);
-    return json_string(b, tmp);
+    return dp_json_string(b, tmp);
   case DP_QT_PCT:
     dp__query_pct(tmp, sizeof tmp, v->i, v->den);
     return dp_buf_puts(b, tmp);
@@ -665,7 +565,7 @@ static int json_value(dp_buf_t *b, const dp_qcol_t *c, const dp_qval_t *v) {
     int rc = dp_buf_putc(b, '[');
     for (size_t k = 0; k < v->n_items && !rc; k++) {
       if (k) rc = dp_buf_putc(b, ',');
-      if (!rc) rc = v->items[k] ? json_string(b, v->items[k]) : dp_buf_puts(b, "null");
+      if (!rc) rc = v->items[k] ? dp_json_string(b, v->items[k]) : dp_buf_puts(b, "null");
     }
     return rc ? rc : dp_buf_putc(b, ']');
   }
@@ -686,7 +586,7 @@ static int write_json(const dp_qres_t *r, FILE *out) {
       if (r->cols[j].flags & DP_QCOL_TABLEONLY) continue;
       if (!first) rc = dp_buf_putc(&b, ',');
       first = false;
-      if (!rc) rc = json_string(&b, r->cols[j].name);
+      if (!rc) rc = dp_json_string(&b, r->cols[j].name);
       if (!rc) rc = dp_buf_putc(&b, ':');
       if (!rc) rc = json_value(&b, &r->cols[j], &r->cells[i * r->ncols + j]);
     }

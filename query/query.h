@@ -18,5 +18,7 @@ int dp_errors_cmd(int argc, char **argv);
 int dp_readiness_cmd(int argc, char **argv);
 /** `dmarcpipe domains [--db DSN] [--since S] [--format table|csv|json]` */
 int dp_domains_cmd(int argc, char **argv);
+/** `dmarcpipe report --domain D --html FILE [--db DSN] [--since S] [--by day|week] [--redact]` */
+int dp_report_cmd(int argc, char **argv);
 
 #endif

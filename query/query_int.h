@@ -13,6 +13,8 @@
 
 #include <libpq-fe.h>
 
+#include "core/core.h"
+
 /* ------------------------------------------------------------------------ */
 /* Result sets (query/format.c). */
 
@@ -130,6 +132,109 @@ typedef enum dp_sender_fail {
   DP_FAIL_ANY
 } dp_sender_fail_t;
 
+/* ------------------------------------------------------------------------ */
+/* Known services (query/services.c): data/services.tsv, compiled in, plus the
+ * user's file. docs/queries.md "Known services" has the format. */
+
+/** One known service pattern. Strings are owned by the map. Hints contain
+ *  "{domain}" where the analysed domain goes; NULL = not known, "-" = not
+ *  offered (dkim, return_path) or not needed (spf). */
+typedef struct dp_service {
+  char *pattern;     /* domain; matches itself and subdomains */
+  char *name;        /* "SendGrid" */
+  char *kind;        /* esp, crm, helpdesk, workspace, list, forwarder */
+  char *dkim;        /* how to sign with d={domain} there */
+  char *return_path; /* how to get a MAIL FROM under {domain} there */
+  char *spf;         /* "include:sendgrid.net" */
+} dp_service_t;
+
+typedef struct dp_services dp_services_t;
+
+/** Create an empty map. Caller owns result; free with
+ *  dp__query_services_destroy. NULL on out of memory. */
+dp_services_t *dp__query_services_create(void);
+/** Free the map and its entries. NULL is allowed. */
+void dp__query_services_destroy(dp_services_t *m);
+/** Add the lines of a services TSV text (len bytes; origin names it in
+ *  errors). A pattern already in the map is replaced. 0, DP_ENOMEM, or
+ *  DP_EUSAGE with "origin:LINE: reason" in err; on failure lines before the
+ *  bad one stay added. */
+int dp__query_services_add_tsv(dp_services_t *m, const char *text, size_t len, const char *origin,
+                               char *err, size_t errlen);
+/** Number of patterns in the map. */
+size_t dp__query_services_count(const dp_services_t *m);
+/** The service whose pattern is domain or its longest suffix on a label
+ *  boundary (case-insensitive, a trailing dot ignored); NULL when none.
+ *  Borrowed from m. */
+const dp_service_t *dp__query_services_match(const dp_services_t *m, const char *domain);
+/** Load the built-in map plus the user's file (path, else the config key
+ *  `services`, else $XDG_CONFIG_HOME/dmarcpipe/services.tsv or
+ *  ~/.config/dmarcpipe/services.tsv, where a missing file is fine) and make it
+ *  the process map used by the senders query. 0, DP_ENOMEM or DP_EUSAGE
+ *  (reason in err; the process map is then the built-in one). Not
+ *  thread-safe. */
+int dp__query_services_init(const char *path, char *err, size_t errlen);
+/** Make m the process map (takes ownership; NULL: back to lazily loaded
+ *  built-in). Services borrowed from the previous map become invalid. */
+void dp__query_services_set(dp_services_t *m);
+/** The process map: as set or initialised, else the built-in map loaded on
+ *  first use. Never NULL unless out of memory. Borrowed. */
+const dp_services_t *dp__query_services(void);
+
+/** Write the text of hint with every "{domain}" replaced by domain to b.
+ *  0 or DP_ENOMEM. */
+int dp__query_services_expand(dp_buf_t *b, const char *hint, const char *domain);
+
+/* ------------------------------------------------------------------------ */
+/* Redaction (query/redact.c) for --redact: report data given as evidence to
+ * others without the addresses in it. */
+
+/** A copy of s with every IPv4 address's last octet replaced by "x"
+ *  (192.0.2.x), every IPv6 address cut to its /48 ("2001:db8:1::x"), and
+ *  the local part of every e-mail address replaced by "redacted"; networks
+ *  written with a prefix length ("192.0.2.0/24") are kept. Caller owns
+ *  result; free(). NULL when s is NULL or on out of memory. */
+char *dp__query_redact(const char *s);
+/** Redact the string *s in place (replace it with dp__query_redact's result).
+ *  0 or DP_ENOMEM (then *s is unchanged). */
+int dp__query_redact_inplace(char **s);
+
+/* ------------------------------------------------------------------------ */
+/* HTML escaping and inline SVG charts (query/svg_chart.c). */
+
+/** Append s to b escaped for HTML text and attribute values (& < > " '),
+ *  control characters as '?', invalid UTF-8 as U+FFFD. NULL appends nothing.
+ *  0 or DP_ENOMEM. */
+int dp__html_escape(dp_buf_t *b, const char *s);
+
+typedef enum dp_chart_kind { DP_CHART_LINE, DP_CHART_STACKED } dp_chart_kind_t;
+
+/** One series: n values (NAN: no value for that x), drawn in color (a CSS
+ *  color from our code, never from data: it is not escaped). */
+typedef struct dp_chart_series {
+  const char *name;
+  const double *y;
+  const char *color;
+  bool emphasis; /* thicker line */
+} dp_chart_series_t;
+
+/** A chart over n categories (x_labels, e.g. days). Lines: one path and one
+ *  point (with a <title> tooltip) per series; stacked: one bar per x with a
+ *  segment per series. percent: the y axis is 0..100%. */
+typedef struct dp_chart {
+  dp_chart_kind_t kind;
+  const char *title; /* aria-label */
+  const char *const *x_labels;
+  size_t n;
+  const dp_chart_series_t *series;
+  size_t n_series;
+  bool percent;
+} dp_chart_t;
+
+/** Append c as one self-contained <svg> element (no external reference; text
+ *  escaped) to b. 0 or DP_ENOMEM. */
+int dp__svg_chart(dp_buf_t *b, const dp_chart_t *c);
+
 /** One row of `senders`, as computed by the SQL (all counts are messages). */
 typedef struct dp_sender {
   char *sender;
@@ -146,13 +251,14 @@ typedef struct dp_sender {
   size_t n_reporters; /* distinct org_name, sorted */
   int64_t first_seen, last_seen;
   /* Evidence for the fix, from records that fail DMARC (NULL when none). */
-  char *dkim_foreign;  /* most frequent passing, unaligned DKIM d= */
-  char *dkim_own_fail; /* most frequent failing DKIM d= under the domain */
-  char *dkim_own_sel;  /* its selector */
-  char *spf_foreign;   /* most frequent passing, unaligned SPF domain */
-  bool spf_own_fail;   /* an SPF check for a domain under D did not pass */
-  int64_t relayed;     /* failing messages with a forwarded/mailing_list override */
-  char *fix;           /* derived by dp__query_senders_fix() */
+  char *dkim_foreign;          /* most frequent passing, unaligned DKIM d= */
+  char *dkim_own_fail;         /* most frequent failing DKIM d= under the domain */
+  char *dkim_own_sel;          /* its selector */
+  char *spf_foreign;           /* most frequent passing, unaligned SPF domain */
+  bool spf_own_fail;           /* an SPF check for a domain under D did not pass */
+  int64_t relayed;             /* failing messages with a forwarded/mailing_list override */
+  char *fix;                   /* derived by dp__query_senders_fix() */
+  const dp_service_t *service; /* known service (borrowed from the process map) or NULL */
 } dp_sender_t;
 
 /** Run the senders query for f->domain (required) and fail. On success
@@ -164,6 +270,15 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
 void dp__query_senders_free(dp_sender_t *rows, size_t n);
 /** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */
 char *dp__query_senders_fix(const dp_sender_t *s, const char *domain);
+/** The known service of s as a sender of domain: the first of its sender
+ *  domain (third party only), failing-mail DKIM and SPF domains, then every
+ *  DKIM and SPF domain seen, that is not under domain and matches m. NULL
+ *  when none. Borrowed from m. */
+const dp_service_t *dp__query_senders_service(const dp_services_t *m, const dp_sender_t *s,
+                                              const char *domain);
+/** Redact every address in rows (source IPs, texts; see dp__query_redact).
+ *  0 or DP_ENOMEM. */
+int dp__query_senders_redact(dp_sender_t *rows, size_t n);
 /** Write rows (senders of domain) in fmt: a table with the totals footer, or
  *  CSV/JSON. 0, DP_ENOMEM or DP_EIO. */
 int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domain, dp_qfmt_t fmt,
@@ -171,6 +286,9 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
 /** Fetch and write: the body of `dmarcpipe senders`. */
 int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, dp_qfmt_t fmt,
                       FILE *out, char *err, size_t errlen);
+/** dp__query_senders, with every address redacted when redact (--redact). */
+int dp__query_senders_redacted(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                               dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen);
 /** The body of `dmarcpipe reports` (f->domain may be NULL). */
 int dp__query_reports(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
                       size_t errlen);
@@ -181,16 +299,21 @@ int dp__query_errors(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE 
 /* ------------------------------------------------------------------------ */
 /* Command-line plumbing shared by the commands (query/cli.c). */
 
+/** Trend periods for --by. */
+typedef enum dp_period { DP_PERIOD_NONE = 0, DP_PERIOD_DAY, DP_PERIOD_WEEK } dp_period_t;
+
 /** Options common to every query command, filled by dp__query_opt(). */
 typedef struct dp_query_opts {
   const char *db;
   dp_qfmt_t fmt;
   dp_query_filter_t filter;
   char domain_buf[256];
+  dp_period_t by; /* --by day|week */
+  bool redact;    /* --redact */
 } dp_query_opts_t;
 
 /** Handle one of the shared options (c is the getopt_long value: 'd' --db,
- *  'f' --format, 'D' --domain, 's' --since) with its argument. 0, or DP_EUSAGE
+ *  'f' --format, 'D' --domain, 's' --since, 'b' --by, 'R' --redact) with its argument. 0, or DP_EUSAGE
  *  after printing "dmarcpipe CMD: reason" to stderr. */
 int dp__query_opt(dp_query_opts_t *o, const char *cmd, int c, const char *arg);
 /** Report an unknown option or a missing argument (argv[optind_ - 1], after
@@ -206,7 +329,6 @@ void dp__query_pgerr(PGconn *c, const PGresult *res, char *err, size_t errlen);
 /* readiness and domains (query/readiness.c, query/domains.c). */
 
 /** --by values of `readiness`. */
-typedef enum dp_period { DP_PERIOD_NONE = 0, DP_PERIOD_DAY, DP_PERIOD_WEEK } dp_period_t;
 
 /** Message counts of one readiness scope (all of D's mail, or one period).
  *  fail_fixable + fail_forwarded + fail_unauthenticated == dmarc_fail. */
@@ -257,6 +379,9 @@ int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t
                               dp_readiness_t *r, char *err, size_t errlen);
 /** Free what dp__query_readiness_fetch allocated in r. */
 void dp__query_readiness_free(dp_readiness_t *r);
+/** Redact every address in r (senders to fix, disagreements, texts; see
+ *  dp__query_redact). 0 or DP_ENOMEM. */
+int dp__query_readiness_redact(dp_readiness_t *r);
 /** Set r's verdict fields from its counts and senders (thresholds in docs/queries.md). */
 void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain);
 /** Write r in fmt (JSON: one object). 0, DP_ENOMEM or DP_EIO. */
@@ -265,6 +390,9 @@ int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *
 /** Fetch and write: the body of `dmarcpipe readiness`. */
 int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, dp_qfmt_t fmt,
                         FILE *out, char *err, size_t errlen);
+/** dp__query_readiness, with every address redacted when redact (--redact). */
+int dp__query_readiness_redacted(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
+                                 dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen);
 /** The body of `dmarcpipe senders --by day|week` (query/senders_trend.c): per
  *  sender and period, messages and alignment; fail filters on the sender's
  *  totals over the window. by must not be DP_PERIOD_NONE. */
@@ -273,5 +401,15 @@ int dp__query_senders_trend(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
 /** The body of `dmarcpipe domains` (f->domain ignored). */
 int dp__query_domains(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE *out, char *err,
                       size_t errlen);
+
+/* ------------------------------------------------------------------------ */
+/* The HTML report (query/report_html.c). */
+
+/** Write the HTML report of f->domain (required) to out: readiness, charts
+ *  per `by` (DP_PERIOD_NONE: day), senders, receivers, policy; addresses
+ *  redacted when redact. generated is the "generated at" time (epoch s).
+ *  0, DP_EUSAGE, DP_EPG, DP_ENOMEM or DP_EIO (reason in err). */
+int dp__report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bool redact,
+                    int64_t generated, FILE *out, char *err, size_t errlen);
 
 #endif

@@ -492,7 +492,9 @@ enum {
   F_REPORTERS,
   F_FIRST,
   F_LAST,
-  F_FIX
+  F_FIX,
+  F_SERVICE,
+  F_SERVICE_KIND
 };
 static const dp_qcol_t fix_cols[] = {
     {"sender", "SENDER", DP_QT_TEXT, 0, 40},
@@ -513,6 +515,8 @@ static const dp_qcol_t fix_cols[] = {
     {"first_seen", NULL, DP_QT_TIME, DP_QCOL_NOTABLE, 0},
     {"last_seen", NULL, DP_QT_TIME, DP_QCOL_NOTABLE, 0},
     {"fix", "WHAT TO FIX", DP_QT_TEXT, 0, 0},
+    {"service", NULL, DP_QT_TEXT, DP_QCOL_NOTABLE, 0},
+    {"service_kind", NULL, DP_QT_TEXT, DP_QCOL_NOTABLE, 0},
 };
 
 enum { P_PERIOD, P_MESSAGES, P_PASS, P_RATE, P_FIX, P_FWD, P_UNAUTH, P_STRICT };
@@ -601,6 +605,8 @@ static int build_fix(dp_qres_t *q, const dp_readiness_t *r) {
     dp__query_res_set_int(q, F_FIRST, s->first_seen);
     dp__query_res_set_int(q, F_LAST, s->last_seen);
     if (!rc) rc = dp__query_res_set_text(q, F_FIX, s->fix);
+    if (!rc && s->service) rc = dp__query_res_set_text(q, F_SERVICE, s->service->name);
+    if (!rc && s->service) rc = dp__query_res_set_text(q, F_SERVICE_KIND, s->service->kind);
   }
   return rc;
 }
@@ -780,12 +786,41 @@ int dp__query_readiness_write(const dp_readiness_t *r, const dp_query_filter_t *
   return rc;
 }
 
+static int redact_items(char **items, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (dp__query_redact_inplace(&items[k])) return DP_ENOMEM;
+  return 0;
+}
+
+int dp__query_readiness_redact(dp_readiness_t *r) {
+  int rc = dp__query_senders_redact(r->to_fix, r->n_to_fix);
+  for (size_t i = 0; i < r->n_disagree && !rc; i++) {
+    dp_disagreement_t *d = &r->disagree[i];
+    if (dp__query_redact_inplace(&d->source_ip) || dp__query_redact_inplace(&d->header_from) ||
+        redact_items(d->reasons, d->n_reasons) || redact_items(d->verdicts, d->n_verdicts))
+      rc = DP_ENOMEM;
+  }
+  if (!rc) {
+    char *reason = dp__query_redact(r->verdict_reason);
+    if (!reason) return DP_ENOMEM;
+    snprintf(r->verdict_reason, sizeof r->verdict_reason, "%s", reason);
+    free(reason);
+  }
+  return rc;
+}
+
 int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, dp_qfmt_t fmt,
                         FILE *out, char *err, size_t errlen) {
+  return dp__query_readiness_redacted(c, f, by, fmt, false, out, err, errlen);
+}
+
+int dp__query_readiness_redacted(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
+                                 dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen) {
   dp_readiness_t r;
   int rc = dp__query_readiness_fetch(c, f, by, &r, err, errlen);
   if (rc) return rc;
-  rc = dp__query_readiness_write(&r, f, by, fmt, out);
+  if (redact) rc = dp__query_readiness_redact(&r);
+  if (!rc) rc = dp__query_readiness_write(&r, f, by, fmt, out);
   if (rc) snprintf(err, errlen, "%s", dp_strerror(rc));
   dp__query_readiness_free(&r);
   return rc;
@@ -796,7 +831,7 @@ int dp__query_readiness(PGconn *c, const dp_query_filter_t *f, dp_period_t by, d
 
 static void usage(FILE *f) {
   fprintf(f, "usage: dmarcpipe readiness --domain D [--since S] [--by day|week]\n"
-             "                           [--format table|csv|json] [--db DSN]\n"
+             "                           [--format table|csv|json] [--redact] [--db DSN]\n"
              "\n"
              "Is D ready for p=reject? How much of D's mail would be rejected today, split\n"
              "into fixable (a service authenticates, but not aligned with D: the senders to\n"
@@ -808,6 +843,8 @@ static void usage(FILE *f) {
              "  --since S      only reports whose period ends after S: a duration back from\n"
              "                 now (90m, 12h, 30d, 2w) or a date (2024-03-01, 2024-03-01T12:00Z)\n"
              "  --by P         add a trend per day or week (UTC)\n"
+             "  --redact       hide IP addresses (keeping the /24 or /48) and the local part\n"
+             "                 of e-mail addresses in the output\n"
              "  --format F     table (default, for people), csv (the summary row, or the\n"
              "                 trend with --by) or json (one object)\n"
              "  --db DSN       libpq connection string or URI (default: PG* environment,\n"
@@ -817,17 +854,13 @@ static void usage(FILE *f) {
 
 int dp_readiness_cmd(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"db", required_argument, NULL, 'd'},
-      {"format", required_argument, NULL, 'f'},
-      {"domain", required_argument, NULL, 'D'},
-      {"since", required_argument, NULL, 's'},
-      {"by", required_argument, NULL, 'b'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"db", required_argument, NULL, 'd'},     {"format", required_argument, NULL, 'f'},
+      {"domain", required_argument, NULL, 'D'}, {"since", required_argument, NULL, 's'},
+      {"by", required_argument, NULL, 'b'},     {"redact", no_argument, NULL, 'R'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
-  dp_period_t by = DP_PERIOD_NONE;
   opterr = 0;
   optind = 0;
   int ch;
@@ -839,17 +872,6 @@ int dp_readiness_cmd(int argc, char **argv) {
     if (ch == '?') {
       dp__query_bad_opt("readiness", argv, optind);
       return 2;
-    }
-    if (ch == 'b') {
-      if (!strcmp(optarg, "day"))
-        by = DP_PERIOD_DAY;
-      else if (!strcmp(optarg, "week"))
-        by = DP_PERIOD_WEEK;
-      else {
-        fprintf(stderr, "dmarcpipe readiness: invalid --by '%s': use day or week\n", optarg);
-        return 2;
-      }
-      continue;
     }
     if (dp__query_opt(&o, "readiness", ch, optarg)) return 2;
   }
@@ -864,11 +886,17 @@ int dp_readiness_cmd(int argc, char **argv) {
             "dmarcpipe readiness: --domain is required (see 'dmarcpipe readiness --help')\n");
     return 2;
   }
+  char err[512];
+  if (dp__query_services_init(NULL, err, sizeof err)) {
+    fprintf(stderr, "dmarcpipe readiness: %s\n", err);
+    return 2;
+  }
   PGconn *c = dp__query_connect("readiness", o.db);
   if (!c) return 2;
-  char err[512];
-  int rc = dp__query_readiness(c, &o.filter, by, o.fmt, stdout, err, sizeof err);
+  int rc =
+      dp__query_readiness_redacted(c, &o.filter, o.by, o.fmt, o.redact, stdout, err, sizeof err);
   PQfinish(c);
+  dp__query_services_set(NULL);
   if (rc) {
     fprintf(stderr, "dmarcpipe readiness: %s\n", err);
     return 2;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/core.h"
 #include "query/query.h"
@@ -210,10 +211,124 @@ static const char unauth_prefix[] = "unauthenticated ";
 /* Unauthenticated networks shown one per row in the table form. */
 #define DP_SENDERS_UNAUTH_SHOWN 5
 
+/* "under D": domain is D or a subdomain of D (case-insensitive). */
+static bool under(const char *dom, size_t n, const char *domain) {
+  size_t dl = strlen(domain);
+  if (n == dl) return !strncasecmp(dom, domain, n);
+  return n > dl && dom[n - dl - 1] == '.' && !strncasecmp(dom + n - dl, domain, dl);
+}
+
+/* Match one candidate domain (the first n bytes of dom) unless it is D's. */
+static const dp_service_t *match_n(const dp_services_t *m, const char *dom, size_t n,
+                                   const char *domain) {
+  char buf[256];
+  if (!dom || !n || n >= sizeof buf || under(dom, n, domain)) return NULL;
+  memcpy(buf, dom, n);
+  buf[n] = '\0';
+  return dp__query_services_match(m, buf);
+}
+
+static const dp_service_t *match_one(const dp_services_t *m, const char *dom, const char *domain) {
+  return dom ? match_n(m, dom, strlen(dom), domain) : NULL;
+}
+
+/* Items are "domain:result": match the domain part. */
+static const dp_service_t *match_list(const dp_services_t *m, char **items, size_t n,
+                                      const char *domain) {
+  for (size_t i = 0; i < n; i++) {
+    if (!items[i]) continue;
+    const char *colon = strrchr(items[i], ':');
+    const dp_service_t *sv =
+        match_n(m, items[i], colon ? (size_t)(colon - items[i]) : strlen(items[i]), domain);
+    if (sv) return sv;
+  }
+  return NULL;
+}
+
+const dp_service_t *dp__query_senders_service(const dp_services_t *m, const dp_sender_t *s,
+                                              const char *domain) {
+  if (!m || !s->sender || !strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1)) return NULL;
+  const dp_service_t *sv = s->third_party ? match_one(m, s->sender, domain) : NULL;
+  if (!sv) sv = match_one(m, s->dkim_foreign, domain);
+  if (!sv) sv = match_one(m, s->spf_foreign, domain);
+  if (!sv) sv = match_list(m, s->dkim_domains, s->n_dkim_domains, domain);
+  if (!sv) sv = match_list(m, s->spf_domains, s->n_spf_domains, domain);
+  return sv;
+}
+
+/* A hint column: NULL = not known, "-" = not offered. */
+static bool offered(const char *hint) {
+  return hint && strcmp(hint, "-");
+}
+
+/* The DKIM half of the advice (nothing when DKIM gives no clue). */
+static int fix_dkim(dp_buf_t *b, const dp_sender_t *s, const char *domain) {
+  const dp_service_t *sv = s->service;
+  if (s->dkim_own_fail) {
+    /* The service already signs as the domain: the key (selector) is what is
+     * broken, typically a rotation at the signer not followed in DNS. */
+    const char *sel = s->dkim_own_sel && *s->dkim_own_sel ? s->dkim_own_sel : NULL;
+    const char *who = sv ? sv->name : "the signer";
+    if (sel)
+      return dp_buf_printf(b,
+                           "DKIM for d=%s fails for selector %s: key mismatch or rotation "
+                           "(compare the key at %s._domainkey.%s with the one %s signs with)",
+                           s->dkim_own_fail, sel, sel, s->dkim_own_fail, who);
+    return dp_buf_printf(b,
+                         "DKIM for d=%s fails (selector not reported): key mismatch or rotation "
+                         "(compare the published key with the one %s signs with)",
+                         s->dkim_own_fail, who);
+  }
+  if (!s->dkim_foreign) return 0;
+  int rc = dp_buf_printf(b, "DKIM signs as %s, not %s: ", s->dkim_foreign, domain);
+  if (rc) return rc;
+  if (!sv) return dp_buf_printf(b, "sign with d=%s (custom DKIM at the service)", domain);
+  if (!sv->dkim) return dp_buf_printf(b, "sign with d=%s at %s (custom DKIM)", domain, sv->name);
+  if (!offered(sv->dkim))
+    return dp_buf_printf(b, "%s offers no custom DKIM: send through a service that does", sv->name);
+  rc = dp_buf_printf(b, "sign with d=%s at %s (", domain, sv->name);
+  if (!rc) rc = dp__query_services_expand(b, sv->dkim, domain);
+  if (!rc) rc = dp_buf_putc(b, ')');
+  return rc;
+}
+
+/* The SPF half. A passing SPF for the service's own return-path is fixed by
+ * moving the return-path under D (whose CNAME carries the service's SPF), not
+ * by an include: SPF alignment is about the MAIL FROM domain. */
+static int fix_spf(dp_buf_t *b, const dp_sender_t *s, const char *domain) {
+  const dp_service_t *sv = s->service;
+  if (s->spf_foreign) {
+    int rc = dp_buf_printf(b, "SPF passes for %s (return-path), not %s: ", s->spf_foreign, domain);
+    if (rc) return rc;
+    if (!sv)
+      return dp_buf_printf(b, "use a custom MAIL FROM under %s or rely on aligned DKIM", domain);
+    if (!sv->return_path)
+      return dp_buf_printf(b, "use a custom MAIL FROM under %s at %s or rely on aligned DKIM",
+                           domain, sv->name);
+    if (!offered(sv->return_path))
+      return dp_buf_printf(b, "%s keeps its own return-path, so DMARC needs aligned DKIM",
+                           sv->name);
+    rc = dp_buf_printf(b, "set a custom return-path under %s at %s (", domain, sv->name);
+    if (!rc) rc = dp__query_services_expand(b, sv->return_path, domain);
+    if (!rc) rc = dp_buf_puts(b, ") or rely on aligned DKIM");
+    return rc;
+  }
+  if (!s->spf_own_fail) return 0;
+  if (sv && offered(sv->spf)) {
+    int rc = dp_buf_puts(b, "add ");
+    if (!rc) rc = dp__query_services_expand(b, sv->spf, domain);
+    if (!rc) rc = dp_buf_printf(b, " to %s's SPF record (%s's servers fail it)", domain, sv->name);
+    return rc;
+  }
+  return dp_buf_printf(b, "add this sender's IPs/include to %s's SPF record", domain);
+}
+
 char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   dp_buf_t b;
   dp_buf_init(&b, 0);
   int rc = 0;
+  const dp_service_t *sv = s->service;
+  bool relay_kind = sv && (!strcmp(sv->kind, "list") || !strcmp(sv->kind, "forwarder"));
   if (s->dmarc_pass >= s->messages) {
     rc = dp_buf_puts(&b, "ok");
   } else if (!strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1)) {
@@ -228,32 +343,30 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
                        "%" PRId64 " of %" PRId64 " failing messages): not fixable in %s's DNS; "
                        "the list must rewrite From or receivers must trust its ARC seal",
                        s->relayed, s->messages - s->dmarc_pass, domain);
+  } else if (relay_kind) {
+    /* A known list or forwarder, even when no receiver named it. */
+    rc = dp_buf_printf(&b,
+                       "%s is a %s: not fixable in %s's DNS; the list must rewrite From or "
+                       "receivers must trust its ARC seal (sign everything with d=%s so plain "
+                       "forwarding keeps passing)",
+                       sv->name, !strcmp(sv->kind, "list") ? "mailing list" : "forwarding service",
+                       domain, domain);
   } else {
-    /* A failing signature for the domain itself comes first: the service
-     * already signs as the domain, so the key (selector) is what is broken.
-     * Then DKIM before SPF: an aligned signature survives forwarding, so it
-     * is the better fix whenever the service offers it. */
-    if (s->dkim_own_fail)
-      rc = dp_buf_printf(&b, "DKIM for d=%s fails (selector %s): check the key/rotation",
-                         s->dkim_own_fail,
-                         s->dkim_own_sel && *s->dkim_own_sel ? s->dkim_own_sel : "not reported");
-    else if (s->dkim_foreign)
-      rc =
-          dp_buf_printf(&b, "DKIM signs as %s, not %s: sign with d=%s (custom DKIM at the service)",
-                        s->dkim_foreign, domain, domain);
+    /* DKIM before SPF: an aligned signature survives forwarding, so it is
+     * the better fix whenever the service offers it. */
+    rc = fix_dkim(&b, s, domain);
     if (!rc && (s->spf_foreign || s->spf_own_fail) && b.len) rc = dp_buf_puts(&b, "; ");
-    if (!rc && s->spf_foreign)
-      rc = dp_buf_printf(&b,
-                         "SPF passes for %s (return-path), not %s: use a custom MAIL FROM "
-                         "under %s or rely on aligned DKIM",
-                         s->spf_foreign, domain, domain);
-    else if (!rc && s->spf_own_fail)
-      rc = dp_buf_printf(&b, "add this sender's IPs/include to %s's SPF record", domain);
-    if (!rc && !b.len)
-      rc = dp_buf_printf(&b,
-                         "neither SPF nor DKIM aligned with %s: sign with d=%s or use a "
-                         "MAIL FROM under %s",
-                         domain, domain, domain);
+    if (!rc) rc = fix_spf(&b, s, domain);
+    if (!rc && !b.len) {
+      if (sv)
+        rc = dp_buf_printf(&b, "neither SPF nor DKIM aligned with %s: sign with d=%s at %s", domain,
+                           domain, sv->name);
+      else
+        rc = dp_buf_printf(&b,
+                           "neither SPF nor DKIM aligned with %s: sign with d=%s or use a "
+                           "MAIL FROM under %s",
+                           domain, domain, domain);
+    }
   }
   if (rc) {
     dp_buf_free(&b);
@@ -301,10 +414,12 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
   }
   int rc = PQnfields(res) == C_NCOLS ? 0 : DP_EPG;
   for (int i = 0; i < nt && !rc; i++) {
-    if (!row_to_sender(res, i, &out[i]))
+    if (!row_to_sender(res, i, &out[i])) {
       rc = DP_EPG;
-    else if (!(out[i].fix = dp__query_senders_fix(&out[i], f->domain)))
-      rc = DP_ENOMEM;
+      break;
+    }
+    out[i].service = dp__query_senders_service(dp__query_services(), &out[i], f->domain);
+    if (!(out[i].fix = dp__query_senders_fix(&out[i], f->domain))) rc = DP_ENOMEM;
   }
   PQclear(res);
   if (rc) {
@@ -315,6 +430,27 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
   }
   *rows = out;
   *n = (size_t)nt;
+  return 0;
+}
+
+static int redact_list(char **items, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (dp__query_redact_inplace(&items[k])) return DP_ENOMEM;
+  return 0;
+}
+
+int dp__query_senders_redact(dp_sender_t *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    dp_sender_t *s = &rows[i];
+    char **texts[] = {&s->sender,       &s->dkim_foreign, &s->dkim_own_fail,
+                      &s->dkim_own_sel, &s->spf_foreign,  &s->fix};
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++)
+      if (dp__query_redact_inplace(texts[k])) return DP_ENOMEM;
+    if (redact_list(s->source_ips, s->n_source_ips) ||
+        redact_list(s->dkim_domains, s->n_dkim_domains) ||
+        redact_list(s->spf_domains, s->n_spf_domains) || redact_list(s->reporters, s->n_reporters))
+      return DP_ENOMEM;
+  }
   return 0;
 }
 
@@ -349,7 +485,9 @@ enum {
   M_REPORTERS,
   M_FIRST,
   M_LAST,
-  M_FIX
+  M_FIX,
+  M_SERVICE,
+  M_SERVICE_KIND
 };
 static const dp_qcol_t machine_cols[] = {
     {"sender", NULL, DP_QT_TEXT, 0, 0},
@@ -368,11 +506,20 @@ static const dp_qcol_t machine_cols[] = {
     {"first_seen", NULL, DP_QT_TIME, 0, 0},
     {"last_seen", NULL, DP_QT_TIME, 0, 0},
     {"fix", NULL, DP_QT_TEXT, 0, 0},
+    {"service", NULL, DP_QT_TEXT, 0, 0},
+    {"service_kind", NULL, DP_QT_TEXT, 0, 0},
 };
 
 static int add_table_row(dp_qres_t *r, const dp_sender_t *s) {
   int rc = dp__query_res_add_row(r);
-  if (!rc) rc = dp__query_res_set_text(r, T_SENDER, s->sender);
+  if (!rc && s->service) {
+    /* "sendgrid.net (SendGrid)": the name people know next to the evidence. */
+    char label[512];
+    snprintf(label, sizeof label, "%s (%s)", s->sender, s->service->name);
+    rc = dp__query_res_set_text(r, T_SENDER, label);
+  } else if (!rc) {
+    rc = dp__query_res_set_text(r, T_SENDER, s->sender);
+  }
   /* Unauthenticated mail is nobody's: neither "yes" nor "no". */
   if (strncmp(s->sender, unauth_prefix, sizeof unauth_prefix - 1))
     dp__query_res_set_int(r, T_THIRD, s->third_party);
@@ -409,6 +556,8 @@ static int add_machine_row(dp_qres_t *r, const dp_sender_t *s) {
   dp__query_res_set_int(r, M_FIRST, s->first_seen);
   dp__query_res_set_int(r, M_LAST, s->last_seen);
   if (!rc) rc = dp__query_res_set_text(r, M_FIX, s->fix);
+  if (!rc && s->service) rc = dp__query_res_set_text(r, M_SERVICE, s->service->name);
+  if (!rc && s->service) rc = dp__query_res_set_text(r, M_SERVICE_KIND, s->service->kind);
   return rc;
 }
 
@@ -464,10 +613,20 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
 
 int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, dp_qfmt_t fmt,
                       FILE *out, char *err, size_t errlen) {
+  return dp__query_senders_redacted(c, f, fail, fmt, false, out, err, errlen);
+}
+
+int dp__query_senders_redacted(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                               dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen) {
   dp_sender_t *rows;
   size_t n;
   int rc = dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
   if (rc) return rc;
+  if (redact && (rc = dp__query_senders_redact(rows, n))) {
+    snprintf(err, errlen, "%s", dp_strerror(rc));
+    dp__query_senders_free(rows, n);
+    return rc;
+  }
   rc = dp__query_senders_write(rows, n, f->domain, fmt, out);
   if (rc) snprintf(err, errlen, "%s", dp_strerror(rc));
   dp__query_senders_free(rows, n);
@@ -479,11 +638,14 @@ int dp__query_senders(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fa
 
 static void usage(FILE *f) {
   fprintf(f, "usage: dmarcpipe senders --domain D [--since S] [--fail spf|dkim|any]\n"
-             "                         [--by day|week] [--format table|csv|json] [--db DSN]\n"
+             "                         [--by day|week] [--format table|csv|json] [--redact]\n"
+             "                         [--db DSN]\n"
              "\n"
              "The senders of mail as D (From: D or a subdomain, or reports for D's policy),\n"
              "most volume first: how much of their mail passes SPF/DKIM alignment and DMARC,\n"
-             "and what to fix before moving D to p=reject.\n"
+             "and what to fix before moving D to p=reject. Known services (SendGrid,\n"
+             "Amazon SES, ...) are named from data/services.tsv, extended by\n"
+             "$XDG_CONFIG_HOME/dmarcpipe/services.tsv or the config key 'services'.\n"
              "\n"
              "  --domain D     the domain (required)\n"
              "  --since S      only reports whose period ends after S: a duration back from\n"
@@ -491,6 +653,8 @@ static void usage(FILE *f) {
              "  --fail W       only senders with mail that is not SPF-aligned (spf), not\n"
              "                 DKIM-aligned (dkim), or fails DMARC (any)\n"
              "  --by P         per sender and day or week (UTC): messages and pass rates\n"
+             "  --redact       hide IP addresses (keeping the /24 or /48) and the local part\n"
+             "                 of e-mail addresses in the output\n"
              "  --format F     table (default, for people), csv or json\n"
              "  --db DSN       libpq connection string or URI (default: PG* environment,\n"
              "                 else the embedded cluster)\n"
@@ -505,13 +669,13 @@ int dp_senders_cmd(int argc, char **argv) {
       {"since", required_argument, NULL, 's'},
       {"fail", required_argument, NULL, 'F'},
       {"by", required_argument, NULL, 'b'},
+      {"redact", no_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
   dp_sender_fail_t fail = DP_FAIL_ALL;
-  dp_period_t by = DP_PERIOD_NONE;
   opterr = 0;
   optind = 0;
   int ch;
@@ -523,17 +687,6 @@ int dp_senders_cmd(int argc, char **argv) {
     if (ch == '?') {
       dp__query_bad_opt("senders", argv, optind);
       return 2;
-    }
-    if (ch == 'b') {
-      if (!strcmp(optarg, "day"))
-        by = DP_PERIOD_DAY;
-      else if (!strcmp(optarg, "week"))
-        by = DP_PERIOD_WEEK;
-      else {
-        fprintf(stderr, "dmarcpipe senders: invalid --by '%s': use day or week\n", optarg);
-        return 2;
-      }
-      continue;
     }
     if (ch == 'F') {
       if (!strcmp(optarg, "spf"))
@@ -560,13 +713,20 @@ int dp_senders_cmd(int argc, char **argv) {
     fprintf(stderr, "dmarcpipe senders: --domain is required (see 'dmarcpipe senders --help')\n");
     return 2;
   }
+  char err[512];
+  if (dp__query_services_init(NULL, err, sizeof err)) {
+    fprintf(stderr, "dmarcpipe senders: %s\n", err);
+    return 2;
+  }
   PGconn *c = dp__query_connect("senders", o.db);
   if (!c) return 2;
-  char err[512];
-  int rc = by == DP_PERIOD_NONE
-               ? dp__query_senders(c, &o.filter, fail, o.fmt, stdout, err, sizeof err)
-               : dp__query_senders_trend(c, &o.filter, fail, by, o.fmt, stdout, err, sizeof err);
+  int rc =
+      o.by == DP_PERIOD_NONE
+          ? dp__query_senders_redacted(c, &o.filter, fail, o.fmt, o.redact, stdout, err,
+                                       sizeof err)
+          : dp__query_senders_trend(c, &o.filter, fail, o.by, o.fmt, stdout, err, sizeof err);
   PQfinish(c);
+  dp__query_services_set(NULL);
   if (rc) {
     fprintf(stderr, "dmarcpipe senders: %s\n", err);
     return 2;

@@ -6,7 +6,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libxml2-dev libuv1-dev zlib1g-dev libzip-dev libpq-dev libpsl-dev publicsuffix
-      postgresql postgresql-client python3 time)
+      libcurl4-openssl-dev dovecot-imapd
+      postgresql postgresql-client python3 time chromium)
 if [ "${DP_WITH_FUZZ:-0}" = 1 ]; then PKGS+=(clang libclang-rt-14-dev); fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then

@@ -186,6 +186,19 @@ bool dp_loader_busy(const dp_loader_t *l);
 void dp_loader_destroy(dp_loader_t *l);
 
 /* ------------------------------------------------------------------------ */
+/* IMAP read position (store/imap_state.c, table imap_state). Blocking; for
+ * the IMAP source's worker thread, on a connection of its own. */
+
+/** Read mailbox's saved UIDVALIDITY and last committed UID; *found false (and
+ *  both 0) when the mailbox was never read. 0 or DP_EPG with a reason in err. */
+int dp_store_imap_state_get(PGconn *c, const char *mailbox, int64_t *uidvalidity,
+                            int64_t *last_uid, bool *found, char *err, size_t errlen);
+/** Save mailbox's position: last_uid never goes backwards for the same
+ *  uidvalidity; a different uidvalidity replaces both. 0 or DP_EPG. */
+int dp_store_imap_state_put(PGconn *c, const char *mailbox, int64_t uidvalidity, int64_t last_uid,
+                            char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /** `dmarcpipe db init|migrate|status|start|stop [--db DSN]`; argv[0] is "db".
  *  Returns the process exit status (0 ok, 1 failed, 2 usage). */
 int dp_db_cmd(int argc, char **argv);

@@ -40,7 +40,7 @@ TEST(senders_fix_own_dkim_failing_comes_first) {
                    .dmarc_pass = 0, .dkim_foreign = "zendesk.com",
                    .dkim_own_fail = "example.com", .dkim_own_sel = "zendesk1"};
   char *f = fix(&s);
-  ASSERT_CONTAINS(f, "DKIM for d=example.com fails (selector zendesk1)");
+  ASSERT_CONTAINS(f, "DKIM for d=example.com fails for selector zendesk1: key mismatch or rotation");
   ASSERT_TRUE(strstr(f, "DKIM signs as") == NULL);
   free(f);
 }
@@ -83,4 +83,101 @@ TEST(senders_table_folds_small_unauthenticated_networks) {
   ASSERT_CONTAINS(buf, "unauthenticated 192.0.8.0/24");
   ASSERT_TRUE(strstr(buf, "more networks") == NULL);
   free(buf);
+}
+
+/* Known services: the advice names the service and its concrete setup. */
+static const dp_service_t sendgrid = {
+    .pattern = "sendgrid.net", .name = "SendGrid", .kind = "esp",
+    .dkim = "Sender Authentication: CNAME s1._domainkey.{domain} → s1.domainkey.uNNN.wlNNN.sendgrid.net",
+    .return_path = "CNAME em123.{domain} → uNNN.wlNNN.sendgrid.net",
+    .spf = "include:sendgrid.net"};
+
+TEST(senders_fix_service_dkim_and_return_path) {
+  dp_sender_t s = {.sender = "sendgrid.net", .third_party = true, .messages = 10,
+                   .dkim_foreign = "sendgrid.net", .spf_foreign = "sendgrid.net",
+                   .service = &sendgrid};
+  char *f = fix(&s);
+  ASSERT_STR_EQ(f, "DKIM signs as sendgrid.net, not example.com: sign with d=example.com at "
+                   "SendGrid (Sender Authentication: CNAME s1._domainkey.example.com → "
+                   "s1.domainkey.uNNN.wlNNN.sendgrid.net); SPF passes for sendgrid.net "
+                   "(return-path), not example.com: set a custom return-path under example.com "
+                   "at SendGrid (CNAME em123.example.com → uNNN.wlNNN.sendgrid.net) or rely on "
+                   "aligned DKIM");
+  free(f);
+}
+
+TEST(senders_fix_service_spf_include) {
+  /* the return-path is already under the domain, but SPF fails for it */
+  dp_sender_t s = {.sender = "sendgrid.net", .third_party = true, .messages = 10,
+                   .spf_own_fail = true, .service = &sendgrid};
+  char *f = fix(&s);
+  ASSERT_STR_EQ(f, "add include:sendgrid.net to example.com's SPF record (SendGrid's servers "
+                   "fail it)");
+  free(f);
+}
+
+TEST(senders_fix_service_without_offers) {
+  static const dp_service_t mc = {.pattern = "mcsv.net", .name = "Mailchimp", .kind = "esp",
+                                  .dkim = NULL, .return_path = "-", .spf = "-"};
+  dp_sender_t s = {.sender = "mcsv.net", .third_party = true, .messages = 10, .dmarc_pass = 4,
+                   .dkim_foreign = "mcsv.net", .spf_foreign = "mcsv.net", .service = &mc};
+  char *f = fix(&s);
+  ASSERT_STR_EQ(f, "DKIM signs as mcsv.net, not example.com: sign with d=example.com at Mailchimp "
+                   "(custom DKIM); SPF passes for mcsv.net (return-path), not example.com: "
+                   "Mailchimp keeps its own return-path, so DMARC needs aligned DKIM");
+  free(f);
+  s.spf_foreign = NULL;
+  s.spf_own_fail = true; /* spf "-": no include to suggest */
+  f = fix(&s);
+  ASSERT_CONTAINS(f, "; add this sender's IPs/include to example.com's SPF record");
+  free(f);
+}
+
+TEST(senders_fix_own_selector_wording) {
+  dp_sender_t s = {.sender = "example.com", .messages = 10, .dkim_own_fail = "example.com",
+                   .dkim_own_sel = "s2"};
+  char *f = fix(&s);
+  ASSERT_STR_EQ(f, "DKIM for d=example.com fails for selector s2: key mismatch or rotation "
+                   "(compare the key at s2._domainkey.example.com with the one the signer signs "
+                   "with)");
+  free(f);
+  s.dkim_own_sel = "";
+  s.service = &sendgrid;
+  f = fix(&s);
+  ASSERT_STR_EQ(f, "DKIM for d=example.com fails (selector not reported): key mismatch or "
+                   "rotation (compare the published key with the one SendGrid signs with)");
+  free(f);
+}
+
+TEST(senders_fix_known_list_is_not_a_dns_fix) {
+  static const dp_service_t gio = {.pattern = "groups.io", .name = "Groups.io", .kind = "list",
+                                   .dkim = "-", .return_path = "-", .spf = "-"};
+  dp_sender_t s = {.sender = "groups.io", .third_party = true, .messages = 10,
+                   .dkim_foreign = "groups.io", .spf_foreign = "groups.io", .service = &gio};
+  char *f = fix(&s);
+  ASSERT_CONTAINS(f, "Groups.io is a mailing list: not fixable in example.com's DNS");
+  ASSERT_TRUE(strstr(f, "sign with d=example.com at") == NULL);
+  free(f);
+}
+
+TEST(senders_service_matching_order) {
+  dp_services_t *m = dp__query_services_create();
+  static const char tsv[] = "sendgrid.net\tSendGrid\tesp\n"
+                            "amazonses.com\tAmazon SES\tesp\n"
+                            "example.com\tNot us\tesp\n";
+  char err[128];
+  ASSERT_OK(dp__query_services_add_tsv(m, tsv, sizeof tsv - 1, "t", err, sizeof err));
+  char *dk[] = {"example.com:pass", "sendgrid.net:pass"};
+  char *sp[] = {"bounce.amazonses.com:pass"};
+  dp_sender_t s = {.sender = "example.com", .third_party = false, .messages = 1,
+                   .dkim_domains = dk, .n_dkim_domains = 2, .spf_domains = sp,
+                   .n_spf_domains = 1};
+  /* own sender: its name is never matched, D's own domains are skipped */
+  ASSERT_STR_EQ(dp__query_senders_service(m, &s, "example.com")->name, "SendGrid");
+  s.sender = "amazonses.com";
+  s.third_party = true;
+  ASSERT_STR_EQ(dp__query_senders_service(m, &s, "example.com")->name, "Amazon SES");
+  s.sender = "unauthenticated 192.0.2.0/24";
+  ASSERT_TRUE(dp__query_senders_service(m, &s, "example.com") == NULL);
+  dp__query_services_destroy(m);
 }

@@ -175,6 +175,18 @@ static PGconn *db(void) {
   }
   if (!exec(conn, fixture_reports) || !exec(conn, fixture_records) || !exec(conn, fixture_errors))
     return NULL;
+  /* A services map of our own, so the expected advice does not change with
+   * data/services.tsv: SendGrid and Mailchimp known, Salesforce and SES not. */
+  static const char services[] =
+      "sendgrid.net\tSendGrid\tesp\tCNAME s1._domainkey.{domain} → SendGrid\t"
+      "CNAME em1.{domain} → SendGrid\tinclude:sendgrid.net\n"
+      "mcsv.net\tMailchimp\tesp\t\t-\tinclude:servers.mcsv.net\n";
+  dp_services_t *m = dp__query_services_create();
+  if (!m || dp__query_services_add_tsv(m, services, sizeof services - 1, "test", err, sizeof err)) {
+    dp__query_services_destroy(m);
+    return NULL;
+  }
+  dp__query_services_set(m);
   setup_failed = false;
   return conn;
 }
@@ -265,10 +277,12 @@ TEST(query_senders_all) {
   ASSERT_STR_EQ(joined(s->reporters, s->n_reporters), "google.com|yahoo.com");
   ASSERT_EQ(s->first_seen, T_MAR01);
   ASSERT_EQ(s->last_seen, T_MAR02E);
+  ASSERT_STR_EQ(s->service->name, "SendGrid");
   ASSERT_STR_EQ(
-      s->fix, "DKIM signs as sendgrid.net, not example.com: sign with d=example.com (custom DKIM "
-              "at the service); SPF passes for sendgrid.net (return-path), not example.com: use a "
-              "custom MAIL FROM under example.com or rely on aligned DKIM");
+      s->fix, "DKIM signs as sendgrid.net, not example.com: sign with d=example.com at SendGrid "
+              "(CNAME s1._domainkey.example.com → SendGrid); SPF passes for sendgrid.net "
+              "(return-path), not example.com: set a custom return-path under example.com at "
+              "SendGrid (CNAME em1.example.com → SendGrid) or rely on aligned DKIM");
 
   s = find(rows, n, "amazonses.com");
   ASSERT_TRUE(s->third_party);
@@ -277,6 +291,7 @@ TEST(query_senders_all) {
   ASSERT_STR_EQ(joined(s->source_ips, s->n_source_ips), "192.0.2.10");
   ASSERT_EQ(s->n_dkim_domains, 0);
   ASSERT_STR_EQ(joined(s->spf_domains, s->n_spf_domains), "us-east-1.amazonses.com:pass");
+  ASSERT_TRUE(s->service == NULL);
   ASSERT_STR_EQ(s->fix,
                 "SPF passes for us-east-1.amazonses.com (return-path), not example.com: use a "
                 "custom MAIL FROM under example.com or rely on aligned DKIM");
@@ -298,10 +313,12 @@ TEST(query_senders_all) {
   s = find(rows, n, "mcsv.net");
   ASSERT_EQ(s->messages, 5);
   ASSERT_STR_EQ(joined(s->dkim_domains, s->n_dkim_domains), "example.com:fail");
+  ASSERT_STR_EQ(s->service->name, "Mailchimp");
   ASSERT_STR_EQ(
-      s->fix, "DKIM for d=example.com fails (selector k1): check the key/rotation; SPF passes for "
-              "mcsv.net (return-path), not example.com: use a custom MAIL FROM under example.com "
-              "or rely on aligned DKIM");
+      s->fix, "DKIM for d=example.com fails for selector k1: key mismatch or rotation (compare the "
+              "key at k1._domainkey.example.com with the one Mailchimp signs with); SPF passes for "
+              "mcsv.net (return-path), not example.com: Mailchimp keeps its own return-path, so "
+              "DMARC needs aligned DKIM");
 
   s = find(rows, n, "unauthenticated 198.18.0.0/24");
   ASSERT_EQ(s->messages, 1);
@@ -407,26 +424,23 @@ TEST(query_senders_output) {
   char *out = capture(senders_table, c, &rc);
   ASSERT_OK(rc);
   static const char want_table[] =
-      "SENDER          3RD PARTY  MESSAGES  SPF ALIGNED  DKIM ALIGNED  DMARC PASS  REPORTERS  WHAT "
-      "TO FIX\n"
-      "example.com     no               50       100.0%          0.0%      100.0%          1  ok\n"
-      "salesforce.com  yes               6         0.0%          0.0%        0.0%          1  DKIM "
-      "signs as "
-      "salesforce.com, not example.com: sign with d=example.com (custom DKIM at the service); add "
-      "this "
-      "sender's IPs/include to example.com's SPF record\n"
-      "mcsv.net        yes               5         0.0%          0.0%        0.0%          1  DKIM "
-      "for "
-      "d=example.com fails (selector k1): check the key/rotation; SPF passes for mcsv.net "
-      "(return-path), "
-      "not example.com: use a custom MAIL FROM under example.com or rely on aligned DKIM\n"
-      "sendgrid.net    yes               2         0.0%          0.0%        0.0%          1  DKIM "
-      "signs as "
-      "sendgrid.net, not example.com: sign with d=example.com (custom DKIM at the service); SPF "
-      "passes "
-      "for sendgrid.net (return-path), not example.com: use a custom MAIL FROM under example.com "
-      "or rely "
-      "on aligned DKIM\n"
+      "SENDER                   3RD PARTY  MESSAGES  SPF ALIGNED  DKIM ALIGNED  DMARC PASS  "
+      "REPORTERS  WHAT TO FIX\n"
+      "example.com              no               50       100.0%          0.0%      100.0%     "
+      "     1  ok\n"
+      "salesforce.com           yes               6         0.0%          0.0%        0.0%     "
+      "     1  DKIM signs as salesforce.com, not example.com: sign with d=example.com (custom "
+      "DKIM at the service); add this sender's IPs/include to example.com's SPF record\n"
+      "mcsv.net (Mailchimp)     yes               5         0.0%          0.0%        0.0%     "
+      "     1  DKIM for d=example.com fails for selector k1: key mismatch or rotation (compare "
+      "the key at k1._domainkey.example.com with the one Mailchimp signs with); SPF passes for "
+      "mcsv.net (return-path), not example.com: Mailchimp keeps its own return-path, so DMARC "
+      "needs aligned DKIM\n"
+      "sendgrid.net (SendGrid)  yes               2         0.0%          0.0%        0.0%     "
+      "     1  DKIM signs as sendgrid.net, not example.com: sign with d=example.com at SendGrid "
+      "(CNAME s1._domainkey.example.com → SendGrid); SPF passes for sendgrid.net (return-path), "
+      "not example.com: set a custom return-path under example.com at SendGrid (CNAME "
+      "em1.example.com → SendGrid) or rely on aligned DKIM\n"
       "63 messages from 4 senders of example.com; 13 fail DMARC (20.6%)\n";
   ASSERT_STR_EQ(out, want_table);
   free(out);
@@ -443,6 +457,8 @@ TEST(query_senders_output) {
                   "\"fix\":\"DKIM signs as salesforce.com");
   ASSERT_CONTAINS(out, "},\n{\"sender\":\"mcsv.net\",");
   ASSERT_CONTAINS(out, "\"sender\":\"sendgrid.net\",\"third_party\":true,\"messages\":2,");
+  ASSERT_CONTAINS(out, "or rely on aligned DKIM\",\"service\":\"SendGrid\",\"service_kind\":\"esp\"}");
+  ASSERT_CONTAINS(out, "SPF record\",\"service\":null,\"service_kind\":null}");
   ASSERT_TRUE(strstr(out, "\"sender\":\"example.com\"") == NULL);
   ASSERT_STR_EQ(out + strlen(out) - 3, "\n]\n");
   free(out);
@@ -451,7 +467,7 @@ TEST(query_senders_output) {
   ASSERT_OK(rc);
   ASSERT_CONTAINS(out, "sender,third_party,messages,spf_aligned,dkim_aligned,dmarc_pass,"
                        "spf_aligned_strict,dkim_aligned_strict,policy_pass,source_ips,dkim_domains,"
-                       "spf_domains,reporters,first_seen,last_seen,fix\r\n"
+                       "spf_domains,reporters,first_seen,last_seen,fix,service,service_kind\r\n"
                        "salesforce.com,true,6,0,0,0,0,0,0,13.110.0.1,salesforce.com:pass,"
                        "example.com:softfail,yahoo.com,2024-03-02T00:00:00Z,2024-03-02T23:59:59Z,");
   free(out);

@@ -175,14 +175,17 @@ TEST(store_pg_migrate_concurrent) {
   char want[64];
   snprintf(want, sizeof want, "%zu %d", dp_n_migrations, dp_store_schema_version());
   ASSERT_TRUE(scalar_is(c, "SELECT count(*) || ' ' || max(version) FROM schema_migrations", want));
-  ASSERT_TRUE(scalar_is(c, "SELECT count(DISTINCT version) FROM schema_migrations", "1"));
+  char nmig[32];
+  snprintf(nmig, sizeof nmig, "%zu", dp_n_migrations);
+  /* each migration recorded exactly once, whatever the concurrency */
+  ASSERT_TRUE(scalar_is(c, "SELECT count(DISTINCT version) FROM schema_migrations", nmig));
   ASSERT_TRUE(scalar_is(c, "SELECT name FROM schema_migrations WHERE version = 1", "0001_init.sql"));
   ASSERT_TRUE(scalar_is(c, "SELECT to_regclass('report') IS NOT NULL AND "
                            "to_regclass('record_default') IS NOT NULL AND "
                            "to_regclass('ingest_error') IS NOT NULL", "t"));
   /* Explicit migrate on an up-to-date database is a no-op. */
   ASSERT_OK(dp_store_migrate(c, err, sizeof err));
-  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM schema_migrations", "1"));
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM schema_migrations", nmig));
   PQfinish(c);
 }
 

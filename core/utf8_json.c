@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/* core/utf8_json.c - UTF-8 decoding with U+FFFD repair and JSON string
+ * escaping, shared by the JSON-lines sink (ingest/) and the query output
+ * (query/), which must agree on what a JSON string looks like. */
+#include <string.h>
+
+#include "core.h"
+
+/* Decode one code point from s (n > 0 bytes left). Returns the bytes used; an
+ * ill-formed sequence yields U+FFFD for its maximal valid prefix (at least one
+ * byte), as Unicode recommends, so "\xE2\x82" + "A" is one U+FFFD then "A". */
+size_t dp_utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
+  unsigned char c = s[0];
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  }
+  size_t need;
+  uint32_t v;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF)
+    need = 1, v = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2, v = c & 0x0F;
+    if (c == 0xE0)
+      lo = 0xA0; /* no overlongs */
+    else if (c == 0xED)
+      hi = 0x9F; /* no surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3, v = c & 0x07;
+    if (c == 0xF0)
+      lo = 0x90; /* no overlongs */
+    else if (c == 0xF4)
+      hi = 0x8F; /* <= U+10FFFF */
+  } else {
+    *cp = 0xFFFD;
+    return 1;
+  }
+  size_t k = 1;
+  for (; k <= need; k++) {
+    if (k >= n || s[k] < lo || s[k] > hi) {
+      *cp = 0xFFFD;
+      return k;
+    }
+    v = (v << 6) | (s[k] & 0x3F);
+    lo = 0x80, hi = 0xBF;
+  }
+  *cp = v;
+  return k;
+}
+
+
+int dp_utf8_put(dp_buf_t *b, uint32_t cp) {
+  char t[4];
+  size_t n;
+  if (cp < 0x80)
+    t[0] = (char)cp, n = 1;
+  else if (cp < 0x800)
+    t[0] = (char)(0xC0 | cp >> 6), t[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+  else if (cp < 0x10000)
+    t[0] = (char)(0xE0 | cp >> 12), t[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
+    t[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+  else
+    t[0] = (char)(0xF0 | cp >> 18), t[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+    t[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), t[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+  return dp_buf_append(b, t, n);
+}
+
+/* A JSON string: quote, backslash and control characters escaped (DEL and
+ * U+2028/U+2029 too, so the output is also safe as JavaScript), other
+ * characters as UTF-8, invalid bytes as U+FFFD. */
+int dp_json_string(dp_buf_t *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  int rc = dp_buf_putc(b, '"');
+  while (n && !rc) {
+    uint32_t cp;
+    size_t k = dp_utf8_next(p, n, &cp);
+    p += k, n -= k;
+    switch (cp) {
+    case '"':
+      rc = dp_buf_puts(b, "\\\"");
+      break;
+    case '\\':
+      rc = dp_buf_puts(b, "\\\\");
+      break;
+    case '\b':
+      rc = dp_buf_puts(b, "\\b");
+      break;
+    case '\f':
+      rc = dp_buf_puts(b, "\\f");
+      break;
+    case '\n':
+      rc = dp_buf_puts(b, "\\n");
+      break;
+    case '\r':
+      rc = dp_buf_puts(b, "\\r");
+      break;
+    case '\t':
+      rc = dp_buf_puts(b, "\\t");
+      break;
+    default:
+      if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029)
+        rc = dp_buf_printf(b, "\\u%04x", (unsigned)cp);
+      else
+        rc = dp_utf8_put(b, cp);
+    }
+  }
+  return rc ? rc : dp_buf_putc(b, '"');
+}
