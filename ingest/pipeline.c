@@ -65,7 +65,9 @@ static void pump(struct dp_pipeline *p);
 /* ------------------------------------------------------------------------ */
 /* Walking inputs (thread pool) */
 
-static int add_input(struct dp_pipeline *p, const char *path) {
+/* An input is kept as "path\0display\0" in one allocation: display names it
+ * in messages and in the database ("" = the path itself). */
+static int add_input(struct dp_pipeline *p, const char *path, const char *display) {
   if (p->next_input && p->next_input == p->n_inputs) p->next_input = p->n_inputs = 0;
   if (p->n_inputs == p->cap_inputs) {
     size_t nc = p->cap_inputs ? p->cap_inputs * 2 : 64;
@@ -74,13 +76,16 @@ static int add_input(struct dp_pipeline *p, const char *path) {
     p->inputs = v;
     p->cap_inputs = nc;
   }
-  char *s = strdup(path);
+  size_t np = strlen(path), nd = display ? strlen(display) : 0;
+  char *s = malloc(np + nd + 2);
   if (!s) return DP_ENOMEM;
+  memcpy(s, path, np + 1);
+  memcpy(s + np + 1, display ? display : "", nd + 1);
   p->inputs[p->n_inputs++] = s;
   return 0;
 }
 
-static int walk_add(void *ud, const char *file) { return add_input(ud, file); }
+static int walk_add(void *ud, const char *file) { return add_input(ud, file, NULL); }
 
 static void walk_err(void *ud, const char *path, const char *reason) {
   struct dp_pipeline *p = ud;
@@ -95,7 +100,7 @@ static void walk_work(uv_work_t *req) {
   for (size_t i = 0; i < p->n_args; i++) {
     const char *a = p->args[i];
     if (!strcmp(a, "-"))
-      add_input(p, a);
+      add_input(p, a, NULL);
     else if (dp_source_walk(a, walk_add, walk_err, p) == DP_ENOMEM)
       walk_err(p, a, "out of memory");
   }
@@ -296,6 +301,8 @@ static void pump(struct dp_pipeline *p) {
     jr->path = p->inputs[p->next_input];
     p->inputs[p->next_input++] = NULL;
     dp_job_init(&jr->job, jr->path, &o->limits);
+    const char *display = jr->path + strlen(jr->path) + 1;
+    if (*display) jr->job.display = display;
     jr->job.jsonl = o->sink == DP_SINK_JSONL;
     jr->req.data = jr;
     if (uv_queue_work(p->loop, &jr->req, job_work, job_done)) {
@@ -382,9 +389,11 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
   return p;
 }
 
-int dp_pipeline_add(dp_pipeline_t *p, const char *path) {
+int dp_pipeline_add(dp_pipeline_t *p, const char *path) { return dp_pipeline_add_named(p, path, NULL); }
+
+int dp_pipeline_add_named(dp_pipeline_t *p, const char *path, const char *display) {
   if (p->closing) return UV_EINVAL;
-  int rc = add_input(p, path);
+  int rc = add_input(p, path, display);
   if (!rc) pump(p);
   return rc;
 }

@@ -58,6 +58,10 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
                                   dp_pipeline_stats_t *stats);
 /** Queue one input file (path is copied). UV_EINVAL once closing. */
 int dp_pipeline_add(dp_pipeline_t *p, const char *path);
+/** The same, naming the input display (copied; NULL or "" = path) in messages
+ *  and in the stored source, e.g. "imaps://user@host/INBOX;UID=42" for a
+ *  message spooled to a temp file. input_done still gets path. */
+int dp_pipeline_add_named(dp_pipeline_t *p, const char *path, const char *display);
 /** Inputs queued, in work or waiting for their batch to commit. */
 size_t dp_pipeline_pending(const dp_pipeline_t *p);
 /** true after a fatal error (the database stayed unreachable past the budget). */

@@ -988,7 +988,11 @@ static void step_done(uv_work_t *req, int status) {
         free(path);
         continue;
       }
-      if (dp_pipeline_add(m->pipeline, path)) {
+      /* stored sources and messages name the message, not the spool file */
+      char display[1024];
+      snprintf(display, sizeof display, "%s;UIDVALIDITY=%" PRIu64 ";UID=%" PRIu32, m->name,
+               (uint64_t)m->validity, uid);
+      if (dp_pipeline_add_named(m->pipeline, path, display)) {
         /* closing: it stays on the server and is read next time */
         for (size_t k = 0; k < m->n_out; k++)
           if (m->out[k].path == path) m->out[k] = m->out[--m->n_out];

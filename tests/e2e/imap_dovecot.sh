@@ -188,6 +188,8 @@ expect_eq "refused message moved to Rejected" "$(count Rejected)" 1
 expect_eq "message without a report moved to Junk" "$(count Junk)" 1
 expect_eq "left in INBOX" "$(count INBOX)" 3
 expect_eq "refusal recorded" "$(sql "SELECT count(*) FROM ingest_error WHERE source LIKE '%INBOX;UIDVALIDITY=%'")" 1
+expect_eq "sources name the IMAP message, not the spool file" \
+  "$(sql "SELECT count(*) FROM (SELECT source FROM report UNION ALL SELECT source FROM ingest_error) s WHERE source NOT LIKE 'imap://%;UIDVALIDITY=%;UID=%'")" 0
 set +e
 "$DP_BIN" ingest --db "$DB" "$URL/NoSuchFolder" 2> "$TMP/n3.err"
 rc=$?
