@@ -2,15 +2,14 @@
 # SPDX-License-Identifier: MIT
 # tests/run.sh - README command 2, and what .ci/run calls: installs the Debian
 # packages, builds dmarcpipe twice (plain, and AddressSanitizer+UBSan), starts
-# a private PostgreSQL cluster in a temp dir and runs every ctest (unit and
-# end-to-end) against both builds.
+# a private PostgreSQL cluster in a temp dir, runs every ctest (unit and
+# end-to-end) against both builds, then the libFuzzer harnesses for a minute.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export DP_SHARED_DIR=${DP_SHARED_DIR:-$ROOT/../shared}
 [ -d "$DP_SHARED_DIR/corpus" ] || { echo "tests: corpus not found at $DP_SHARED_DIR" >&2; exit 2; }
 
-export DP_WITH_FUZZ=1 # clang + libFuzzer for tests/fuzz/run.sh
-bash "$ROOT/scripts/install-deps.sh"
+bash "$ROOT/scripts/install-deps.sh" --test # + Dovecot, Chromium, clang/libFuzzer
 bash "$ROOT/scripts/build.sh" "$ROOT/build/test" -DDP_BUILD_TESTS=ON
 bash "$ROOT/scripts/build.sh" "$ROOT/build/asan" -DDP_BUILD_TESTS=ON -DDP_ASAN=ON
 

@@ -11,7 +11,7 @@ SECS=${DP_FUZZ_SECONDS:-60}
 OUT=${DP_FUZZ_BUILD:-$ROOT/build/fuzz}
 HARNESSES=(${DP_FUZZ_HARNESSES:-parser unpack mime ingest})
 [ -d "$SHARED/corpus" ] || { echo "fuzz: corpus not found at $SHARED" >&2; exit 2; }
-command -v clang >/dev/null || { echo "fuzz: clang not installed (scripts/install-deps.sh with DP_WITH_FUZZ=1)" >&2; exit 2; }
+command -v clang >/dev/null || { echo "fuzz: clang not installed (scripts/install-deps.sh --test)" >&2; exit 2; }
 
 echo "== fuzz: building harnesses in $OUT =="
 cmake -S "$ROOT" -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
