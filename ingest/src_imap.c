@@ -4,7 +4,10 @@
  * step at a time in the libuv thread pool; fetched messages are spooled to a
  * private directory and handed to the pipeline on the loop thread; a message
  * is moved (and its spool file removed) only once the pipeline reports it
- * committed. IDLE is not available through libcurl: `watch` polls. */
+ * committed. `watch` also keeps a second connection in IDLE (RFC 2177) in a
+ * thread of its own when the server offers it: libcurl logs it in
+ * (CONNECT_ONLY), IDLE is spoken by hand, and new mail starts a fetch cycle
+ * at once; otherwise, and as a safety net, it polls. */
 #include "src_imap_int.h"
 
 #include <arpa/inet.h>
@@ -13,9 +16,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -114,6 +122,18 @@ struct imap {
   unsigned attempts;
   uint64_t backoff_ms;
   uint64_t fetched, moved, move_failed, left;
+  /* IDLE (watch only): the thread owns its connection; the rest is shared */
+  uv_thread_t idle_thread;
+  bool idle_started;
+  uv_async_t idle_async;   /* the thread wakes the loop: state or news */
+  int idle_pipe[2];        /* written once to stop the thread */
+  uv_mutex_t idle_mu;      /* guards idle_fd against close and reuse */
+  curl_socket_t idle_fd;   /* the IDLE connection's socket, or CURL_SOCKET_BAD */
+  atomic_bool idle_stop;
+  atomic_int idle_state;   /* enum idle_state */
+  atomic_bool idle_news;   /* new mail signalled, not yet seen by the loop */
+  int idle_seen;           /* loop thread: idle_state last acted on */
+  bool idle_kick;          /* loop thread: run a fetch cycle as soon as possible */
 };
 
 static void kick(struct imap *m);
@@ -377,8 +397,9 @@ static char *run_token_cmd(const char *cmd, char *err, size_t errlen) {
   return s;
 }
 
-/* Give curl this session's credentials. 0 or DP_EIO with err. */
-static int set_credentials(struct imap *m, char *err, size_t errlen) {
+/* Give curl handle c this session's credentials (read anew each time, so a
+ * rotated token is used). Thread-safe. 0 or DP_EIO with err. */
+static int set_credentials(const struct imap *m, CURL *c, char *err, size_t errlen) {
   const dp_imap_opts_t *io = m->io;
   char *secret = NULL;
   bool oauth = io->oauth2_token_file || io->oauth2_token_cmd;
@@ -391,13 +412,13 @@ static int set_credentials(struct imap *m, char *err, size_t errlen) {
     snprintf(err, errlen, "no password: set DMARCPIPE_IMAP_PASSWORD or --imap-password-file "
                           "(or --imap-oauth2-token-file/-cmd)");
   if (!secret) return DP_EIO;
-  curl_easy_setopt(m->curl, CURLOPT_USERNAME, m->user);
+  curl_easy_setopt(c, CURLOPT_USERNAME, m->user);
   if (oauth) {
-    curl_easy_setopt(m->curl, CURLOPT_PASSWORD, NULL);
-    curl_easy_setopt(m->curl, CURLOPT_XOAUTH2_BEARER, secret);
-    curl_easy_setopt(m->curl, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
+    curl_easy_setopt(c, CURLOPT_PASSWORD, NULL);
+    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, secret);
+    curl_easy_setopt(c, CURLOPT_LOGIN_OPTIONS, "AUTH=XOAUTH2");
   } else {
-    curl_easy_setopt(m->curl, CURLOPT_PASSWORD, secret);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, secret);
   }
   wipe(secret);
   return 0;
@@ -430,18 +451,23 @@ static void curl_why(struct imap *m, CURLcode rc, const char *what) {
            m->curl_err[0] ? m->curl_err : curl_easy_strerror(rc));
 }
 
-/* A folder as an IMAP quoted string, '/' turned into the server's delimiter. */
-static char *quote_folder(const struct imap *m, const char *f) {
+/* A folder as an IMAP quoted string, '/' turned into delim (0: kept). */
+static char *quote_folder_delim(char delim, const char *f) {
   dp_buf_t b;
   dp_buf_init(&b, 0);
   dp_buf_putc(&b, '"');
   for (const char *p = f; *p; p++) {
-    char c = *p == '/' && m->delim ? m->delim : *p;
+    char c = *p == '/' && delim ? delim : *p;
     if (c == '"' || c == '\\') dp_buf_putc(&b, '\\');
     dp_buf_putc(&b, c);
   }
   dp_buf_putc(&b, '"');
   return dp_buf_steal(&b, NULL);
+}
+
+/* A folder as an IMAP quoted string, '/' turned into the server's delimiter. */
+static char *quote_folder(const struct imap *m, const char *f) {
+  return quote_folder_delim(m->delim, f);
 }
 
 /* The numbers after "* SEARCH" (several lines are allowed), ascending. */
@@ -527,7 +553,7 @@ static int db_ready(struct imap *m) {
  * saved position, and search for the UIDs past it. */
 static void step_session(struct imap *m) {
   m->op_reset = false;
-  int rc = set_credentials(m, m->op_err, sizeof m->op_err);
+  int rc = set_credentials(m, m->curl, m->op_err, sizeof m->op_err);
   if (rc) {
     m->op_rc = rc;
     m->op_fatal = true;
@@ -603,6 +629,14 @@ static void step_session(struct imap *m) {
   }
   if (m->validity != validity) m->saved_uid = 0;
   m->validity = validity;
+  /* a connection that has the folder selected sees mail that came since
+   * only after a command syncs its view (Dovecot: SEARCH alone does not);
+   * without this, mail IDLE announced would wait for the next poll */
+  cc = imap_cmd(m, m->mbox_url, "NOOP", NULL);
+  if (cc) {
+    curl_why(m, cc, "NOOP");
+    goto fail;
+  }
   cmd = dup_printf("UID SEARCH UID %" PRIu32 ":*", m->fetched_upto + 1);
   cc = cmd ? imap_cmd(m, m->mbox_url, cmd, &r) : CURLE_OUT_OF_MEMORY;
   free(cmd);
@@ -803,6 +837,385 @@ static void step_work(uv_work_t *req) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* IDLE (a thread of its own). libcurl has no IDLE command, but with
+ * CURLOPT_CONNECT_ONLY its connect phase does the greeting, STARTTLS and the
+ * login (SASL XOAUTH2 included) and then hands over the socket: the thread
+ * sends CAPABILITY, LIST, EXAMINE and IDLE itself with curl_easy_send and
+ * reads the answers with curl_easy_recv. An EXISTS or RECENT wakes the loop,
+ * which runs the same fetch cycle as the poll timer. */
+
+/* RFC 2177: servers may drop an idle client after 30 minutes; renew before. */
+#define IDLE_RENEW_MS (25u * 60 * 1000)
+/* How long one command on the IDLE connection may take. */
+#define IDLE_CMD_MS 60000
+/* Response lines longer than this are skipped (they never matter here). */
+#define IDLE_LINE_CAP 8192
+/* While IDLE works the poll timer is only a safety net: this many times slower. */
+#define IDLE_POLL_FACTOR 5
+
+enum idle_state { IDLE_UNKNOWN, IDLE_ACTIVE, IDLE_DOWN, IDLE_UNSUPPORTED };
+/* What a response line means to the IDLE thread. */
+enum idle_resp { IR_OTHER, IR_CONT, IR_NEWMAIL, IR_BYE, IR_OK, IR_FAIL };
+/* Results of the thread's I/O besides 0. */
+enum { IDLE_R_TIMEOUT = 1, IDLE_R_STOP, IDLE_R_ERR, IDLE_R_NOIDLE };
+
+/* The IDLE connection; used by the IDLE thread only. */
+struct idle_conn {
+  CURL *c;
+  curl_socket_t fd;
+  unsigned tag;            /* number of the last tag sent: "dp<n>" */
+  char tagstr[16];
+  size_t len, used;        /* bytes in buf; bytes of the line last returned */
+  bool skipping;           /* dropping the rest of an over-long line */
+  bool active;             /* IDLE was entered on this connection */
+  char curl_err[CURL_ERROR_SIZE];
+  char why[512];
+  char buf[IDLE_LINE_CAP];
+};
+
+/* What one response line (CRLF removed) means; tag is the tag of the command
+ * in flight. Untagged EXISTS/RECENT with a count above 0 is new mail. */
+static enum idle_resp idle_classify(const char *line, const char *tag) {
+  size_t tl = strlen(tag);
+  if (line[0] == '+') return IR_CONT;
+  if (tl && !strncmp(line, tag, tl) && line[tl] == ' ') {
+    const char *r = line + tl + 1;
+    return !strncasecmp(r, "OK", 2) && (r[2] == ' ' || !r[2]) ? IR_OK : IR_FAIL;
+  }
+  if (line[0] != '*' || line[1] != ' ') return IR_OTHER;
+  const char *p = line + 2;
+  if (!strncasecmp(p, "BYE", 3) && (p[3] == ' ' || !p[3])) return IR_BYE;
+  if (*p < '0' || *p > '9') return IR_OTHER;
+  char *end;
+  unsigned long n = strtoul(p, &end, 10);
+  if (*end != ' ') return IR_OTHER;
+  end++;
+  if ((!strncasecmp(end, "EXISTS", 6) || !strncasecmp(end, "RECENT", 6)) && !end[6])
+    return n ? IR_NEWMAIL : IR_OTHER;
+  return IR_OTHER;
+}
+
+/* Wait until fd is ready for events, ms passed or the thread is told to stop.
+ * fd CURL_SOCKET_BAD just sleeps. 0 or IDLE_R_*. */
+static int idle_wait(struct imap *m, curl_socket_t fd, short events, int ms) {
+  struct pollfd p[2] = {{fd, events, 0}, {m->idle_pipe[0], POLLIN, 0}};
+  int r;
+  do r = poll(p, 2, ms);
+  while (r < 0 && errno == EINTR && !atomic_load(&m->idle_stop));
+  if (atomic_load(&m->idle_stop)) return IDLE_R_STOP;
+  if (r < 0) return IDLE_R_ERR;
+  return r == 0 ? IDLE_R_TIMEOUT : 0;
+}
+
+static uint64_t now_ms(void) {
+  return uv_hrtime() / 1000000;
+}
+
+/* The next response line (NUL-terminated, CRLF removed) within deadline
+ * (now_ms() clock). *line is borrowed; valid until the next idle_read.
+ * 0 or IDLE_R_* (IDLE_R_ERR with d->why). */
+static int idle_read(struct imap *m, struct idle_conn *d, uint64_t deadline, const char **line) {
+  if (d->used) {
+    memmove(d->buf, d->buf + d->used, d->len - d->used);
+    d->len -= d->used;
+    d->used = 0;
+  }
+  for (;;) {
+    if (atomic_load(&m->idle_stop)) return IDLE_R_STOP;
+    char *nl = memchr(d->buf, '\n', d->len);
+    if (nl) {
+      size_t n = (size_t)(nl - d->buf);
+      if (d->skipping) {
+        d->skipping = false;
+        memmove(d->buf, nl + 1, d->len - n - 1);
+        d->len -= n + 1;
+        continue;
+      }
+      *nl = '\0';
+      if (n && d->buf[n - 1] == '\r') d->buf[n - 1] = '\0';
+      d->used = n + 1;
+      *line = d->buf;
+      return 0;
+    }
+    if (d->len == sizeof d->buf) {
+      d->skipping = true;
+      d->len = 0;
+    }
+    size_t got = 0;
+    d->curl_err[0] = '\0';
+    CURLcode cc = curl_easy_recv(d->c, d->buf + d->len, sizeof d->buf - d->len, &got);
+    if (cc == CURLE_OK && got == 0) {
+      snprintf(d->why, sizeof d->why, "the server closed the connection");
+      return IDLE_R_ERR;
+    }
+    if (cc == CURLE_OK) {
+      d->len += got;
+      continue;
+    }
+    if (cc != CURLE_AGAIN) {
+      snprintf(d->why, sizeof d->why, "%s",
+               d->curl_err[0] ? d->curl_err : curl_easy_strerror(cc));
+      return IDLE_R_ERR;
+    }
+    uint64_t now = now_ms();
+    if (now >= deadline) return IDLE_R_TIMEOUT;
+    int r = idle_wait(m, d->fd, POLLIN, deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now));
+    if (r == IDLE_R_STOP || r == IDLE_R_ERR) return r;
+  }
+}
+
+/* Send all of s. 0 or IDLE_R_* (IDLE_R_ERR with d->why). */
+static int idle_send(struct imap *m, struct idle_conn *d, const char *s) {
+  size_t len = strlen(s), off = 0;
+  while (off < len) {
+    size_t n = 0;
+    d->curl_err[0] = '\0';
+    CURLcode cc = curl_easy_send(d->c, s + off, len - off, &n);
+    if (cc == CURLE_AGAIN) {
+      int r = idle_wait(m, d->fd, POLLOUT, IDLE_CMD_MS);
+      if (r == IDLE_R_TIMEOUT) snprintf(d->why, sizeof d->why, "the server does not read");
+      if (r) return r == IDLE_R_TIMEOUT ? IDLE_R_ERR : r;
+      continue;
+    }
+    if (cc) {
+      snprintf(d->why, sizeof d->why, "%s",
+               d->curl_err[0] ? d->curl_err : curl_easy_strerror(cc));
+      return IDLE_R_ERR;
+    }
+    off += n;
+  }
+  return 0;
+}
+
+/* Send "dp<n> cmd" and read up to its tagged answer. Untagged lines are
+ * offered to seen (when not NULL); new mail sets *news (when not NULL).
+ * 0 on OK; IDLE_R_NOIDLE for a NO/BAD answer; else IDLE_R_*. */
+static int idle_cmd(struct imap *m, struct idle_conn *d, const char *cmd,
+                    void (*seen)(const char *line, void *ud), void *ud) {
+  char *s = dup_printf("dp%u %s\r\n", ++d->tag, cmd);
+  if (!s) {
+    snprintf(d->why, sizeof d->why, "out of memory");
+    return IDLE_R_ERR;
+  }
+  snprintf(d->tagstr, sizeof d->tagstr, "dp%u", d->tag);
+  int r = idle_send(m, d, s);
+  free(s);
+  uint64_t deadline = now_ms() + IDLE_CMD_MS;
+  while (!r) {
+    const char *line;
+    r = idle_read(m, d, deadline, &line);
+    if (r == IDLE_R_TIMEOUT) {
+      snprintf(d->why, sizeof d->why, "no answer to %.40s", cmd);
+      r = IDLE_R_ERR;
+    }
+    if (r) break;
+    enum idle_resp k = idle_classify(line, d->tagstr);
+    if (k == IR_OK) return 0;
+    if (k == IR_FAIL) {
+      snprintf(d->why, sizeof d->why, "%.40s refused: %.200s", cmd, line);
+      return IDLE_R_NOIDLE;
+    }
+    if (k == IR_BYE) {
+      snprintf(d->why, sizeof d->why, "the server said %.200s", line);
+      return IDLE_R_ERR;
+    }
+    if (seen) seen(line, ud);
+  }
+  return r;
+}
+
+static void seen_caps(const char *line, void *ud) {
+  if (!strncasecmp(line, "* CAPABILITY ", 13) && has_cap(line, "IDLE")) *(bool *)ud = true;
+}
+
+static void seen_list(const char *line, void *ud) {
+  if (!strncmp(line, "* LIST ", 7)) *(char *)ud = parse_delim(line);
+}
+
+/* libcurl opens and closes the IDLE socket through these, so that stopping
+ * (loop thread) can shut down a connect or login in progress. */
+static curl_socket_t idle_opensocket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  struct imap *m = ud;
+  (void)purpose;
+  uv_mutex_lock(&m->idle_mu);
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  if (!atomic_load(&m->idle_stop)) {
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0) fd = CURL_SOCKET_BAD;
+  }
+  m->idle_fd = fd;
+  uv_mutex_unlock(&m->idle_mu);
+  return fd;
+}
+
+static int idle_closesocket(void *ud, curl_socket_t fd) {
+  struct imap *m = ud;
+  uv_mutex_lock(&m->idle_mu);
+  if (m->idle_fd == fd) m->idle_fd = CURL_SOCKET_BAD;
+  int r = close(fd);
+  uv_mutex_unlock(&m->idle_mu);
+  return r;
+}
+
+static void idle_set_state(struct imap *m, enum idle_state st, bool news) {
+  atomic_store(&m->idle_state, (int)st);
+  if (news) atomic_store(&m->idle_news, true);
+  uv_async_send(&m->idle_async);
+}
+
+/* Log in, check for IDLE, EXAMINE the folder and IDLE until an error or a
+ * stop. IDLE_R_STOP, IDLE_R_NOIDLE (the server has no IDLE) or IDLE_R_ERR
+ * (d->why). *down: an outage was reported; cleared (and said) on success. */
+static int idle_session(struct imap *m, struct idle_conn *d, bool *down) {
+  d->c = curl_easy_init();
+  if (!d->c) {
+    snprintf(d->why, sizeof d->why, "cannot initialise libcurl");
+    return IDLE_R_ERR;
+  }
+  CURL *c = d->c;
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "imap,imaps");
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d->curl_err);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (m->require_tls) curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+  curl_easy_setopt(c, CURLOPT_URL, m->base_url);
+  curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, idle_opensocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, m);
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, idle_closesocket);
+  curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, m);
+  char err[512];
+  if (set_credentials(m, c, err, sizeof err)) {
+    snprintf(d->why, sizeof d->why, "%s", err);
+    return IDLE_R_ERR;
+  }
+  d->curl_err[0] = '\0';
+  CURLcode cc = curl_easy_perform(c);
+  if (atomic_load(&m->idle_stop)) return IDLE_R_STOP;
+  if (!cc) cc = curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &d->fd);
+  if (!cc && d->fd == CURL_SOCKET_BAD) cc = CURLE_COULDNT_CONNECT;
+  if (cc) {
+    snprintf(d->why, sizeof d->why, "connecting or logging in: %s",
+             d->curl_err[0] ? d->curl_err : curl_easy_strerror(cc));
+    return IDLE_R_ERR;
+  }
+  bool has_idle = false;
+  int r = idle_cmd(m, d, "CAPABILITY", seen_caps, &has_idle);
+  if (r) return r == IDLE_R_NOIDLE ? IDLE_R_ERR : r;
+  if (!has_idle) return IDLE_R_NOIDLE;
+  char delim = 0;
+  r = idle_cmd(m, d, "LIST \"\" \"\"", seen_list, &delim);
+  if (r) return r == IDLE_R_NOIDLE ? IDLE_R_ERR : r;
+  char *q = quote_folder_delim(delim, m->mailbox);
+  char *cmd = q ? dup_printf("EXAMINE %s", q) : NULL;
+  free(q);
+  if (!cmd) {
+    snprintf(d->why, sizeof d->why, "out of memory");
+    return IDLE_R_ERR;
+  }
+  /* read-only: IDLE must not take \Recent from the fetch connection */
+  r = idle_cmd(m, d, cmd, NULL, NULL);
+  free(cmd);
+  if (r) return r == IDLE_R_NOIDLE ? IDLE_R_ERR : r;
+  for (;;) {
+    char idle[24];
+    snprintf(idle, sizeof idle, "dp%u IDLE\r\n", ++d->tag);
+    snprintf(d->tagstr, sizeof d->tagstr, "dp%u", d->tag);
+    if ((r = idle_send(m, d, idle))) return r;
+    bool news = false, cont = false;
+    uint64_t deadline = now_ms() + IDLE_CMD_MS;
+    while (!cont) {
+      const char *line;
+      if ((r = idle_read(m, d, deadline, &line))) break;
+      enum idle_resp k = idle_classify(line, d->tagstr);
+      if (k == IR_CONT) cont = true;
+      else if (k == IR_NEWMAIL) news = true;
+      else if (k == IR_OK || k == IR_FAIL) return IDLE_R_NOIDLE;
+      else if (k == IR_BYE) r = IDLE_R_ERR;
+      if (r) break;
+    }
+    if (r == IDLE_R_TIMEOUT) snprintf(d->why, sizeof d->why, "no answer to IDLE");
+    if (r) return r == IDLE_R_TIMEOUT ? IDLE_R_ERR : r;
+    if (!d->active || *down) {
+      if (*down) fprintf(m->err, "dmarcpipe: %s: IDLE connected again\n", m->name);
+      *down = false;
+      /* mail may have come while nobody listened: look once */
+      idle_set_state(m, IDLE_ACTIVE, true);
+      d->active = true;
+    }
+    /* idling: until new mail, the renewal time, an error or a stop */
+    deadline = now_ms() + IDLE_RENEW_MS;
+    while (!news) {
+      const char *line;
+      if ((r = idle_read(m, d, deadline, &line))) break;
+      enum idle_resp k = idle_classify(line, d->tagstr);
+      if (k == IR_NEWMAIL) news = true;
+      else if (k == IR_BYE || k == IR_OK || k == IR_FAIL) {
+        snprintf(d->why, sizeof d->why, "the server ended IDLE: %.200s", line);
+        return IDLE_R_ERR;
+      }
+    }
+    if (r && r != IDLE_R_TIMEOUT) return r;
+    if (news) idle_set_state(m, IDLE_ACTIVE, true);
+    /* leave IDLE (its tagged OK ends it) and enter it again */
+    if ((r = idle_send(m, d, "DONE\r\n"))) return r;
+    deadline = now_ms() + IDLE_CMD_MS;
+    for (;;) {
+      const char *line;
+      if ((r = idle_read(m, d, deadline, &line))) break;
+      enum idle_resp k = idle_classify(line, d->tagstr);
+      if (k == IR_NEWMAIL) idle_set_state(m, IDLE_ACTIVE, true);
+      if (k == IR_OK) break;
+      if (k == IR_FAIL || k == IR_BYE) {
+        snprintf(d->why, sizeof d->why, "DONE: %.200s", line);
+        return IDLE_R_ERR;
+      }
+    }
+    if (r == IDLE_R_TIMEOUT) snprintf(d->why, sizeof d->why, "no answer to DONE");
+    if (r) return r == IDLE_R_TIMEOUT ? IDLE_R_ERR : r;
+  }
+}
+
+/* Close the IDLE connection. The socket is shut down first so that libcurl's
+ * LOGOUT cannot wait for a server that went away (or is mid-IDLE). */
+static void idle_close(struct imap *m, struct idle_conn *d) {
+  if (!d->c) return;
+  uv_mutex_lock(&m->idle_mu);
+  if (m->idle_fd != CURL_SOCKET_BAD) shutdown(m->idle_fd, SHUT_RDWR);
+  uv_mutex_unlock(&m->idle_mu);
+  curl_easy_cleanup(d->c);
+  d->c = NULL;
+}
+
+static void idle_main(void *arg) {
+  struct imap *m = arg;
+  struct idle_conn *d = malloc(sizeof *d);
+  uint64_t backoff = BACKOFF_FIRST;
+  bool down = false;
+  while (d && !atomic_load(&m->idle_stop)) {
+    memset(d, 0, sizeof *d);
+    d->fd = CURL_SOCKET_BAD;
+    int r = idle_session(m, d, &down);
+    if (r == IDLE_R_NOIDLE && d->c) idle_send(m, d, "dpz LOGOUT\r\n");
+    idle_close(m, d);
+    if (r == IDLE_R_STOP || atomic_load(&m->idle_stop)) break;
+    if (r == IDLE_R_NOIDLE) {
+      idle_set_state(m, IDLE_UNSUPPORTED, false);
+      break;
+    }
+    if (d->active) backoff = BACKOFF_FIRST;
+    if (!down)
+      fprintf(m->err, "dmarcpipe: %s: IDLE: %s; polling until it is back\n", m->name, d->why);
+    down = true;
+    idle_set_state(m, IDLE_DOWN, false);
+    if (idle_wait(m, CURL_SOCKET_BAD, 0, (int)backoff) == IDLE_R_STOP) break;
+    backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
+  }
+  free(d);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Scheduling (loop thread) */
 
 /* Everything up to the UID before the oldest message still in the pipeline
@@ -823,6 +1236,94 @@ static void on_timer(uv_timer_t *t) {
 static void wait_then_kick(struct imap *m, uint64_t ms) {
   m->waiting = true;
   uv_timer_start(&m->timer, on_timer, ms, 0);
+}
+
+/* The time between two polls: longer while IDLE reports new mail. */
+static uint64_t poll_ms(const struct imap *m) {
+  return m->idle_seen == IDLE_ACTIVE ? m->io->poll_ms * IDLE_POLL_FACTOR : m->io->poll_ms;
+}
+
+/* The IDLE thread changed state or saw new mail. */
+static void on_idle(uv_async_t *h) {
+  struct imap *m = h->data;
+  int st = atomic_load(&m->idle_state);
+  bool news = atomic_exchange(&m->idle_news, false);
+  if (m->finished) return;
+  if (st != m->idle_seen) {
+    if (!m->po->quiet && st == IDLE_ACTIVE && m->idle_seen == IDLE_UNKNOWN)
+      fprintf(m->err, "dmarcpipe watch: %s: IDLE: new mail is read at once (and the folder "
+                      "checked every %g s)\n",
+              m->name, (double)m->io->poll_ms * IDLE_POLL_FACTOR / 1000);
+    if (!m->po->quiet && st == IDLE_UNSUPPORTED)
+      fprintf(m->err, "dmarcpipe watch: %s: the server has no IDLE: polling every %g s\n",
+              m->name, (double)m->io->poll_ms / 1000);
+    bool was_active = m->idle_seen == IDLE_ACTIVE;
+    m->idle_seen = st;
+    /* IDLE gone: the slow safety-net poll becomes the normal poll */
+    if (was_active && st != IDLE_ACTIVE && m->waiting && !m->in_outage)
+      uv_timer_start(&m->timer, on_timer, m->io->poll_ms, 0);
+  }
+  if (news && !m->stopping) {
+    m->idle_kick = true;
+    /* a poll wait ends now; a backoff wait (an outage) runs its course */
+    if (m->waiting && !m->in_outage) {
+      uv_timer_stop(&m->timer);
+      m->waiting = false;
+    }
+    kick(m);
+  }
+}
+
+/* Start the IDLE thread (watch only). Without it `watch` just polls. */
+static void idle_start(struct imap *m) {
+  m->idle_fd = CURL_SOCKET_BAD;
+  atomic_init(&m->idle_stop, false);
+  atomic_init(&m->idle_state, IDLE_UNKNOWN);
+  atomic_init(&m->idle_news, false);
+  m->idle_pipe[0] = m->idle_pipe[1] = -1;
+  if (pipe(m->idle_pipe)) return;
+  fcntl(m->idle_pipe[0], F_SETFD, FD_CLOEXEC); /* not for the token command */
+  fcntl(m->idle_pipe[1], F_SETFD, FD_CLOEXEC);
+  if (uv_mutex_init(&m->idle_mu)) goto fail_pipe;
+  if (uv_async_init(&m->loop, &m->idle_async, on_idle)) goto fail_mutex;
+  m->idle_async.data = m;
+  if (uv_thread_create(&m->idle_thread, idle_main, m)) {
+    uv_close((uv_handle_t *)&m->idle_async, NULL);
+    goto fail_mutex;
+  }
+  m->idle_started = true;
+  return;
+fail_mutex:
+  uv_mutex_destroy(&m->idle_mu);
+fail_pipe:
+  close(m->idle_pipe[0]);
+  close(m->idle_pipe[1]);
+  m->idle_pipe[0] = m->idle_pipe[1] = -1;
+}
+
+/* Tell the IDLE thread to stop; it leaves any wait (and a connect or login
+ * in progress) at once. */
+static void idle_stop(struct imap *m) {
+  if (!m->idle_started || atomic_load(&m->idle_stop)) return;
+  uv_mutex_lock(&m->idle_mu);
+  atomic_store(&m->idle_stop, true);
+  if (m->idle_fd != CURL_SOCKET_BAD) shutdown(m->idle_fd, SHUT_RDWR);
+  uv_mutex_unlock(&m->idle_mu);
+  ssize_t w;
+  do w = write(m->idle_pipe[1], "x", 1);
+  while (w < 0 && errno == EINTR);
+}
+
+/* Stop and join the IDLE thread, close its handle. */
+static void idle_end(struct imap *m) {
+  if (!m->idle_started) return;
+  idle_stop(m);
+  uv_thread_join(&m->idle_thread);
+  uv_close((uv_handle_t *)&m->idle_async, NULL);
+  uv_mutex_destroy(&m->idle_mu);
+  close(m->idle_pipe[0]);
+  close(m->idle_pipe[1]);
+  m->idle_started = false;
 }
 
 
@@ -850,6 +1351,7 @@ static void start_step(struct imap *m, enum op op) {
 static void finish(struct imap *m) {
   if (m->finished) return;
   m->finished = true;
+  idle_end(m);
   uv_timer_stop(&m->timer);
   uv_close((uv_handle_t *)&m->timer, NULL);
   if (m->io->watch) {
@@ -871,7 +1373,10 @@ static void drop_moves(struct imap *m) {
 
 /* Start whatever comes next; one step in the thread pool at a time. */
 static void kick(struct imap *m) {
-  if (m->op != OP_NONE || m->waiting || m->finished) return;
+  if (m->op != OP_NONE || m->finished) return;
+  /* a backoff wait holds everything; a poll wait (up to IDLE_POLL_FACTOR
+   * times --imap-poll with IDLE) must not hold the moves of committed mail */
+  if (m->waiting && m->in_outage) return;
   if (m->give_up) drop_moves(m);
   uint32_t save = safe_uid(m);
   bool want_save = !m->give_up && m->po->sink == DP_SINK_PG && m->state_loaded &&
@@ -894,7 +1399,9 @@ static void kick(struct imap *m) {
     if (m->closed && m->op == OP_NONE && !m->n_moves) finish(m);
     return;
   }
+  if (m->waiting) return;
   if (!m->session_ok) {
+    m->idle_kick = false; /* this search sees whatever IDLE announced so far */
     start_step(m, OP_SESSION);
     return;
   }
@@ -916,7 +1423,11 @@ static void kick(struct imap *m) {
     return;
   }
   m->session_ok = false;
-  wait_then_kick(m, m->io->poll_ms);
+  if (m->idle_kick) {
+    kick(m); /* IDLE announced mail during this cycle */
+    return;
+  }
+  wait_then_kick(m, poll_ms(m));
 }
 
 static int add_out(struct imap *m, uint32_t uid, char *path) {
@@ -1056,6 +1567,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     fprintf(m->err, "dmarcpipe watch: %s: finishing the work in flight\n",
             signum == SIGINT ? "interrupted" : "terminated");
   m->stopping = true;
+  idle_stop(m);
   if (m->waiting) {
     uv_timer_stop(&m->timer);
     m->waiting = false;
@@ -1178,6 +1690,7 @@ int dp__imap_run(const dp_imap_opts_t *io, const dp_pipeline_opts_t *po,
     if (!po->quiet)
       fprintf(m->err, "dmarcpipe watch: reading %s every %g s (archive: %s)\n", m->name,
               (double)io->poll_ms / 1000, io->archive && *io->archive ? io->archive : "none");
+    idle_start(m);
   }
   kick(m);
   uv_run(&m->loop, UV_RUN_DEFAULT);

@@ -22,8 +22,8 @@ typedef struct dp_imap_opts {
   const char *rejected;          /* where messages with a refusal go; NULL = archive */
   const char *nonreport;         /* where messages without a report go; NULL/"" = leave */
   bool insecure;                 /* allow plaintext imap:// to a host not on loopback */
-  bool watch;                    /* poll until SIGINT/SIGTERM instead of one pass */
-  uint64_t poll_ms;              /* watch: time between two looks at the folder */
+  bool watch;                    /* IDLE or poll until SIGINT/SIGTERM, not one pass */
+  uint64_t poll_ms;              /* watch: time between two looks (x5 with IDLE) */
 } dp_imap_opts_t;
 
 /* Long option codes for the commands' getopt tables (above theirs). */
@@ -55,7 +55,8 @@ enum {
   "                               '' leaves them in place)\n"                              \
   "  --imap-rejected FOLDER       messages with a refused report (default: the archive)\n" \
   "  --imap-nonreport FOLDER      messages without a report (default: leave them)\n"       \
-  "  --imap-poll SECONDS          watch: look for new mail this often (default 60)\n"      \
+  "  --imap-poll SECONDS          watch: look for new mail this often (default 60;\n"      \
+  "                               5x as long while the server's IDLE reports it)\n"        \
   "  --insecure-imap              allow imap:// without TLS to a host not on loopback\n"
 
 /** Fill *o with defaults (archive Archive/DMARC, poll 60 s), then apply the

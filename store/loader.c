@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,7 +262,7 @@ static void finish(dp_loader_t *l, int status);
 
 static void on_timer(uv_timer_t *t) {
   dp_loader_t *l = t->data;
-  start_batch(l);
+  if (l->orig) start_batch(l);
 }
 
 /* One stderr line per outage, naming its first cause. */
@@ -475,12 +476,21 @@ static void drive(dp_loader_t *l) {
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   dp_loader_t *l = h->data;
+  if (!l->orig) {
+    /* idle (the poll is normally stopped then): a dead connection is
+     * dropped quietly and reopened when the next batch comes */
+    if (status < 0 || !PQconsumeInput(l->conn) || PQstatus(l->conn) != CONNECTION_OK)
+      drop_conn(l);
+    return;
+  }
   if (l->phase == PH_CONNECTING) {
     start_batch(l);
     return;
   }
   if (status < 0) {
-    retry_later(l, uv_strerror(status));
+    /* libpq may have closed the socket under us: its message says why */
+    const char *m = l->conn ? PQerrorMessage(l->conn) : "";
+    retry_later(l, m && *m ? m : uv_strerror(status));
     return;
   }
   if ((events & UV_READABLE) && !PQconsumeInput(l->conn)) {
@@ -560,8 +570,30 @@ static void begin_tx(dp_loader_t *l) {
              "(LIKE report INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
 }
 
+/* Whether an idle connection was closed by the server. Its last words (a
+ * FATAL error, which libpq reports as a result or a notice while idle) and
+ * the end of the stream may come in separate reads; anything at all from the
+ * server between batches means the session is over. */
+static bool idle_conn_dead(PGconn *c) {
+  bool heard = false;
+  for (int i = 0; i < 3; i++) {
+    struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+    if (pfd.fd < 0) return true;
+    if (poll(&pfd, 1, heard ? 50 : 0) <= 0) break;
+    heard = true;
+    if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) return true;
+    PGresult *r;
+    while (!PQisBusy(c) && (r = PQgetResult(c))) PQclear(r);
+  }
+  return heard || PQstatus(c) != CONNECTION_OK;
+}
+
 static void start_batch(dp_loader_t *l) {
   if (l->closing) return;
+  /* a connection that died while idle (server restart, idle timeout) is
+   * replaced quietly: nothing was in flight on it */
+  if (l->conn && (l->phase == PH_IDLE || l->phase == PH_BACKOFF) && idle_conn_dead(l->conn))
+    drop_conn(l);
   if (!l->conn || l->phase == PH_CONNECTING) {
     if (!l->conn) {
       /* the same defaults as dp_store_connect: every string we send is UTF-8 */
@@ -821,6 +853,13 @@ static void finish(dp_loader_t *l, int status) {
   l->phase = PH_IDLE;
   l->splitting = false;
   l->attempts = 0;
+  /* Between batches nothing is expected from the server: stop watching the
+   * socket, so an idle loader keeps no loop alive and a connection that dies
+   * meanwhile is found (and reopened) by the next batch. */
+  if (l->poll) {
+    uv_poll_stop(l->poll);
+    l->poll_events = 0;
+  }
   if (cb) cb(l, b, status);
 }
 

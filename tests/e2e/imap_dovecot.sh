@@ -5,7 +5,9 @@
 # re-ingest fetches nothing, a message left in place is not fetched twice,
 # a new UIDVALIDITY reads the folder again (stored once), XOAUTH2 with a token
 # from a file or a command, nothing is moved while PostgreSQL is down, `watch`
-# survives a Dovecot restart. Uses a PostgreSQL cluster of its own (it stops it).
+# survives a Dovecot restart, `watch` learns of new mail through IDLE (with a
+# password and with XOAUTH2) and stops promptly on SIGTERM while idling, and
+# polls when the server has no IDLE. Uses a PostgreSQL cluster of its own (it stops it).
 source "$(dirname "$0")/lib/common.bash"
 command -v dovecot >/dev/null || { fail "dovecot not installed (scripts/install-deps.sh)"; finish; exit 1; }
 chmod 755 "$TMP"
@@ -266,6 +268,10 @@ for _ in $(seq 1 200); do [ "$(count Archive/DMARC)" = "$want" ] && break; sleep
 expect_eq "watch read the rest after the restart" "$(count Archive/DMARC)" "$want"
 grep -q "INBOX: connecting or logging in: " "$TMP/watch.err" && ok || fail "outage not reported: $(cat "$TMP/watch.err")"
 grep -q "INBOX: connected again" "$TMP/watch.err" && ok || fail "no reconnect line: $(cat "$TMP/watch.err")"
+for _ in $(seq 1 100); do grep -q "INBOX: IDLE connected again" "$TMP/watch.err" && break; sleep 0.2; done
+grep -q "INBOX: IDLE: .*; polling until it is back" "$TMP/watch.err" && ok || fail "IDLE outage not reported: $(cat "$TMP/watch.err")"
+grep -q "INBOX: IDLE connected again" "$TMP/watch.err" && ok || fail "IDLE did not reconnect: $(cat "$TMP/watch.err")"
+[ "$(grep -c "IDLE: .*polling until it is back" "$TMP/watch.err")" = 1 ] && ok || fail "not one IDLE line per outage: $(cat "$TMP/watch.err")"
 kill -TERM "$WPID"
 set +e
 wait "$WPID"
@@ -275,4 +281,67 @@ WPID=""
 expect_eq "watch exit status after SIGTERM" "$rc" 0
 expect_eq "all stored once" "$(sql "SELECT count(*), sum(n_records) FROM report")" "$((r1 + r2))|$((c1 + c2))"
 expect_eq "spool directories removed" "$(ls -A "$TMPDIR")" ""
+
+# --- 7. IDLE: with a poll only every 300 s, mail APPENDed while watch idles
+# is loaded within seconds (Dovecot announces it on the IDLE connection);
+# SIGTERM while idling ends watch at once. Then the same with XOAUTH2: the
+# IDLE connection is logged in by libcurl with the token too.
+"$DP_BIN" sample --out "$TMP/s3" --days 1 --seed 11 --end 2025-04-01 > /dev/null
+mails "$TMP/s3/reports" "$TMP/m3"
+read -r r3 c3 < <(totals "$TMP/s3/expected.json")
+# idle_watch ERRFILE ARGS...: start watch in the background, wait for IDLE
+idle_watch() {
+  local errf=$1; shift
+  "$DP_BIN" watch --db "$DB" --imap-poll 300 "$@" "$URL/INBOX" 2> "$errf" & WPID=$!
+  for _ in $(seq 1 100); do grep -q "IDLE: new mail is read at once" "$errf" && break; sleep 0.1; done
+  grep -q "IDLE: new mail is read at once" "$errf" && ok || fail "IDLE not used: $(cat "$errf")"
+  sleep 1 # the first look at the folder is over; now only IDLE can notice mail
+}
+# stop_watch WHAT: SIGTERM, which must end watch within 2 s with status 0
+stop_watch() {
+  local t0 rc
+  t0=$(date +%s%N)
+  kill -TERM "$WPID"
+  set +e
+  wait "$WPID"
+  rc=$?
+  set -e
+  WPID=""
+  expect_eq "$1: exit status after SIGTERM" "$rc" 0
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 2000 ] && ok || fail "$1: SIGTERM took $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+}
+idle_watch "$TMP/idle.err"
+t0=$(date +%s)
+deliver INBOX "$TMP"/m3/*.eml
+want="$((r1 + r2 + r3))|$((c1 + c2 + c3))"
+for _ in $(seq 1 50); do [ "$(sql "SELECT count(*), sum(n_records) FROM report")" = "$want" ] && break; sleep 0.2; done
+expect_eq "IDLE: new mail loaded within seconds (poll: 300 s)" "$(sql "SELECT count(*), sum(n_records) FROM report")" "$want"
+[ $(( $(date +%s) - t0 )) -lt 15 ] && ok || fail "IDLE: took $(( $(date +%s) - t0 )) s"
+for _ in $(seq 1 25); do [ "$(count INBOX)" = 3 ] && break; sleep 0.2; done
+[ "$(count INBOX)" = 3 ] && ok || fail "IDLE: new mail not archived: $(count INBOX) in INBOX: $(cat "$TMP/idle.err")"
+stop_watch "IDLE"
+grep -q 's3cret' "$TMP/idle.err" && fail "the password was printed" || ok
+echo tok-123 > "$TMP/token"
+idle_watch "$TMP/idle2.err" --imap-oauth2-token-file "$TMP/token"
+archived=$(count Archive/DMARC)
+deliver INBOX "$TMP"/m1/004.eml
+for _ in $(seq 1 50); do [ "$(count Archive/DMARC)" = $((archived + 1)) ] && break; sleep 0.2; done
+expect_eq "IDLE with XOAUTH2: new mail archived within seconds" "$(count Archive/DMARC)" $((archived + 1))
+stop_watch "IDLE with XOAUTH2"
+grep -q 'tok-123' "$TMP/idle2.err" && fail "the token was printed" || ok
+
+# --- 8. a server without IDLE in its CAPABILITY: watch says so and polls
+stop_dovecot
+echo "imap_capability = IMAP4rev1 UIDPLUS MOVE" >> "$DV/dovecot.conf"
+start_dovecot
+"$DP_BIN" watch --db "$DB" --imap-poll 1 "$URL/INBOX" 2> "$TMP/noidle.err" & WPID=$!
+for _ in $(seq 1 50); do grep -q "the server has no IDLE: polling every 1 s" "$TMP/noidle.err" && break; sleep 0.1; done
+grep -q "the server has no IDLE: polling every 1 s" "$TMP/noidle.err" && ok || fail "no IDLE not noticed: $(cat "$TMP/noidle.err")"
+archived=$(count Archive/DMARC)
+deliver INBOX "$TMP"/m1/005.eml
+for _ in $(seq 1 50); do [ "$(count Archive/DMARC)" = $((archived + 1)) ] && break; sleep 0.2; done
+expect_eq "no IDLE: new mail archived by polling" "$(count Archive/DMARC)" $((archived + 1))
+stop_watch "no IDLE"
+grep -q "IDLE: .*polling until it is back" "$TMP/noidle.err" && fail "no IDLE taken for an outage: $(cat "$TMP/noidle.err")" || ok
+expect_eq "spool directories removed after IDLE" "$(ls -A "$TMPDIR")" ""
 finish

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/ingest/test_src_imap.c - the IMAP source's pure parts: URL checks
  * (no password in the URL, STARTTLS required off loopback), IMAP response
- * parsing (SEARCH, STATUS, LIST, CAPABILITY), folder quoting, options, and
- * the committed-UID rule. The server side is tests/e2e/imap_dovecot.sh. */
+ * parsing (SEARCH, STATUS, LIST, CAPABILITY, IDLE), folder quoting, options,
+ * the committed-UID rule and the poll interval. The server side is
+ * tests/e2e/imap_dovecot.sh. */
 #include "../test.h"
 
 #include "../../ingest/src_imap.c"
@@ -176,4 +177,71 @@ TEST(imap_secret_file) {
   wipe(s);
   ASSERT_TRUE(run_token_cmd("exit 3", err, sizeof err) == NULL);
   ASSERT_CONTAINS(err, "failed");
+}
+
+/* IDLE: which response lines announce new mail, end a command or the
+ * connection; only the tag of the command in flight counts. */
+TEST(imap_idle_classify) {
+  ASSERT_EQ(idle_classify("+ idling", "dp4"), IR_CONT);
+  ASSERT_EQ(idle_classify("* 10 EXISTS", "dp4"), IR_NEWMAIL);
+  ASSERT_EQ(idle_classify("* 7 RECENT", "dp4"), IR_NEWMAIL);
+  ASSERT_EQ(idle_classify("* 3 exists", "dp4"), IR_NEWMAIL);
+  ASSERT_EQ(idle_classify("* 0 RECENT", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* 0 EXISTS", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* 4 EXPUNGE", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* 5 FETCH (FLAGS (\\Seen))", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* 5 EXISTSX", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* OK Still here", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("* BYE Server shutting down.", "dp4"), IR_BYE);
+  ASSERT_EQ(idle_classify("* BYE", "dp4"), IR_BYE);
+  ASSERT_EQ(idle_classify("* BYEBYE", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("dp4 OK Idle completed (0.001 + 0.000 secs).", "dp4"), IR_OK);
+  ASSERT_EQ(idle_classify("dp4 ok", "dp4"), IR_OK);
+  ASSERT_EQ(idle_classify("dp4 NO [ALERT] no", "dp4"), IR_FAIL);
+  ASSERT_EQ(idle_classify("dp4 BAD Expected DONE.", "dp4"), IR_FAIL);
+  ASSERT_EQ(idle_classify("dp4 OKAY", "dp4"), IR_FAIL);
+  /* another command's tag, or a longer one sharing the prefix */
+  ASSERT_EQ(idle_classify("dp3 OK done", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("dp41 OK done", "dp4"), IR_OTHER);
+  ASSERT_EQ(idle_classify("A001 OK done", "dp4"), IR_OTHER);
+}
+
+/* CAPABILITY and LIST lines as the IDLE thread collects them. */
+TEST(imap_idle_seen) {
+  bool idle = false;
+  seen_caps("* CAPABILITY IMAP4rev1 SASL-IR IDLE SORT", &idle);
+  ASSERT_TRUE(idle);
+  idle = false;
+  seen_caps("* CAPABILITY IMAP4rev1 XIDLE IDLEX", &idle);
+  ASSERT_FALSE(idle);
+  seen_caps("* OK [CAPABILITY IMAP4rev1 IDLE] ready", &idle); /* only the untagged answer */
+  ASSERT_FALSE(idle);
+  seen_caps("* CAPABILITY IMAP4rev1 IDLE", &idle);
+  ASSERT_TRUE(idle);
+  char delim = 0;
+  seen_list("* LIST (\\Noselect) \".\" \"\"", &delim);
+  ASSERT_EQ(delim, '.');
+  seen_list("* OK whatever", &delim);
+  ASSERT_EQ(delim, '.');
+  char *q = quote_folder_delim('.', "Archive/DMARC");
+  ASSERT_STR_EQ(q, "\"Archive.DMARC\"");
+  free(q);
+}
+
+/* While IDLE works the poll timer is a slow safety net. */
+TEST(imap_idle_poll_interval) {
+  dp_imap_opts_t io;
+  memset(&io, 0, sizeof io);
+  io.poll_ms = 60000;
+  struct imap m;
+  memset(&m, 0, sizeof m);
+  m.io = &io;
+  m.idle_seen = IDLE_UNKNOWN;
+  ASSERT_U64_EQ(poll_ms(&m), 60000);
+  m.idle_seen = IDLE_ACTIVE;
+  ASSERT_U64_EQ(poll_ms(&m), 300000);
+  m.idle_seen = IDLE_DOWN;
+  ASSERT_U64_EQ(poll_ms(&m), 60000);
+  m.idle_seen = IDLE_UNSUPPORTED;
+  ASSERT_U64_EQ(poll_ms(&m), 60000);
 }
