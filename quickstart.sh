@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # quickstart.sh - README command 1: install what is needed, build, generate
 # sample reports, ingest them into the embedded PostgreSQL cluster (created and
-# started by dmarcpipe under $DMARCPIPE_HOME) and print the senders table.
+# started by dmarcpipe under $DMARCPIPE_HOME), print the senders table and the
+# p=reject readiness of the sample domain.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")" && pwd)
 bash "$ROOT/scripts/install-deps.sh"
@@ -14,3 +15,5 @@ rm -rf "$SAMPLES"
 "$DP" ingest "$SAMPLES/reports"
 echo
 "$DP" senders --domain example.com
+echo
+"$DP" readiness --domain example.com
