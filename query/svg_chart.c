@@ -13,47 +13,6 @@
 /* ======================================================================== */
 /* Escaping */
 
-/* Decode one UTF-8 code point (n > 0 bytes left); an ill-formed sequence is
- * U+FFFD for its maximal valid prefix (at least one byte). */
-static size_t u8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-  unsigned char c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  size_t need;
-  uint32_t v;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1;
-    v = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    need = 2;
-    v = c & 0x0F;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 3;
-    v = c & 0x07;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    *cp = 0xFFFD;
-    return 1;
-  }
-  size_t k = 1;
-  for (; k <= need; k++) {
-    if (k >= n || s[k] < lo || s[k] > hi) {
-      *cp = 0xFFFD;
-      return k;
-    }
-    v = (v << 6) | (s[k] & 0x3F);
-    lo = 0x80;
-    hi = 0xBF;
-  }
-  *cp = v;
-  return k;
-}
 
 int dp__html_escape(dp_buf_t *b, const char *s) {
   if (!s) return 0;
@@ -61,7 +20,7 @@ int dp__html_escape(dp_buf_t *b, const char *s) {
   size_t n = strlen(s);
   for (size_t i = 0; i < n;) {
     uint32_t cp;
-    size_t k = u8_decode(p + i, n - i, &cp);
+    size_t k = dp_utf8_next(p + i, n - i, &cp);
     int rc;
     switch (cp) {
     case '&':

@@ -12,41 +12,9 @@
 #include "query/query_int.h"
 #include "store/store.h"
 
-static PGconn *conn;
-static char dbname[64];
+#include "query_test_db.h"
+
 static bool setup_done, setup_failed;
-
-static PGconn *admin_connect(const char *dbn) {
-  const char *keys[] = {"dbname", "dbname", "client_encoding", NULL};
-  const char *vals[] = {getenv("DP_TEST_DB"), dbn, "UTF8", NULL};
-  PGconn *c = PQconnectdbParams(keys, vals, 1);
-  if (PQstatus(c) != CONNECTION_OK) {
-    fprintf(stderr, "connect: %s", PQerrorMessage(c));
-    PQfinish(c);
-    return NULL;
-  }
-  return c;
-}
-
-static bool exec(PGconn *c, const char *sql) {
-  PGresult *res = PQexec(c, sql);
-  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-  if (!ok) fprintf(stderr, "SQL failed: %s\n%s\n", PQresultErrorMessage(res), sql);
-  PQclear(res);
-  return ok;
-}
-
-static void drop_db(void) {
-  if (conn) PQfinish(conn);
-  conn = NULL;
-  if (!*dbname) return;
-  PGconn *a = admin_connect(NULL);
-  if (!a) return;
-  char sql[128];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  exec(a, sql);
-  PQfinish(a);
-}
 
 #define MAR01 "2024-03-01T00:00:00Z"
 #define MAR01E "2024-03-01T23:59:59Z"
@@ -193,43 +161,12 @@ static PGconn *db(void) {
   if (setup_done) return setup_failed ? NULL : conn;
   setup_done = true;
   setup_failed = true;
-  const char *dsn = getenv("DP_TEST_DB");
-  if (!dsn || !*dsn) {
-    printf("skipped: DP_TEST_DB unset\n");
-    return NULL;
-  }
-  PGconn *a = admin_connect(NULL);
-  if (!a) return NULL;
-  exec(a, "SET client_min_messages = warning");
-  snprintf(dbname, sizeof dbname, "dp_test_readiness_%ld", (long)getpid());
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  bool ok = exec(a, sql);
-  snprintf(sql, sizeof sql,
-           "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'",
-           dbname);
-  ok = ok && exec(a, sql);
-  PQfinish(a);
-  if (!ok) return NULL;
-  atexit(drop_db);
-  if (!(conn = admin_connect(dbname))) return NULL;
-  char err[512];
-  if (dp_store_migrate(conn, err, sizeof err)) {
-    fprintf(stderr, "migrate: %s\n", err);
-    return NULL;
-  }
+  if (!query_test_db_create("dp_test_readiness")) return NULL;
   if (!exec(conn, fixture_reports) || !exec(conn, fixture_mar01) || !exec(conn, fixture_mar02))
     return NULL;
   setup_failed = false;
   return conn;
 }
-
-#define NEED_DB()                                                                                  \
-  PGconn *c = db();                                                                                \
-  if (!c) {                                                                                        \
-    ASSERT_FALSE(getenv("DP_TEST_DB") && *getenv("DP_TEST_DB"));                                   \
-    return;                                                                                        \
-  }
 
 #define ASSERT_COUNTS(cnt, msg, pass, fix, fwd, unauth, strict)                                    \
   do {                                                                                             \

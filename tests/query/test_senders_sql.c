@@ -12,41 +12,9 @@
 #include "query/query_int.h"
 #include "store/store.h"
 
-static PGconn *conn;
-static char dbname[64];
+#include "query_test_db.h"
+
 static bool setup_done, setup_failed;
-
-static PGconn *admin_connect(const char *dbn) {
-  const char *keys[] = {"dbname", "dbname", "client_encoding", NULL};
-  const char *vals[] = {getenv("DP_TEST_DB"), dbn, "UTF8", NULL};
-  PGconn *c = PQconnectdbParams(keys, vals, 1);
-  if (PQstatus(c) != CONNECTION_OK) {
-    fprintf(stderr, "connect: %s", PQerrorMessage(c));
-    PQfinish(c);
-    return NULL;
-  }
-  return c;
-}
-
-static bool exec(PGconn *c, const char *sql) {
-  PGresult *res = PQexec(c, sql);
-  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-  if (!ok) fprintf(stderr, "SQL failed: %s\n%s\n", PQresultErrorMessage(res), sql);
-  PQclear(res);
-  return ok;
-}
-
-static void drop_db(void) {
-  if (conn) PQfinish(conn);
-  conn = NULL;
-  if (!*dbname) return;
-  PGconn *a = admin_connect(NULL);
-  if (!a) return;
-  char sql[128];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  exec(a, sql);
-  PQfinish(a);
-}
 
 /* Times used below (UTC). */
 #define JAN10 "2024-01-10T00:00:00Z"
@@ -146,33 +114,7 @@ static PGconn *db(void) {
   if (setup_done) return setup_failed ? NULL : conn;
   setup_done = true;
   setup_failed = true;
-  const char *dsn = getenv("DP_TEST_DB");
-  if (!dsn || !*dsn) {
-    printf("skipped: DP_TEST_DB unset\n");
-    return NULL;
-  }
-  PGconn *a = admin_connect(NULL);
-  if (!a) return NULL;
-  exec(a, "SET client_min_messages = warning");
-  snprintf(dbname, sizeof dbname, "dp_test_query_%ld", (long)getpid());
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  bool ok = exec(a, sql);
-  /* C collation and UTF-8: the expected sort orders and bytes below do not
-   * depend on the server's defaults. */
-  snprintf(sql, sizeof sql,
-           "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'",
-           dbname);
-  ok = ok && exec(a, sql);
-  PQfinish(a);
-  if (!ok) return NULL;
-  atexit(drop_db);
-  if (!(conn = admin_connect(dbname))) return NULL;
-  char err[512];
-  if (dp_store_migrate(conn, err, sizeof err)) {
-    fprintf(stderr, "migrate: %s\n", err);
-    return NULL;
-  }
+  if (!query_test_db_create("dp_test_query")) return NULL;
   if (!exec(conn, fixture_reports) || !exec(conn, fixture_records) || !exec(conn, fixture_errors))
     return NULL;
   /* A services map of our own, so the expected advice does not change with
@@ -181,6 +123,7 @@ static PGconn *db(void) {
       "sendgrid.net\tSendGrid\tesp\tCNAME s1._domainkey.{domain} → SendGrid\t"
       "CNAME em1.{domain} → SendGrid\tinclude:sendgrid.net\n"
       "mcsv.net\tMailchimp\tesp\t\t-\tinclude:servers.mcsv.net\n";
+  char err[512];
   dp_services_t *m = dp__query_services_create();
   if (!m || dp__query_services_add_tsv(m, services, sizeof services - 1, "test", err, sizeof err)) {
     dp__query_services_destroy(m);
@@ -190,13 +133,6 @@ static PGconn *db(void) {
   setup_failed = false;
   return conn;
 }
-
-#define NEED_DB()                                                                                  \
-  PGconn *c = db();                                                                                \
-  if (!c) {                                                                                        \
-    ASSERT_FALSE(getenv("DP_TEST_DB") && *getenv("DP_TEST_DB"));                                   \
-    return;                                                                                        \
-  }
 
 static const dp_sender_t *find(const dp_sender_t *rows, size_t n, const char *name) {
   for (size_t i = 0; i < n; i++)
