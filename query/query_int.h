@@ -261,6 +261,19 @@ typedef struct dp_sender {
   const dp_service_t *service; /* known service (borrowed from the process map) or NULL */
 } dp_sender_t;
 
+/** Where each field of a sender goes in a result set: the column indexes
+ *  used by dp__query_senders_set_row (senders' JSON/CSV and readiness's
+ *  senders_to_fix share the fields, not the column order). */
+typedef struct dp_sender_cols {
+  size_t sender, third_party, messages, spf_aligned, dkim_aligned, dmarc_pass;
+  size_t spf_aligned_strict, dkim_aligned_strict, policy_pass;
+  size_t source_ips, dkim_domains, spf_domains, reporters, first_seen, last_seen;
+  size_t fix, service, service_kind;
+} dp_sender_cols_t;
+
+/** Set s's fields in the current row of q at the columns c names. 0 or DP_ENOMEM. */
+int dp__query_senders_set_row(dp_qres_t *q, const dp_sender_cols_t *c, const dp_sender_t *s);
+
 /** Run the senders query for f->domain (required) and fail. On success
  *  *rows/ *n are the senders, most volume first (caller owns; free with
  *  dp__query_senders_free). DP_EPG with reason in err, DP_ENOMEM. */

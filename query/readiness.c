@@ -574,39 +574,20 @@ static int build_summary(dp_qres_t *s, const dp_readiness_t *r, const dp_query_f
   return rc;
 }
 
+static const dp_sender_cols_t fix_map = {
+    F_SENDER, F_THIRD, F_MESSAGES, F_SPF, F_DKIM, F_DMARC, F_SPF_S, F_DKIM_S, F_POLICY,
+    F_IPS, F_DKIM_DOMS, F_SPF_DOMS, F_REPORTERS, F_FIRST, F_LAST, F_FIX, F_SERVICE,
+    F_SERVICE_KIND,
+};
+
 static int build_fix(dp_qres_t *q, const dp_readiness_t *r) {
   int rc = 0;
   for (size_t i = 0; i < r->n_to_fix && !rc; i++) {
-    const dp_sender_t *s = &r->to_fix[i];
     rc = dp__query_res_add_row(q);
-    if (!rc) rc = dp__query_res_set_text(q, F_SENDER, s->sender);
-    dp__query_res_set_int(q, F_THIRD, s->third_party);
-    dp__query_res_set_int(q, F_MESSAGES, s->messages);
+    if (!rc) rc = dp__query_senders_set_row(q, &fix_map, &r->to_fix[i]);
     dp__query_res_set_int(q, F_FIXABLE, r->to_fix_fixable[i]);
     dp__query_res_set_int(q, F_BLOCKING,
                           r->to_fix_fixable[i] * 1000 >= r->total.messages * BLOCKING_PERMILLE);
-    dp__query_res_set_int(q, F_SPF, s->spf_aligned);
-    dp__query_res_set_int(q, F_DKIM, s->dkim_aligned);
-    dp__query_res_set_int(q, F_DMARC, s->dmarc_pass);
-    dp__query_res_set_int(q, F_SPF_S, s->spf_aligned_strict);
-    dp__query_res_set_int(q, F_DKIM_S, s->dkim_aligned_strict);
-    dp__query_res_set_int(q, F_POLICY, s->policy_pass);
-    if (!rc)
-      rc = dp__query_res_set_list(q, F_IPS, (const char *const *)s->source_ips, s->n_source_ips);
-    if (!rc)
-      rc = dp__query_res_set_list(q, F_DKIM_DOMS, (const char *const *)s->dkim_domains,
-                                  s->n_dkim_domains);
-    if (!rc)
-      rc = dp__query_res_set_list(q, F_SPF_DOMS, (const char *const *)s->spf_domains,
-                                  s->n_spf_domains);
-    if (!rc)
-      rc =
-          dp__query_res_set_list(q, F_REPORTERS, (const char *const *)s->reporters, s->n_reporters);
-    dp__query_res_set_int(q, F_FIRST, s->first_seen);
-    dp__query_res_set_int(q, F_LAST, s->last_seen);
-    if (!rc) rc = dp__query_res_set_text(q, F_FIX, s->fix);
-    if (!rc && s->service) rc = dp__query_res_set_text(q, F_SERVICE, s->service->name);
-    if (!rc && s->service) rc = dp__query_res_set_text(q, F_SERVICE_KIND, s->service->kind);
   }
   return rc;
 }

@@ -532,33 +532,45 @@ static int add_table_row(dp_qres_t *r, const dp_sender_t *s) {
   return rc;
 }
 
-static int add_machine_row(dp_qres_t *r, const dp_sender_t *s) {
-  int rc = dp__query_res_add_row(r);
-  if (!rc) rc = dp__query_res_set_text(r, M_SENDER, s->sender);
-  dp__query_res_set_int(r, M_THIRD, s->third_party);
-  dp__query_res_set_int(r, M_MESSAGES, s->messages);
-  dp__query_res_set_int(r, M_SPF, s->spf_aligned);
-  dp__query_res_set_int(r, M_DKIM, s->dkim_aligned);
-  dp__query_res_set_int(r, M_DMARC, s->dmarc_pass);
-  dp__query_res_set_int(r, M_SPF_S, s->spf_aligned_strict);
-  dp__query_res_set_int(r, M_DKIM_S, s->dkim_aligned_strict);
-  dp__query_res_set_int(r, M_POLICY, s->policy_pass);
+int dp__query_senders_set_row(dp_qres_t *q, const dp_sender_cols_t *c, const dp_sender_t *s) {
+  int rc = dp__query_res_set_text(q, c->sender, s->sender);
+  dp__query_res_set_int(q, c->third_party, s->third_party);
+  dp__query_res_set_int(q, c->messages, s->messages);
+  dp__query_res_set_int(q, c->spf_aligned, s->spf_aligned);
+  dp__query_res_set_int(q, c->dkim_aligned, s->dkim_aligned);
+  dp__query_res_set_int(q, c->dmarc_pass, s->dmarc_pass);
+  dp__query_res_set_int(q, c->spf_aligned_strict, s->spf_aligned_strict);
+  dp__query_res_set_int(q, c->dkim_aligned_strict, s->dkim_aligned_strict);
+  dp__query_res_set_int(q, c->policy_pass, s->policy_pass);
   if (!rc)
-    rc = dp__query_res_set_list(r, M_IPS, (const char *const *)s->source_ips, s->n_source_ips);
+    rc = dp__query_res_set_list(q, c->source_ips, (const char *const *)s->source_ips,
+                                s->n_source_ips);
   if (!rc)
-    rc = dp__query_res_set_list(r, M_DKIM_DOMS, (const char *const *)s->dkim_domains,
+    rc = dp__query_res_set_list(q, c->dkim_domains, (const char *const *)s->dkim_domains,
                                 s->n_dkim_domains);
   if (!rc)
-    rc = dp__query_res_set_list(r, M_SPF_DOMS, (const char *const *)s->spf_domains,
+    rc = dp__query_res_set_list(q, c->spf_domains, (const char *const *)s->spf_domains,
                                 s->n_spf_domains);
   if (!rc)
-    rc = dp__query_res_set_list(r, M_REPORTERS, (const char *const *)s->reporters, s->n_reporters);
-  dp__query_res_set_int(r, M_FIRST, s->first_seen);
-  dp__query_res_set_int(r, M_LAST, s->last_seen);
-  if (!rc) rc = dp__query_res_set_text(r, M_FIX, s->fix);
-  if (!rc && s->service) rc = dp__query_res_set_text(r, M_SERVICE, s->service->name);
-  if (!rc && s->service) rc = dp__query_res_set_text(r, M_SERVICE_KIND, s->service->kind);
+    rc = dp__query_res_set_list(q, c->reporters, (const char *const *)s->reporters,
+                                s->n_reporters);
+  dp__query_res_set_int(q, c->first_seen, s->first_seen);
+  dp__query_res_set_int(q, c->last_seen, s->last_seen);
+  if (!rc) rc = dp__query_res_set_text(q, c->fix, s->fix);
+  if (!rc && s->service) rc = dp__query_res_set_text(q, c->service, s->service->name);
+  if (!rc && s->service) rc = dp__query_res_set_text(q, c->service_kind, s->service->kind);
   return rc;
+}
+
+static const dp_sender_cols_t machine_map = {
+    M_SENDER, M_THIRD, M_MESSAGES, M_SPF, M_DKIM, M_DMARC, M_SPF_S, M_DKIM_S, M_POLICY,
+    M_IPS, M_DKIM_DOMS, M_SPF_DOMS, M_REPORTERS, M_FIRST, M_LAST, M_FIX, M_SERVICE,
+    M_SERVICE_KIND,
+};
+
+static int add_machine_row(dp_qres_t *r, const dp_sender_t *s) {
+  int rc = dp__query_res_add_row(r);
+  return rc ? rc : dp__query_senders_set_row(r, &machine_map, s);
 }
 
 int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domain, dp_qfmt_t fmt,
