@@ -3,6 +3,7 @@
  * commands (reports, senders, errors), so that --db, --format, --domain and
  * --since mean and fail the same way everywhere. */
 #include <ctype.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,9 +69,62 @@ int dp__query_opt(dp_query_opts_t *o, const char *cmd, int c, const char *arg) {
   case 'R':
     o->redact = true;
     return 0;
+  case 'F':
+    if (!strcmp(arg, "spf")) {
+      o->fail = DP_FAIL_SPF;
+    } else if (!strcmp(arg, "dkim")) {
+      o->fail = DP_FAIL_DKIM;
+    } else if (!strcmp(arg, "any")) {
+      o->fail = DP_FAIL_ANY;
+    } else {
+      fprintf(stderr, "dmarcpipe %s: invalid --fail '%s': use spf, dkim or any\n", cmd, arg);
+      return DP_EUSAGE;
+    }
+    return 0;
+  case 'H':
+    o->html = arg;
+    return 0;
   default:
     return DP_EUSAGE;
   }
+}
+
+int dp__query_args(dp_query_opts_t *o, const char *cmd, int argc, char **argv,
+                   const struct option *longopts, void (*usage)(FILE *f), bool need_domain) {
+  opterr = 0;
+  optind = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    if (ch == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    if (ch == '?') {
+      dp__query_bad_opt(cmd, argv, optind);
+      return 2;
+    }
+    if (dp__query_opt(o, cmd, ch, optarg)) return 2;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "dmarcpipe %s: unexpected argument '%s' (see 'dmarcpipe %s --help')\n", cmd,
+            argv[optind], cmd);
+    return 2;
+  }
+  if (need_domain && !o->filter.domain) {
+    fprintf(stderr, "dmarcpipe %s: --domain is required (see 'dmarcpipe %s --help')\n", cmd, cmd);
+    return 2;
+  }
+  return -1;
+}
+
+int dp__query_done(const char *cmd, PGconn *c, int rc, const char *err) {
+  if (c) PQfinish(c);
+  dp__query_services_set(NULL);
+  if (rc) {
+    fprintf(stderr, "dmarcpipe %s: %s\n", cmd, err && *err ? err : dp_strerror(rc));
+    return 2;
+  }
+  return 0;
 }
 
 void dp__query_bad_opt(const char *cmd, char **argv, int optind_) {

@@ -250,34 +250,11 @@ int dp_domains_cmd(int argc, char **argv) {
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
-  opterr = 0;
-  optind = 0;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-    if (ch == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (ch == '?') {
-      dp__query_bad_opt("domains", argv, optind);
-      return 2;
-    }
-    if (dp__query_opt(&o, "domains", ch, optarg)) return 2;
-  }
-  if (optind < argc) {
-    fprintf(stderr,
-            "dmarcpipe domains: unexpected argument '%s' (see 'dmarcpipe domains --help')\n",
-            argv[optind]);
-    return 2;
-  }
+  int st = dp__query_args(&o, "domains", argc, argv, longopts, usage, false);
+  if (st >= 0) return st;
   PGconn *c = dp__query_connect("domains", o.db);
   if (!c) return 2;
-  char err[512];
+  char err[512] = "";
   int rc = dp__query_domains(c, &o.filter, o.fmt, stdout, err, sizeof err);
-  PQfinish(c);
-  if (rc) {
-    fprintf(stderr, "dmarcpipe domains: %s\n", err);
-    return 2;
-  }
-  return 0;
+  return dp__query_done("domains", c, rc, err);
 }

@@ -79,33 +79,11 @@ int dp_errors_cmd(int argc, char **argv) {
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
-  opterr = 0;
-  optind = 0;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-    if (ch == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (ch == '?') {
-      dp__query_bad_opt("errors", argv, optind);
-      return 2;
-    }
-    if (dp__query_opt(&o, "errors", ch, optarg)) return 2;
-  }
-  if (optind < argc) {
-    fprintf(stderr, "dmarcpipe errors: unexpected argument '%s' (see 'dmarcpipe errors --help')\n",
-            argv[optind]);
-    return 2;
-  }
+  int st = dp__query_args(&o, "errors", argc, argv, longopts, usage, false);
+  if (st >= 0) return st;
   PGconn *c = dp__query_connect("errors", o.db);
   if (!c) return 2;
-  char err[512];
+  char err[512] = "";
   int rc = dp__query_errors(c, &o.filter, o.fmt, stdout, err, sizeof err);
-  PQfinish(c);
-  if (rc) {
-    fprintf(stderr, "dmarcpipe errors: %s\n", err);
-    return 2;
-  }
-  return 0;
+  return dp__query_done("errors", c, rc, err);
 }

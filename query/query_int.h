@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <getopt.h>
 #include <libpq-fe.h>
 
 #include "core/core.h"
@@ -321,17 +322,30 @@ typedef struct dp_query_opts {
   dp_qfmt_t fmt;
   dp_query_filter_t filter;
   char domain_buf[256];
-  dp_period_t by; /* --by day|week */
-  bool redact;    /* --redact */
+  dp_period_t by;         /* --by day|week */
+  bool redact;            /* --redact */
+  dp_sender_fail_t fail;  /* --fail spf|dkim|any */
+  const char *html;       /* --html FILE */
 } dp_query_opts_t;
 
 /** Handle one of the shared options (c is the getopt_long value: 'd' --db,
- *  'f' --format, 'D' --domain, 's' --since, 'b' --by, 'R' --redact) with its argument. 0, or DP_EUSAGE
- *  after printing "dmarcpipe CMD: reason" to stderr. */
+ *  'f' --format, 'D' --domain, 's' --since, 'b' --by, 'R' --redact, 'F'
+ *  --fail, 'H' --html) with its argument. 0, or DP_EUSAGE after printing
+ *  "dmarcpipe CMD: reason" to stderr. */
 int dp__query_opt(dp_query_opts_t *o, const char *cmd, int c, const char *arg);
 /** Report an unknown option or a missing argument (argv[optind_ - 1], after
  *  getopt_long returned '?') as one line on stderr. */
 void dp__query_bad_opt(const char *cmd, char **argv, int optind_);
+/** Parse a query command's argv (argv[0] is the command) with longopts, whose
+ *  values are the dp__query_opt letters plus 'h'; o keeps the defaults the
+ *  caller set. Prints usage for --help; with need_domain, --domain is
+ *  required. Returns -1 to go on, else the exit status to return (0 after
+ *  --help, 2 after a one-line error on stderr). */
+int dp__query_args(dp_query_opts_t *o, const char *cmd, int argc, char **argv,
+                   const struct option *longopts, void (*usage)(FILE *f), bool need_domain);
+/** End a command: close c (may be NULL) and the services map; print
+ *  "dmarcpipe CMD: err" when rc is not 0. Returns the exit status (0 or 2). */
+int dp__query_done(const char *cmd, PGconn *c, int rc, const char *err);
 /** Connect as the --db option / environment / embedded cluster say; NULL after
  *  printing "dmarcpipe CMD: reason" to stderr. Caller owns result; PQfinish(). */
 PGconn *dp__query_connect(const char *cmd, const char *db);

@@ -842,45 +842,16 @@ int dp_readiness_cmd(int argc, char **argv) {
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
-  opterr = 0;
-  optind = 0;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-    if (ch == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (ch == '?') {
-      dp__query_bad_opt("readiness", argv, optind);
-      return 2;
-    }
-    if (dp__query_opt(&o, "readiness", ch, optarg)) return 2;
-  }
-  if (optind < argc) {
-    fprintf(stderr,
-            "dmarcpipe readiness: unexpected argument '%s' (see 'dmarcpipe readiness --help')\n",
-            argv[optind]);
-    return 2;
-  }
-  if (!o.filter.domain) {
-    fprintf(stderr,
-            "dmarcpipe readiness: --domain is required (see 'dmarcpipe readiness --help')\n");
-    return 2;
-  }
-  char err[512];
-  if (dp__query_services_init(NULL, err, sizeof err)) {
-    fprintf(stderr, "dmarcpipe readiness: %s\n", err);
-    return 2;
-  }
+  int st = dp__query_args(&o, "readiness", argc, argv, longopts, usage, true);
+  if (st >= 0) return st;
+  char err[512] = "";
+  int rc = dp__query_services_init(NULL, err, sizeof err);
+  if (rc) return dp__query_done("readiness", NULL, rc, err);
   PGconn *c = dp__query_connect("readiness", o.db);
-  if (!c) return 2;
-  int rc =
-      dp__query_readiness_redacted(c, &o.filter, o.by, o.fmt, o.redact, stdout, err, sizeof err);
-  PQfinish(c);
-  dp__query_services_set(NULL);
-  if (rc) {
-    fprintf(stderr, "dmarcpipe readiness: %s\n", err);
-    return 2;
+  if (!c) {
+    dp__query_services_set(NULL);
+    return 2; /* dp__query_connect said why */
   }
-  return 0;
+  rc = dp__query_readiness_redacted(c, &o.filter, o.by, o.fmt, o.redact, stdout, err, sizeof err);
+  return dp__query_done("readiness", c, rc, err);
 }

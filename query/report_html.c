@@ -807,40 +807,16 @@ int dp_report_cmd(int argc, char **argv) {
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
   o.by = DP_PERIOD_DAY; /* a report always shows a trend */
-  const char *html = NULL;
-  opterr = 0;
-  optind = 0;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-    if (ch == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (ch == '?') {
-      dp__query_bad_opt("report", argv, optind);
-      return 2;
-    }
-    if (ch == 'H') {
-      html = optarg;
-      continue;
-    }
-    if (dp__query_opt(&o, "report", ch, optarg)) return 2;
-  }
-  if (optind < argc) {
-    fprintf(stderr, "dmarcpipe report: unexpected argument '%s' (see 'dmarcpipe report --help')\n",
-            argv[optind]);
+  int st = dp__query_args(&o, "report", argc, argv, longopts, usage, true);
+  if (st >= 0) return st;
+  const char *html = o.html;
+  if (!html || !*html) {
+    fprintf(stderr, "dmarcpipe report: --html FILE is required (see 'dmarcpipe report --help')\n");
     return 2;
   }
-  if (!o.filter.domain || !html || !*html) {
-    fprintf(stderr, "dmarcpipe report: --domain and --html are required (see 'dmarcpipe report "
-                    "--help')\n");
-    return 2;
-  }
-  char err[512];
-  if (dp__query_services_init(NULL, err, sizeof err)) {
-    fprintf(stderr, "dmarcpipe report: %s\n", err);
-    return 2;
-  }
+  char err[512] = "";
+  int src = dp__query_services_init(NULL, err, sizeof err);
+  if (src) return dp__query_done("report", NULL, src, err);
   PGconn *c = dp__query_connect("report", o.db);
   if (!c) {
     dp__query_services_set(NULL);

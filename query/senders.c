@@ -687,61 +687,20 @@ int dp_senders_cmd(int argc, char **argv) {
   };
   dp_query_opts_t o;
   memset(&o, 0, sizeof o);
-  dp_sender_fail_t fail = DP_FAIL_ALL;
-  opterr = 0;
-  optind = 0;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-    if (ch == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    if (ch == '?') {
-      dp__query_bad_opt("senders", argv, optind);
-      return 2;
-    }
-    if (ch == 'F') {
-      if (!strcmp(optarg, "spf"))
-        fail = DP_FAIL_SPF;
-      else if (!strcmp(optarg, "dkim"))
-        fail = DP_FAIL_DKIM;
-      else if (!strcmp(optarg, "any"))
-        fail = DP_FAIL_ANY;
-      else {
-        fprintf(stderr, "dmarcpipe senders: invalid --fail '%s': use spf, dkim or any\n", optarg);
-        return 2;
-      }
-      continue;
-    }
-    if (dp__query_opt(&o, "senders", ch, optarg)) return 2;
-  }
-  if (optind < argc) {
-    fprintf(stderr,
-            "dmarcpipe senders: unexpected argument '%s' (see 'dmarcpipe senders --help')\n",
-            argv[optind]);
-    return 2;
-  }
-  if (!o.filter.domain) {
-    fprintf(stderr, "dmarcpipe senders: --domain is required (see 'dmarcpipe senders --help')\n");
-    return 2;
-  }
-  char err[512];
-  if (dp__query_services_init(NULL, err, sizeof err)) {
-    fprintf(stderr, "dmarcpipe senders: %s\n", err);
-    return 2;
-  }
+  int st = dp__query_args(&o, "senders", argc, argv, longopts, usage, true);
+  if (st >= 0) return st;
+  char err[512] = "";
+  int rc = dp__query_services_init(NULL, err, sizeof err);
+  if (rc) return dp__query_done("senders", NULL, rc, err);
   PGconn *c = dp__query_connect("senders", o.db);
-  if (!c) return 2;
-  int rc =
-      o.by == DP_PERIOD_NONE
-          ? dp__query_senders_redacted(c, &o.filter, fail, o.fmt, o.redact, stdout, err,
-                                       sizeof err)
-          : dp__query_senders_trend(c, &o.filter, fail, o.by, o.fmt, stdout, err, sizeof err);
-  PQfinish(c);
-  dp__query_services_set(NULL);
-  if (rc) {
-    fprintf(stderr, "dmarcpipe senders: %s\n", err);
-    return 2;
+  if (!c) {
+    dp__query_services_set(NULL);
+    return 2; /* dp__query_connect said why */
   }
-  return 0;
+  rc = o.by == DP_PERIOD_NONE
+               ? dp__query_senders_redacted(c, &o.filter, o.fail, o.fmt, o.redact, stdout, err,
+                                            sizeof err)
+               : dp__query_senders_trend(c, &o.filter, o.fail, o.by, o.fmt, stdout, err,
+                                         sizeof err);
+  return dp__query_done("senders", c, rc, err);
 }
