@@ -450,7 +450,7 @@ static int st_unpack(const struct ctx *x, struct sample *s) {
   char *gz;
   size_t len;
   if (read_all(x->big_gz, &gz, &len)) return DP_EIO;
-  static const dp_unpack_cb_t cb = {d_begin, d_data, d_end, d_part_error, d_note};
+  static const dp_unpack_cb_t cb = {d_begin, d_data, d_end, d_part_error, d_note, NULL};
   struct discard d = {0, 0, 0};
   dp_limits_t lim;
   bench_limits(&lim);

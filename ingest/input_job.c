@@ -211,14 +211,19 @@ static void on_note(void *ud, const char *part, const char *msg) {
   struct doc *d = ud;
   dp_job_t *j = d->job;
   j->notes++;
-  if (strstr(msg, "no DMARC report")) j->skipped_messages++;
   /* capped: a mailbox of 100k newsletters must not pile up notes in memory */
   dp_buf_printf(&j->note_lines, "dmarcpipe: %s%s%s: note: %s\n", j->display,
                 part && *part ? ": " : "", part ? part : "", msg);
 }
 
+static void on_no_report(void *ud, const char *part) {
+  struct doc *d = ud;
+  (void)part;
+  d->job->skipped_messages++;
+}
+
 static const dp_unpack_cb_t unpack_cb = {on_doc_begin, on_doc_data, on_doc_end, on_part_error,
-                                         on_note};
+                                         on_note,      on_no_report};
 
 /* ------------------------------------------------------------------------ */
 /* Reading inputs */
@@ -295,9 +300,7 @@ void dp_job_run(dp_job_t *j) {
     j->input_refused = 1;
     job_refuse(j, "", "", "", rc, *err ? err : dp_strerror(rc));
   }
-  if (!j->docs && j->note_lines.len)
-    dp_buf_append(&j->lines, j->note_lines.data, j->note_lines.len);
-  dp_buf_free(&j->note_lines);
+  if (j->docs) dp_buf_free(&j->note_lines); /* next to a report, notes are noise */
 }
 
 void dp_job_free(dp_job_t *j) {

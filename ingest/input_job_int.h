@@ -22,8 +22,8 @@ typedef struct dp_job {
   size_t bytes;              /* COPY bytes held by the staged reports */
   dp_buf_t error_rows;       /* ingest_error COPY rows */
   size_t n_errors;
-  dp_buf_t lines;            /* refusal and note lines for stderr */
-  dp_buf_t note_lines;       /* notes, shown only when no document was found */
+  dp_buf_t lines;            /* refusal lines for stderr */
+  dp_buf_t note_lines;       /* note lines for stderr; emptied when a document was found */
   uint64_t docs;             /* documents found (refused or not) */
   uint64_t bytes_in;
   int input_refused;         /* the input as a whole was refused */

@@ -132,21 +132,10 @@ static void job_done(uv_work_t *req, int status) {
   p->st->reports_refused += j->docs_refused;
   p->st->notes += j->notes;
   p->st->skipped_messages += j->skipped_messages;
-  if (j->lines.len && (!p->o->quiet || j->n_errors)) {
-    if (p->o->quiet) {
-      /* keep refusals, drop notes */
-      char *line = j->lines.data;
-      while (line && *line) {
-        char *nl = strchr(line, '\n');
-        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (!strstr(line, ": note: ") || (nl && strstr(line, ": note: ") > nl))
-          fwrite(line, 1, len, p->o->err);
-        line += len;
-      }
-    } else {
-      fwrite(j->lines.data, 1, j->lines.len, p->o->err);
-    }
-  }
+  /* refusals always; notes (why an input gave nothing) unless --quiet */
+  if (j->lines.len) fwrite(j->lines.data, 1, j->lines.len, p->o->err);
+  if (j->note_lines.len && !p->o->quiet)
+    fwrite(j->note_lines.data, 1, j->note_lines.len, p->o->err);
   /* move results into the open batch */
   dp_staged_t *s = j->head;
   while (s) {

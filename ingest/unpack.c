@@ -365,7 +365,10 @@ static int unpack_mail(struct dp__unpack *u, const char *part, unsigned depth, c
     dp__fail(u, part, rc, err[0] ? err : dp_strerror(rc));
     return 0;
   }
-  if (!w.reports) dp__note(u, part, "no DMARC report in this message");
+  if (!w.reports) {
+    dp__note(u, part, "no DMARC report in this message");
+    if (!u->abort_rc && u->cb->no_report) u->cb->no_report(u->ud, part);
+  }
   return 0;
 }
 

@@ -52,6 +52,9 @@ typedef struct dp_unpack_cb {
   int (*doc_end)(void *ud, int status, const char *reason);
   void (*part_error)(void *ud, const char *part, int status, const char *reason);
   void (*note)(void *ud, const char *part, const char *msg);
+  /* A mail message (alone or in an mbox) held no report: counted, not an
+   * error; its note has been given too. May be NULL. */
+  void (*no_report)(void *ud, const char *part);
 } dp_unpack_cb_t;
 
 /** Unpack one whole input held in memory (buf is borrowed and not modified).

@@ -321,10 +321,10 @@ static inline int dp_fuzz_pdoc_end(void *ud, int status, const char *reason) {
 
 static const dp_unpack_cb_t dp_fuzz_unpack_cb = {dp_fuzz_doc_begin, dp_fuzz_doc_data,
                                                  dp_fuzz_doc_end, dp_fuzz_part_error,
-                                                 dp_fuzz_note};
+                                                 dp_fuzz_note, NULL};
 static const dp_unpack_cb_t dp_fuzz_ingest_cb = {dp_fuzz_pdoc_begin, dp_fuzz_pdoc_data,
                                                  dp_fuzz_pdoc_end, dp_fuzz_part_error,
-                                                 dp_fuzz_note};
+                                                 dp_fuzz_note, NULL};
 
 static inline int dp_fuzz_unpack_run(const uint8_t *data, size_t size, const dp_unpack_cb_t *cb,
                               struct dp_fuzz_unpack *u) {

@@ -118,6 +118,9 @@ TEST(input_job_mail_notes) {
   ASSERT_EQ(j.n_staged, 1);
   ASSERT_EQ(j.n_errors, 0);
   ASSERT_TRUE(j.lines.len == 0);
+  ASSERT_TRUE(j.note_lines.len == 0); /* the text part's note is dropped next to a report */
+  ASSERT_EQ(j.notes, 1);
+  ASSERT_EQ(j.skipped_messages, 0);
   dp_job_free(&j);
   unlink(path);
   /* a newsletter: skipped with a note, not an error */
@@ -129,8 +132,34 @@ TEST(input_job_mail_notes) {
   ASSERT_EQ(j.n_staged, 0);
   ASSERT_EQ(j.n_errors, 0);
   ASSERT_EQ(j.input_refused, 0);
-  ASSERT_CONTAINS(j.lines.data, "note: no DMARC report in this message");
+  ASSERT_TRUE(j.lines.len == 0); /* not an error */
+  ASSERT_CONTAINS(j.note_lines.data, "note: no DMARC report in this message");
   ASSERT_EQ(j.skipped_messages, 1);
+  dp_job_free(&j);
+  unlink(path);
+  dp_buf_free(&m);
+}
+
+TEST(input_job_mbox_counts_messages_without_report) {
+  char xml[4096];
+  snprintf(xml, sizeof xml, report_xml, "192.0.2.10");
+  dp_buf_t m;
+  dp_buf_init(&m, 0);
+  dp_buf_printf(&m,
+                "From news@shop.test Thu Nov 26 10:00:00 2026\n"
+                "From: news@shop.test\nSubject: Sale\nContent-Type: text/plain\n\nBuy now.\n\n"
+                "From dmarc@rx.example Thu Nov 26 10:01:00 2026\n"
+                "From: dmarc@rx.example\nSubject: Report\nContent-Type: text/xml\n\n%s\n\n"
+                "From bounce@mx.test Thu Nov 26 10:02:00 2026\n"
+                "From: bounce@mx.test\nSubject: Undelivered\nContent-Type: text/plain\n\nNo.\n",
+                xml);
+  char *path = write_tmp(m.data, m.len);
+  ASSERT_NOT_NULL(path);
+  dp_job_t j;
+  run(&j, path);
+  ASSERT_EQ(j.n_staged, 1);
+  ASSERT_EQ(j.n_errors, 0);
+  ASSERT_EQ(j.skipped_messages, 2); /* the newsletter and the bounce */
   dp_job_free(&j);
   unlink(path);
   dp_buf_free(&m);

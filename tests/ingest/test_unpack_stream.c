@@ -42,7 +42,7 @@ static void t_note(void *ud, const char *part, const char *msg) {
   struct tally *t = ud;
   dp_buf_printf(&t->log, "note %s %s\n", part, msg);
 }
-static const dp_unpack_cb_t cb = {t_begin, t_data, t_end, t_err, t_note};
+static const dp_unpack_cb_t cb = {t_begin, t_data, t_end, t_err, t_note, NULL};
 
 static char *slurp(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");

@@ -81,7 +81,7 @@ static inline void rec_note(void *ud, const char *part, const char *msg) {
   dp_buf_printf(&r->log, "note %s|%s\n", part, msg);
 }
 
-static const dp_unpack_cb_t rec_cb = {rec_begin, rec_data, rec_end, rec_error, rec_note};
+static const dp_unpack_cb_t rec_cb = {rec_begin, rec_data, rec_end, rec_error, rec_note, NULL};
 
 /* dp_unpack with the recorder and default limits unless lim is given. */
 static inline int rec_run(struct rec *r, const dp_limits_t *lim, const void *p, size_t n, char *err,
