@@ -6,12 +6,10 @@
  * max_batch_bytes, so memory is set by configuration, not by input count. */
 #include "pipeline_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 

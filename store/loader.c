@@ -4,7 +4,6 @@
  * COPY in one transaction each, retrying transient failures and isolating bad
  * reports. See docs/internals/LOADER.md for the contract. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
