@@ -77,10 +77,15 @@ db stop >/dev/null || fail "second stop must be a no-op"
 # A crash leaves postmaster.pid behind, its pid reused by another process.
 db start >/dev/null || fail "restart"
 pid=$(head -1 "$DMARCPIPE_HOME/pgdata/postmaster.pid")
+children=$(pgrep -P "$pid" || true)
 kill -9 "$pid"
-for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-# Children exit on their own once the postmaster is gone; give them a moment.
-sleep 1
+# The children exit on their own once they notice the postmaster is gone; a
+# new postmaster refuses to start while they still hold the shared memory, so
+# wait for every one of them (a loaded machine can take seconds).
+for p in $pid $children; do
+  for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$p" 2>/dev/null && fail "process $p of the killed cluster still alive after 30 s"
+done
 sleep 300 & sleeper=$!
 sed -i "1s/.*/$sleeper/" "$DMARCPIPE_HOME/pgdata/postmaster.pid"
 out=$(db status) && fail "status with a stale pid exited 0: $out"
