@@ -33,7 +33,7 @@
 #include "store/store.h"
 
 /* Messages fetched per step, and how many may wait in the pipeline. */
-#define FETCH_STEP 8
+#define FETCH_STEP 8 /* at most 32: seen_before() keeps a bit per message */
 #define FETCH_AHEAD 32
 /* Reconnect backoff (ms): doubling from the first to the last. */
 #define BACKOFF_FIRST 1000
@@ -681,10 +681,47 @@ static size_t to_file(char *ptr, size_t size, size_t n, void *ud) {
   return take < len ? 0 : len;
 }
 
+/* Which of op_uids carry \Seen already, as a bit per index. libcurl fetches
+ * with BODY[] (not BODY.PEEK[]), which marks a message read; knowing the
+ * flags before lets step_fetch put them back, so a mailbox people also read
+ * keeps its unread mail unread. A server that refuses the search only costs
+ * the restoring (0 with *known false); a connection error is returned. */
+static CURLcode seen_before(struct imap *m, unsigned *seen, bool *known) {
+  char cmd[32 + FETCH_STEP * 11];
+  int len = snprintf(cmd, sizeof cmd, "UID SEARCH SEEN UID ");
+  for (size_t i = 0; i < m->op_n; i++)
+    len += snprintf(cmd + len, sizeof cmd - (size_t)len, "%s%" PRIu32, i ? "," : "",
+                    m->op_uids[i]);
+  dp_buf_t r;
+  dp_buf_init(&r, RESPONSE_CAP);
+  *seen = 0;
+  *known = false;
+  CURLcode cc = imap_cmd(m, m->mbox_url, cmd, &r);
+  uint32_t *uids = NULL;
+  size_t n = 0;
+  if (cc == CURLE_OK && parse_search(r.data ? r.data : "", 0, &uids, &n) == 0) {
+    *known = true;
+    for (size_t i = 0; i < m->op_n; i++)
+      for (size_t j = 0; j < n; j++)
+        if (uids[j] == m->op_uids[i]) *seen |= 1u << i;
+  }
+  free(uids);
+  dp_buf_free(&r);
+  return cc == CURLE_QUOTE_ERROR ? CURLE_OK : cc;
+}
+
 /* Fetch op_uids into spool files. Stops at the first network error (op_rc)
  * with op_done saying how many were handled. */
 static void step_fetch(struct imap *m) {
   m->op_done = 0;
+  unsigned seen;
+  bool seen_known;
+  CURLcode scc = seen_before(m, &seen, &seen_known);
+  if (scc) {
+    m->op_rc = DP_EIO;
+    curl_why(m, scc, "UID SEARCH SEEN");
+    return;
+  }
   for (size_t i = 0; i < m->op_n; i++) {
     uint32_t uid = m->op_uids[i];
     char *path = dup_printf("%s/%s;UIDVALIDITY=%" PRIu64 ";UID=%" PRIu32 ".eml", m->spool,
@@ -733,6 +770,19 @@ static void step_fetch(struct imap *m) {
         curl_why(m, cc, what);
       }
       return;
+    }
+    if (path && seen_known && !(seen & 1u << i)) {
+      /* put the unread mark back (a refusal only leaves the message read) */
+      char cmd[64];
+      snprintf(cmd, sizeof cmd, "UID STORE %" PRIu32 " -FLAGS.SILENT (\\Seen)", uid);
+      CURLcode fc = imap_cmd(m, m->mbox_url, cmd, NULL);
+      if (fc && fc != CURLE_QUOTE_ERROR) {
+        unlink(path);
+        free(path);
+        m->op_rc = DP_EIO;
+        curl_why(m, fc, "UID STORE -FLAGS (\\Seen)");
+        return;
+      }
     }
     m->op_paths[i] = path;
     m->op_done = i + 1;

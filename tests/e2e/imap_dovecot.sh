@@ -102,6 +102,11 @@ count() {
   curl -s --user dmarc:s3cret "$IMAP/" -X "STATUS \"$1\" (MESSAGES)" 2>/dev/null |
     sed -n 's/.*MESSAGES \([0-9]*\).*/\1/p' | grep . || echo 0
 }
+# unseen FOLDER: messages in it without \Seen
+unseen() {
+  curl -s --user dmarc:s3cret "$IMAP/" -X "STATUS \"$1\" (UNSEEN)" 2>/dev/null |
+    sed -n 's/.*UNSEEN \([0-9]*\).*/\1/p' | grep . || echo 0
+}
 # deliver FOLDER FILE...: APPEND each message
 deliver() {
   local folder=$1; shift
@@ -166,12 +171,18 @@ grep -q 's3cret' "$TMP/i1.err" && fail "the password was printed" || ok
 "$DP_BIN" ingest --db "$DB" "$URL/INBOX" 2> "$TMP/i2.err" && ok || fail "re-ingest: $(cat "$TMP/i2.err")"
 grep -q ": 0 messages fetched" "$TMP/i2.err" && ok || fail "re-ingest fetched: $(cat "$TMP/i2.err")"
 
-# --- 3. no-move mode: messages stay, and are still read only once
+# --- 3. no-move mode: messages stay, and are still read only once; fetching
+# leaves the read/unread marks as they were (curl's APPEND sets \Seen: unmark
+# all, then mark the last new message read before dmarcpipe comes)
 deliver INBOX "$TMP"/m1/000.eml "$TMP"/m1/001.eml
+curl -s --user dmarc:s3cret "$IMAP/INBOX" -X "STORE 1:* -FLAGS (\\Seen)" > /dev/null || fail "STORE -\\Seen"
+curl -s --user dmarc:s3cret "$IMAP/INBOX" -X "STORE 3 +FLAGS (\\Seen)" > /dev/null || fail "STORE \\Seen"
+expect_eq "unread before" "$(unseen INBOX)" 2
 "$DP_BIN" ingest --db "$DB" --imap-archive '' "$URL/INBOX" 2> "$TMP/i3.err" && ok || fail "no-move: $(cat "$TMP/i3.err")"
 grep -q "2 messages fetched, 0 moved, 2 left in place" "$TMP/i3.err" && ok || fail "no-move: $(cat "$TMP/i3.err")"
 grep -q "2 already stored" "$TMP/i3.err" && ok || fail "no-move duplicates: $(cat "$TMP/i3.err")"
 expect_eq "left in INBOX" "$(count INBOX)" 3
+expect_eq "unread after (read marks kept)" "$(unseen INBOX)" 2
 "$DP_BIN" ingest --db "$DB" --imap-archive '' "$URL/INBOX" 2> "$TMP/i4.err"
 grep -q ": 0 messages fetched" "$TMP/i4.err" && ok || fail "left messages fetched again: $(cat "$TMP/i4.err")"
 
