@@ -56,6 +56,15 @@ struct dp_loader {
   uint64_t copy_off;
   char *spool_buf;      /* DP_LOADER_CHUNK bytes read from a spool file */
   bool spool_error;
+  /* spool reads run on a reader thread of our own, never on the loop
+   * thread (nor in the libuv pool, where they would queue behind parse jobs) */
+  struct reader *rd;    /* NULL until the first read; then its thread runs */
+  bool rpending;        /* a read is in flight */
+  bool rfail;           /* the last current read failed */
+  uint64_t rgen;        /* bumped whenever buffered data may no longer apply */
+  const dp_staged_t *rbuf_s; /* spool_buf holds rbuf_len bytes of rbuf_s at rbuf_off */
+  uint64_t rbuf_off, rbuf_gen;
+  size_t rbuf_len;
   bool copy_ended;
   /* claimed keys of the current batch, sorted */
   int64_t *claimed;
@@ -266,6 +275,7 @@ static void drop_conn(dp_loader_t *l) {
   l->conn = NULL;
   l->poll_events = 0;
   l->waiting_data = false;
+  l->rgen++; /* a read in flight belongs to the COPY that just died */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -337,6 +347,131 @@ static void retry_later(dp_loader_t *l, const char *why_in) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* The spool reader thread: one pread at a time, result handed back through
+ * the loader's async handle. */
+
+struct reader {
+  uv_thread_t thr;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  bool quit;
+  bool req;             /* a request waits */
+  int fd;
+  uint64_t off, gen;
+  size_t len;
+  char *buf;
+  bool done;            /* a result waits */
+  ssize_t got;
+  uint64_t done_gen;
+  uv_async_t *wake;
+};
+
+static void reader_main(void *arg) {
+  struct reader *r = arg;
+  uv_mutex_lock(&r->mu);
+  for (;;) {
+    while (!r->req && !r->quit) uv_cond_wait(&r->cv, &r->mu);
+    if (r->quit) break;
+    r->req = false;
+    int fd = r->fd;
+    uint64_t off = r->off, gen = r->gen;
+    size_t len = r->len;
+    uv_mutex_unlock(&r->mu);
+    ssize_t got;
+    do
+      got = pread(fd, r->buf, len, (off_t)off);
+    while (got < 0 && errno == EINTR);
+    uv_mutex_lock(&r->mu);
+    r->got = got;
+    r->done_gen = gen;
+    r->done = true;
+    uv_async_send(r->wake);
+  }
+  uv_mutex_unlock(&r->mu);
+}
+
+static int reader_start(dp_loader_t *l) {
+  struct reader *r = calloc(1, sizeof *r);
+  if (!r) return DP_ENOMEM;
+  r->buf = l->spool_buf;
+  r->wake = &l->async;
+  if (uv_mutex_init(&r->mu)) {
+    free(r);
+    return DP_ENOMEM;
+  }
+  if (uv_cond_init(&r->cv)) {
+    uv_mutex_destroy(&r->mu);
+    free(r);
+    return DP_ENOMEM;
+  }
+  if (uv_thread_create(&r->thr, reader_main, r)) {
+    uv_cond_destroy(&r->cv);
+    uv_mutex_destroy(&r->mu);
+    free(r);
+    return DP_ENOMEM;
+  }
+  l->rd = r;
+  return 0;
+}
+
+/* Stop and join the thread (it finishes the read in hand, if any). */
+static void reader_stop(dp_loader_t *l) {
+  struct reader *r = l->rd;
+  if (!r) return;
+  uv_mutex_lock(&r->mu);
+  r->quit = true;
+  uv_cond_signal(&r->cv);
+  uv_mutex_unlock(&r->mu);
+  uv_thread_join(&r->thr);
+  uv_cond_destroy(&r->cv);
+  uv_mutex_destroy(&r->mu);
+  free(r);
+  l->rd = NULL;
+}
+
+/* Ask for len bytes of s's spool at off into spool_buf (loop thread). */
+static void reader_request(dp_loader_t *l, const dp_staged_t *s, uint64_t off, size_t len) {
+  struct reader *r = l->rd;
+  l->rpending = true;
+  l->rbuf_s = s;
+  l->rbuf_off = off;
+  l->rbuf_len = 0;
+  l->rbuf_gen = l->rgen;
+  uv_mutex_lock(&r->mu);
+  r->fd = s->spool_fd;
+  r->off = off;
+  r->len = len;
+  r->gen = l->rgen;
+  r->req = true;
+  uv_cond_signal(&r->cv);
+  uv_mutex_unlock(&r->mu);
+}
+
+/* A read finished (loop thread, from the async callback): keep its bytes if
+ * they still apply, and let a COPY that waited for them go on. */
+static void reader_collect(dp_loader_t *l) {
+  struct reader *r = l->rd;
+  if (!r) return;
+  uv_mutex_lock(&r->mu);
+  bool done = r->done;
+  ssize_t got = r->got;
+  uint64_t gen = r->done_gen;
+  r->done = false;
+  uv_mutex_unlock(&r->mu);
+  if (!done) return;
+  l->rpending = false;
+  if (gen == l->rgen) {
+    if (got > 0)
+      l->rbuf_len = (size_t)got;
+    else
+      l->rfail = true;
+  } else {
+    l->rbuf_s = NULL; /* stale: a retry or another COPY started meanwhile */
+  }
+  if (l->waiting_data && l->conn && !l->closing) drive(l);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Sending */
 
 static void send_query(dp_loader_t *l, enum phase ph, const char *sql) {
@@ -360,6 +495,9 @@ static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const 
   l->copy_ended = false;
   l->abort_copy = false;
   l->spool_error = false;
+  l->rfail = false;
+  l->rgen++;
+  l->rbuf_s = NULL;
   send_query(l, ph, sql);
 }
 
@@ -404,16 +542,33 @@ static int copy_piece(dp_loader_t *l, const char **p, size_t *n) {
       }
       /* a report's rows are its spool file, then what is still in memory */
       if (l->copy_off < s->spool_len) {
-        uint64_t left = s->spool_len - l->copy_off;
-        size_t want = left < DP_LOADER_CHUNK ? (size_t)left : DP_LOADER_CHUNK;
-        ssize_t r = pread(s->spool_fd, l->spool_buf, want, (off_t)l->copy_off);
-        if (r <= 0) {
+        if (l->rbuf_s == s && l->rbuf_gen == l->rgen && !l->rpending &&
+            l->copy_off >= l->rbuf_off && l->copy_off < l->rbuf_off + l->rbuf_len) {
+          *p = l->spool_buf + (l->copy_off - l->rbuf_off);
+          *n = (size_t)(l->rbuf_off + l->rbuf_len - l->copy_off);
+          return 1;
+        }
+        if (l->rfail) {
+          l->rfail = false;
           l->spool_error = true;
           return 0;
         }
-        *p = l->spool_buf;
-        *n = (size_t)r;
-        return 1;
+        uint64_t left = s->spool_len - l->copy_off;
+        size_t want = left < DP_LOADER_CHUNK ? (size_t)left : DP_LOADER_CHUNK;
+        if (!l->rd && reader_start(l)) {
+          /* no thread: read here, as a last resort */
+          ssize_t r = pread(s->spool_fd, l->spool_buf, want, (off_t)l->copy_off);
+          if (r <= 0) {
+            l->spool_error = true;
+            return 0;
+          }
+          *p = l->spool_buf;
+          *n = (size_t)r;
+          return 1;
+        }
+        /* one read at a time: spool_buf is the reader's until it is done */
+        if (!l->rpending) reader_request(l, s, l->copy_off, want);
+        return 2;
       }
       if (l->copy_off - s->spool_len < s->record_rows.len) {
         *p = s->record_rows.data + (l->copy_off - s->spool_len);
@@ -1112,6 +1267,7 @@ static void stream_settled(dp_loader_t *h, dp_stream_t *st, int result) {
 }
 
 static void hub_kick(dp_loader_t *h);
+static void hub_async(uv_async_t *a);
 
 static void lane_done(dp_loader_t *ln, dp_batch_t *b, int status) {
   dp_loader_t *h = ln->hub;
@@ -1163,6 +1319,9 @@ static dp_loader_t *lane_create(dp_loader_t *h) {
   ln->outage_budget_ms = h->outage_budget_ms;
   uv_timer_init(h->loop, &ln->timer);
   ln->timer.data = ln;
+  uv_async_init(h->loop, &ln->async, hub_async); /* its spool reader's results */
+  ln->async.data = ln;
+  uv_unref((uv_handle_t *)&ln->async);
   dp_batch_init(&ln->sbatch);
   return ln; /* connects with its first stream, without blocking */
 }
@@ -1206,6 +1365,8 @@ static void hub_kick(dp_loader_t *h) {
 
 static void hub_async(uv_async_t *a) {
   dp_loader_t *h = a->data;
+  reader_collect(h);
+  if (h->is_lane) return;
   uv_mutex_lock(&h->smu);
   dp_stream_t *in = h->inbox_head;
   h->inbox_head = h->inbox_tail = NULL;
@@ -1303,7 +1464,8 @@ void dp_loader_destroy(dp_loader_t *l) {
   l->closing = true;
   drop_conn(l);
   uv_timer_stop(&l->timer);
-  l->closes = 1;
+  reader_stop(l); /* before spool_buf goes: it may be reading into it */
+  l->closes = 2;
   if (l->is_lane && l->cur) {
     dp_stream_release(l->cur);
     l->cur = NULL;
@@ -1318,8 +1480,7 @@ void dp_loader_destroy(dp_loader_t *l) {
       l->q_head = st->next;
       dp_stream_release(st);
     }
-    l->closes = 2;
-    uv_close((uv_handle_t *)&l->async, timer_close_cb);
   }
+  uv_close((uv_handle_t *)&l->async, timer_close_cb);
   uv_close((uv_handle_t *)&l->timer, timer_close_cb);
 }

@@ -282,3 +282,49 @@ TEST(stream_replays_after_its_backend_is_killed) {
 }
 
 
+
+/* The batch loader reads spooled rows through its reader thread too: many
+ * chunks, in order, exactly once; a spool that cannot be read back refuses
+ * that report alone. */
+TEST(batch_reads_spooled_rows_off_the_loop_thread) {
+  if (!setup()) return;
+  dp_staged_t *s = big_staged("spooled-1", N_BIG);
+  dp_staged_t *short_one = big_staged("spooled-short", N_BIG);
+  ASSERT_NOT_NULL(s);
+  ASSERT_NOT_NULL(short_one);
+  ASSERT_TRUE(s->spool_len > 2 * DP_STAGED_SPOOL_CHUNK); /* 8+ reads */
+  short_one->spool_len += 100; /* claims bytes the file does not hold */
+  uv_loop_t loop;
+  start_loop(&loop);
+  char err[512];
+  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l);
+  wipe();
+  dp_batch_t b;
+  dp_batch_init(&b);
+  dp_batch_add(&b, s);
+  dp_batch_add(&b, short_one);
+  dp_batch_add(&b, small_staged("small-3"));
+  loaded_status = -1;
+  fflush(stderr);
+  ASSERT_OK(dp_loader_submit(l, &b, on_loaded));
+  for (int i = 0; i < 4000 && loaded_status == -1; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(2000);
+  }
+  ASSERT_EQ(loaded_status, 0);
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  ASSERT_EQ(b.head->next->status, DP_STAGED_FAILED);
+  ASSERT_CONTAINS(b.head->next->error, "spool file unreadable");
+  ASSERT_EQ(b.head->next->next->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  PGconn *c = PQconnectdb(conninfo);
+  char want[128];
+  snprintf(want, sizeof want, "%d %" PRIu64 " %d", N_BIG + 2, messages_of(N_BIG) + 3, N_BIG);
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) || ' ' || sum(count) || ' ' || max(seq) FROM record", want));
+  ASSERT_TRUE(scalar_is(c, "SELECT string_agg(report_id, ',' ORDER BY report_id) FROM report",
+                        "small-3,spooled-1"));
+  PQfinish(c);
+  finish_loop(&loop, l);
+  ASSERT_OK(uv_loop_close(&loop));
+}
