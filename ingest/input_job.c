@@ -33,6 +33,8 @@ struct doc {
   char org_name[256];
   char report_id[256];
   uint64_t records_seen;
+  uint64_t fingerprint; /* content hash, at </feedback> */
+  bool dropping;        /* the report's stream found it stored: encode no more rows */
 };
 
 static void job_line(dp_job_t *j, const char *kind, const char *part, const char *org,
@@ -92,16 +94,42 @@ static int on_report_begin(void *ud, const dp_report_t *r) {
   return 0;
 }
 
+/* Rows were just spooled: the first time, the report becomes a stream that
+ * the loader COPYs while we go on parsing (its identity is known: metadata
+ * and policy come before the records); later, how far the spool holds whole
+ * rows is published. Without a loader (other sinks) nothing streams. */
+static void stream_progress(struct doc *d, const dp_report_t *r) {
+  dp_staged_t *s = d->staged;
+  if (!d->job->loader || d->job->jsonl) return;
+  if (!s->stream) {
+    dp_buf_t row;
+    dp_buf_init(&row, 0);
+    /* counts and content hash are provisional; set when the report completes */
+    if (!dp_store_encode_report(&row, r, s->key, s->source, 0))
+      s->stream = dp_loader_stream_open(d->job->loader, s, &row);
+    dp_buf_free(&row);
+    return;
+  }
+  dp_stream_publish(s->stream, s->spool_len);
+  if (dp_stream_cancelled(s->stream)) {
+    d->dropping = true;
+    dp_buf_reset(&s->record_rows);
+  }
+}
+
 static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   struct doc *d = ud;
   d->records_seen++;
+  if (d->dropping) return 0;
   dp_staged_t *s = d->staged;
   int rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, r, rec, s->source)
                          : dp_store_encode_record(&s->record_rows, s->key, r, rec);
   /* Past a chunk, rows go to the report's spool file: memory stays flat
    * whatever the report's size. */
-  if (!rc && s->record_rows.len >= DP_STAGED_SPOOL_CHUNK)
+  if (!rc && s->record_rows.len >= DP_STAGED_SPOOL_CHUNK) {
     rc = dp_staged_spool(s, d->job->lim->max_report_size);
+    if (!rc) stream_progress(d, r);
+  }
   if (rc == DP_ELIMIT) {
     char msg[128];
     snprintf(msg, sizeof msg, "record %" PRIu64 ": report exceeds the size limit", rec->index);
@@ -122,6 +150,7 @@ static int on_report_end(void *ud, const dp_report_t *r) {
   /* content fingerprint: CRC-32 of the bytes fed up to </feedback> and their
    * length (zlib.s Adler-32 runs at memory speed; a byte-wise hash did not) */
   uint64_t fingerprint = ((d->fed & UINT64_C(0xffffffff)) << 32) | (uint64_t)(d->crc & 0xffffffffu);
+  d->fingerprint = fingerprint;
   return dp_store_encode_report(&d->staged->report_row, r, d->staged->key, d->staged->source,
                                 fingerprint);
 }
@@ -148,6 +177,7 @@ static int on_doc_begin(void *ud, const char *part) {
   d->org_name[0] = '\0';
   d->report_id[0] = '\0';
   d->records_seen = 0;
+  d->dropping = false;
   d->crc = adler32_z(0, NULL, 0);
   d->fed = 0;
   d->job->docs++;
@@ -178,6 +208,18 @@ static int on_doc_end(void *ud, int status, const char *reason) {
     if (rc) doc_fail(d, rc, dp_parser_error(d->parser));
   }
   if (!d->status && !d->staged) doc_fail(d, DP_EREPORT, "no report in document");
+  if (!d->status && d->staged->stream) {
+    /* the whole document is good: the stream may commit once the last rows
+     * are in its spool (a refused document aborts it in doc_reset) */
+    dp_staged_t *s = d->staged;
+    int rc = d->dropping ? 0 : dp_staged_spool(s, j->lim->max_report_size);
+    if (rc == DP_ELIMIT)
+      doc_fail(d, rc, "report exceeds the size limit");
+    else if (rc)
+      doc_fail(d, rc, "cannot write the spool file");
+    else
+      dp_stream_complete(s->stream, s->spool_len, s->n_records, s->messages, d->fingerprint);
+  }
   if (d->status) {
     j->docs_refused++;
     job_refuse(j, d->part, d->org_name, d->report_id, d->status, d->reason);
@@ -193,7 +235,7 @@ static int on_doc_end(void *ud, int status, const char *reason) {
     j->head = s;
   j->tail = s;
   j->n_staged++;
-  j->bytes += s->report_row.len + dp_staged_rows_len(s);
+  if (!s->stream) j->bytes += s->report_row.len + dp_staged_rows_len(s);
   doc_reset(d);
   return 0;
 }

@@ -16,6 +16,7 @@ typedef struct dp_job {
   const char *display;       /* how messages name the input */
   const dp_limits_t *lim;    /* borrowed */
   bool jsonl;                /* encode records as JSON lines, not COPY rows */
+  dp_loader_t *loader;       /* borrowed, or NULL: where big reports stream to */
   /* results, owned by the job until taken */
   dp_staged_t *head, *tail;  /* parsed reports, in input order */
   size_t n_staged;

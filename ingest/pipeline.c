@@ -37,7 +37,8 @@ struct dp_pipeline {
   size_t n_args;
   uv_work_t walk_req;
   /* jobs */
-  size_t in_flight;
+  size_t in_flight;          /* running, or parked until their streams settle */
+  struct job_req *parked;
   /* batches: open collects job results; loading is with the sink */
   dp_batch_t batches[2];
   struct batch_inputs binputs[2];
@@ -56,6 +57,7 @@ struct job_req {
   dp_job_t job;
   struct dp_pipeline *p;
   char *path;
+  struct job_req *next_parked;
 };
 
 static void pump(struct dp_pipeline *p);
@@ -118,27 +120,62 @@ static void job_work(uv_work_t *req) {
   dp_job_run(&jr->job);
 }
 
-static void job_done(uv_work_t *req, int status) {
-  struct job_req *jr = req->data;
-  struct dp_pipeline *p = jr->p;
+static bool streams_settled(const dp_job_t *j) {
+  for (const dp_staged_t *s = j->head; s; s = s->next)
+    if (s->stream && dp_stream_result(s->stream, NULL, NULL) == DP_STAGED_PENDING) return false;
+  return true;
+}
+
+/* A streamed report was loaded on its own (the loader's stream lane): count
+ * its outcome now; a database refusal not yet recorded becomes one of the
+ * job's ingest_error rows, so it is stored with the job's batch. */
+static void settle_streamed(struct dp_pipeline *p, dp_job_t *j, dp_staged_t *s) {
+  const char *err = NULL;
+  bool recorded = false;
+  int r = dp_stream_result(s->stream, &err, &recorded);
+  switch (r) {
+  case DP_STAGED_NEW:
+    p->st->reports_new++;
+    p->st->records += s->n_records;
+    p->st->messages += s->messages;
+    break;
+  case DP_STAGED_DUPLICATE:
+    p->st->reports_dup++;
+    break;
+  case DP_STAGED_FAILED:
+    p->st->reports_refused++;
+    fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", s->source, s->org_name, s->report_id,
+            err ? err : "not stored");
+    if (!recorded) {
+      dp_store_encode_error(&j->error_rows, j->display, "", s->org_name, s->report_id, DP_EPG,
+                            err ? err : "not stored");
+      j->n_errors++;
+    }
+    break;
+  default:
+    if (!p->fatal)
+      fprintf(p->o->err, "dmarcpipe: cannot load into the database: %s\n", dp_strerror(r));
+    p->fatal = true;
+    break;
+  }
+}
+
+/* Move a finished job's results into the open batch (streamed reports are
+ * settled already and counted here); the job slot frees up. */
+static void collect(struct dp_pipeline *p, struct job_req *jr) {
   dp_job_t *j = &jr->job;
-  (void)status;
   p->in_flight--;
-  p->st->inputs++;
-  p->st->bytes_in += j->bytes_in;
-  if (j->input_refused) p->st->inputs_refused++;
-  p->st->reports_refused += j->docs_refused;
-  p->st->notes += j->notes;
-  p->st->skipped_messages += j->skipped_messages;
-  /* refusals always; notes (why an input gave nothing) unless --quiet */
-  if (j->lines.len) fwrite(j->lines.data, 1, j->lines.len, p->o->err);
-  if (j->note_lines.len && !p->o->quiet)
-    fwrite(j->note_lines.data, 1, j->note_lines.len, p->o->err);
-  /* move results into the open batch */
+  size_t batched = 0;
   dp_staged_t *s = j->head;
   while (s) {
     dp_staged_t *n = s->next;
-    dp_batch_add(p->open, s);
+    if (s->stream) {
+      settle_streamed(p, j, s);
+      dp_staged_free(s);
+    } else {
+      dp_batch_add(p->open, s);
+      batched++;
+    }
     s = n;
   }
   j->head = j->tail = NULL;
@@ -148,8 +185,11 @@ static void job_done(uv_work_t *req, int status) {
     p->open->bytes += j->error_rows.len;
   }
   bool refused = j->input_refused || j->docs_refused;
-  if (!j->n_staged && !j->error_rows.len) {
-    /* nothing to commit (a mail without a report): done now */
+  if (p->fatal) {
+    free(jr->path); /* not stored for sure: not done */
+  } else if (!batched && !j->error_rows.len) {
+    /* nothing (more) to commit: a mail without a report, or streamed
+     * reports only, committed already */
     if (p->o->input_done) p->o->input_done(p->o->data, jr->path, refused);
     free(jr->path);
   } else {
@@ -171,7 +211,50 @@ static void job_done(uv_work_t *req, int status) {
   }
   dp_job_free(j);
   free(jr);
+}
+
+static void job_done(uv_work_t *req, int status) {
+  struct job_req *jr = req->data;
+  struct dp_pipeline *p = jr->p;
+  dp_job_t *j = &jr->job;
+  (void)status;
+  p->st->inputs++;
+  p->st->bytes_in += j->bytes_in;
+  if (j->input_refused) p->st->inputs_refused++;
+  p->st->reports_refused += j->docs_refused;
+  p->st->notes += j->notes;
+  p->st->skipped_messages += j->skipped_messages;
+  /* refusals always; notes (why an input gave nothing) unless --quiet */
+  if (j->lines.len) fwrite(j->lines.data, 1, j->lines.len, p->o->err);
+  if (j->note_lines.len && !p->o->quiet)
+    fwrite(j->note_lines.data, 1, j->note_lines.len, p->o->err);
+  if (!streams_settled(j)) {
+    /* its big reports are still being committed by the loader's stream
+     * lane; the job keeps its slot until they are */
+    jr->next_parked = p->parked;
+    p->parked = jr;
+    return;
+  }
+  collect(p, jr);
   pump(p);
+}
+
+/* The loader settled a stream: collect the jobs that waited for it. */
+static void on_stream_settled(void *data) {
+  struct dp_pipeline *p = data;
+  struct job_req **pp = &p->parked;
+  bool any = false;
+  while (*pp) {
+    struct job_req *jr = *pp;
+    if (streams_settled(&jr->job)) {
+      *pp = jr->next_parked;
+      collect(p, jr);
+      any = true;
+    } else {
+      pp = &jr->next_parked;
+    }
+  }
+  if (any) pump(p);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -291,6 +374,7 @@ static void pump(struct dp_pipeline *p) {
     const char *display = jr->path + strlen(jr->path) + 1;
     if (*display) jr->job.display = display;
     jr->job.jsonl = o->sink == DP_SINK_JSONL;
+    jr->job.loader = p->loader;
     jr->req.data = jr;
     if (uv_queue_work(p->loop, &jr->req, job_work, job_done)) {
       free(jr->path);
@@ -365,6 +449,7 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
       return NULL;
     }
     dp_loader_set_outage_budget(p->loader, o->outage_budget_ms);
+    dp_loader_set_stream_cb(p->loader, on_stream_settled, p);
   }
   p->start_ms = uv_now(loop);
   if (o->progress) {

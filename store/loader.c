@@ -4,6 +4,7 @@
  * COPY in one transaction each, retrying transient failures and isolating bad
  * reports. See docs/internals/LOADER.md for the contract. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ enum phase {
   PH_CLAIM,
   PH_COLLIDE,
   PH_COPY_RECORDS,
+  PH_UPDATE,
   PH_COPY_ERRORS,
   PH_COMMIT,
   PH_ROLLBACK,
@@ -54,6 +56,15 @@ struct dp_loader {
   uint64_t copy_off;
   char *spool_buf;      /* DP_LOADER_CHUNK bytes read from a spool file */
   bool spool_error;
+  /* spool reads run on a reader thread of our own, never on the loop
+   * thread (nor in the libuv pool, where they would queue behind parse jobs) */
+  struct reader *rd;    /* NULL until the first read; then its thread runs */
+  bool rpending;        /* a read is in flight */
+  bool rfail;           /* the last current read failed */
+  uint64_t rgen;        /* bumped whenever buffered data may no longer apply */
+  const dp_staged_t *rbuf_s; /* spool_buf holds rbuf_len bytes of rbuf_s at rbuf_off */
+  uint64_t rbuf_off, rbuf_gen;
+  size_t rbuf_len;
   bool copy_ended;
   /* claimed keys of the current batch, sorted */
   int64_t *claimed;
@@ -84,6 +95,39 @@ struct dp_loader {
   size_t n_new_months;
   bool closing;
   uint64_t outage_budget_ms; /* 0: wait forever */
+  /* streaming: the hub is the loader its creator owns; the lane is the
+   * hub's second connection, loading one stream at a time */
+  bool is_lane;
+  dp_loader_t *hub;          /* lane: its hub */
+  dp_loader_t *lane;         /* hub: created with the first stream */
+  uv_async_t async;          /* hub: workers wake the loop */
+  uv_mutex_t smu;            /* hub: guards the inbox */
+  dp_stream_t *inbox_head, *inbox_tail; /* hub: opened streams, under smu */
+  dp_stream_t *q_head, *q_tail;         /* hub: streams waiting for the lane */
+  int lane_fatal;            /* hub: the lane gave up (DP_E*): settle the rest at once */
+  dp_loader_stream_cb stream_cb;
+  void *stream_data;
+  dp_stream_t *cur;          /* lane: the stream being loaded */
+  dp_batch_t sbatch;         /* lane: its one-report batch */
+  bool waiting_data;         /* lane: the COPY waits for the worker to publish */
+  bool abort_copy;           /* lane: end the COPY with an error (the worker refused the report) */
+  int closes;                /* handles still closing before the memory goes */
+};
+
+/* A streaming report. The worker's fields are guarded by mu; the loop
+ * thread's (proxy, result...) are touched by the loop thread only. */
+struct dp_stream {
+  uv_mutex_t mu;
+  int refs;
+  dp_loader_t *hub;
+  uint64_t published;   /* bytes of whole rows in the spool */
+  bool complete, aborted, cancelled;
+  uint64_t n_records, messages, content_hash;
+  dp_staged_t proxy;    /* what the lane loads: key, report row, a dup of the spool fd */
+  int result;           /* DP_STAGED_* or DP_E* */
+  char *error;
+  bool recorded;
+  struct dp_stream *next;
 };
 
 static void drive(dp_loader_t *l);
@@ -166,6 +210,10 @@ int dp_staged_spool(dp_staged_t *s, uint64_t cap) {
 
 void dp_staged_free(dp_staged_t *s) {
   if (!s) return;
+  if (s->stream) {
+    dp_stream_abort(s->stream);
+    dp_stream_release(s->stream);
+  }
   dp_buf_free(&s->report_row);
   dp_buf_free(&s->record_rows);
   if (s->spool_fd >= 0) close(s->spool_fd);
@@ -226,6 +274,8 @@ static void drop_conn(dp_loader_t *l) {
   if (l->conn) PQfinish(l->conn);
   l->conn = NULL;
   l->poll_events = 0;
+  l->waiting_data = false;
+  l->rgen++; /* a read in flight belongs to the COPY that just died */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -297,6 +347,131 @@ static void retry_later(dp_loader_t *l, const char *why_in) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* The spool reader thread: one pread at a time, result handed back through
+ * the loader's async handle. */
+
+struct reader {
+  uv_thread_t thr;
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  bool quit;
+  bool req;             /* a request waits */
+  int fd;
+  uint64_t off, gen;
+  size_t len;
+  char *buf;
+  bool done;            /* a result waits */
+  ssize_t got;
+  uint64_t done_gen;
+  uv_async_t *wake;
+};
+
+static void reader_main(void *arg) {
+  struct reader *r = arg;
+  uv_mutex_lock(&r->mu);
+  for (;;) {
+    while (!r->req && !r->quit) uv_cond_wait(&r->cv, &r->mu);
+    if (r->quit) break;
+    r->req = false;
+    int fd = r->fd;
+    uint64_t off = r->off, gen = r->gen;
+    size_t len = r->len;
+    uv_mutex_unlock(&r->mu);
+    ssize_t got;
+    do
+      got = pread(fd, r->buf, len, (off_t)off);
+    while (got < 0 && errno == EINTR);
+    uv_mutex_lock(&r->mu);
+    r->got = got;
+    r->done_gen = gen;
+    r->done = true;
+    uv_async_send(r->wake);
+  }
+  uv_mutex_unlock(&r->mu);
+}
+
+static int reader_start(dp_loader_t *l) {
+  struct reader *r = calloc(1, sizeof *r);
+  if (!r) return DP_ENOMEM;
+  r->buf = l->spool_buf;
+  r->wake = &l->async;
+  if (uv_mutex_init(&r->mu)) {
+    free(r);
+    return DP_ENOMEM;
+  }
+  if (uv_cond_init(&r->cv)) {
+    uv_mutex_destroy(&r->mu);
+    free(r);
+    return DP_ENOMEM;
+  }
+  if (uv_thread_create(&r->thr, reader_main, r)) {
+    uv_cond_destroy(&r->cv);
+    uv_mutex_destroy(&r->mu);
+    free(r);
+    return DP_ENOMEM;
+  }
+  l->rd = r;
+  return 0;
+}
+
+/* Stop and join the thread (it finishes the read in hand, if any). */
+static void reader_stop(dp_loader_t *l) {
+  struct reader *r = l->rd;
+  if (!r) return;
+  uv_mutex_lock(&r->mu);
+  r->quit = true;
+  uv_cond_signal(&r->cv);
+  uv_mutex_unlock(&r->mu);
+  uv_thread_join(&r->thr);
+  uv_cond_destroy(&r->cv);
+  uv_mutex_destroy(&r->mu);
+  free(r);
+  l->rd = NULL;
+}
+
+/* Ask for len bytes of s's spool at off into spool_buf (loop thread). */
+static void reader_request(dp_loader_t *l, const dp_staged_t *s, uint64_t off, size_t len) {
+  struct reader *r = l->rd;
+  l->rpending = true;
+  l->rbuf_s = s;
+  l->rbuf_off = off;
+  l->rbuf_len = 0;
+  l->rbuf_gen = l->rgen;
+  uv_mutex_lock(&r->mu);
+  r->fd = s->spool_fd;
+  r->off = off;
+  r->len = len;
+  r->gen = l->rgen;
+  r->req = true;
+  uv_cond_signal(&r->cv);
+  uv_mutex_unlock(&r->mu);
+}
+
+/* A read finished (loop thread, from the async callback): keep its bytes if
+ * they still apply, and let a COPY that waited for them go on. */
+static void reader_collect(dp_loader_t *l) {
+  struct reader *r = l->rd;
+  if (!r) return;
+  uv_mutex_lock(&r->mu);
+  bool done = r->done;
+  ssize_t got = r->got;
+  uint64_t gen = r->done_gen;
+  r->done = false;
+  uv_mutex_unlock(&r->mu);
+  if (!done) return;
+  l->rpending = false;
+  if (gen == l->rgen) {
+    if (got > 0)
+      l->rbuf_len = (size_t)got;
+    else
+      l->rfail = true;
+  } else {
+    l->rbuf_s = NULL; /* stale: a retry or another COPY started meanwhile */
+  }
+  if (l->waiting_data && l->conn && !l->closing) drive(l);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Sending */
 
 static void send_query(dp_loader_t *l, enum phase ph, const char *sql) {
@@ -318,17 +493,35 @@ static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const 
   l->copy_cur = l->batch->head;
   l->copy_off = 0;
   l->copy_ended = false;
+  l->abort_copy = false;
+  l->spool_error = false;
+  l->rfail = false;
+  l->rgen++;
+  l->rbuf_s = NULL;
   send_query(l, ph, sql);
 }
 
-/* The next piece of COPY data for the current copy, or false at the end. */
-static bool copy_piece(dp_loader_t *l, const char **p, size_t *n) {
+/* How much of a stream's spool the lane may send: refreshes s->spool_len
+ * from what the worker published. 1 when more may come, 0 when complete,
+ * -1 when the worker refused the report. */
+static int stream_window(dp_staged_t *s) {
+  dp_stream_t *st = s->stream;
+  uv_mutex_lock(&st->mu);
+  int w = st->aborted ? -1 : st->complete ? 0 : 1;
+  s->spool_len = st->published;
+  uv_mutex_unlock(&st->mu);
+  return w;
+}
+
+/* The next piece of COPY data for the current copy: 1 with a piece, 0 at
+ * the end, 2 when a stream waits for its worker to publish more rows. */
+static int copy_piece(dp_loader_t *l, const char **p, size_t *n) {
   if (l->copy_kind == COPY_ERRORS) {
     dp_buf_t *b = &l->batch->error_rows;
-    if (l->copy_off >= b->len) return false;
+    if (l->copy_off >= b->len) return 0;
     *p = b->data + l->copy_off;
     *n = b->len - l->copy_off;
-    return true;
+    return 1;
   }
   while (l->copy_cur) {
     dp_staged_t *s = l->copy_cur;
@@ -336,40 +529,67 @@ static bool copy_piece(dp_loader_t *l, const char **p, size_t *n) {
       if (l->copy_off < s->report_row.len) {
         *p = s->report_row.data + l->copy_off;
         *n = s->report_row.len - l->copy_off;
-        return true;
+        return 1;
       }
     } else if (s->status == DP_STAGED_NEW) {
+      if (s->stream) {
+        int w = stream_window(s);
+        if (w < 0) {
+          l->abort_copy = true;
+          return 0;
+        }
+        if (w > 0 && l->copy_off >= s->spool_len) return 2;
+      }
       /* a report's rows are its spool file, then what is still in memory */
       if (l->copy_off < s->spool_len) {
+        if (l->rbuf_s == s && l->rbuf_gen == l->rgen && !l->rpending &&
+            l->copy_off >= l->rbuf_off && l->copy_off < l->rbuf_off + l->rbuf_len) {
+          *p = l->spool_buf + (l->copy_off - l->rbuf_off);
+          *n = (size_t)(l->rbuf_off + l->rbuf_len - l->copy_off);
+          return 1;
+        }
+        if (l->rfail) {
+          l->rfail = false;
+          l->spool_error = true;
+          return 0;
+        }
         uint64_t left = s->spool_len - l->copy_off;
         size_t want = left < DP_LOADER_CHUNK ? (size_t)left : DP_LOADER_CHUNK;
-        ssize_t r = pread(s->spool_fd, l->spool_buf, want, (off_t)l->copy_off);
-        if (r <= 0) {
-          l->spool_error = true;
-          return false;
+        if (!l->rd && reader_start(l)) {
+          /* no thread: read here, as a last resort */
+          ssize_t r = pread(s->spool_fd, l->spool_buf, want, (off_t)l->copy_off);
+          if (r <= 0) {
+            l->spool_error = true;
+            return 0;
+          }
+          *p = l->spool_buf;
+          *n = (size_t)r;
+          return 1;
         }
-        *p = l->spool_buf;
-        *n = (size_t)r;
-        return true;
+        /* one read at a time: spool_buf is the reader's until it is done */
+        if (!l->rpending) reader_request(l, s, l->copy_off, want);
+        return 2;
       }
       if (l->copy_off - s->spool_len < s->record_rows.len) {
         *p = s->record_rows.data + (l->copy_off - s->spool_len);
         *n = s->record_rows.len - (size_t)(l->copy_off - s->spool_len);
-        return true;
+        return 1;
       }
     }
     l->copy_cur = s->next;
     l->copy_off = 0;
   }
-  return false;
+  return 0;
 }
 
-/* Push COPY data until libpq's buffer is full (returns, waiting for
- * writability) or all is sent and the COPY ended. */
+/* Push COPY data until libpq's buffer is full (returns 1, waiting for
+ * writability), a stream waits for its worker (2), or all is sent and the
+ * COPY ended (0). */
 static int pump_copy(dp_loader_t *l) {
   const char *p;
   size_t n;
-  while (!l->copy_ended && copy_piece(l, &p, &n)) {
+  int pc = 0;
+  while (!l->copy_ended && (pc = copy_piece(l, &p, &n)) == 1) {
     if (n > DP_LOADER_CHUNK) n = DP_LOADER_CHUNK;
     int rc = PQputCopyData(l->conn, p, (int)n);
     if (rc < 0) return -1;
@@ -382,10 +602,14 @@ static int pump_copy(dp_loader_t *l) {
     if (f < 0) return -1;
     if (f > 0) return 1;
   }
+  if (!l->copy_ended && pc == 2) return 2;
   if (!l->copy_ended) {
     /* a spool file that cannot be read back aborts the COPY: the batch
-     * is then refused by the server and replayed report by report */
-    int rc = PQputCopyEnd(l->conn, l->spool_error ? "spool file unreadable" : NULL);
+     * is then refused by the server and replayed report by report; so does
+     * a stream its worker refused (the lane then rolls back) */
+    int rc = PQputCopyEnd(l->conn, l->spool_error    ? "spool file unreadable"
+                                   : l->abort_copy ? "report refused while streaming"
+                                                   : NULL);
     l->spool_error = false;
     if (rc < 0) return -1;
     if (rc == 0) return 1;
@@ -430,6 +654,7 @@ static void handle_result(dp_loader_t *l, PGresult *r) {
 
 /* Move the state machine as far as it goes without blocking. */
 static void drive(dp_loader_t *l) {
+  l->waiting_data = false;
   for (;;) {
     if (PQstatus(l->conn) != CONNECTION_OK) {
       retry_later(l, PQerrorMessage(l->conn));
@@ -442,8 +667,16 @@ static void drive(dp_loader_t *l) {
         return;
       }
       if (rc > 0) {
-        if (PQflush(l->conn) < 0) {
+        int f = PQflush(l->conn);
+        if (f < 0) {
           retry_later(l, PQerrorMessage(l->conn));
+          return;
+        }
+        /* waiting for the worker: only the server's words (an error, the
+         * end of the connection) matter meanwhile; the hub pokes us */
+        if (rc == 2 && !f) {
+          l->waiting_data = true;
+          want(l, UV_READABLE);
           return;
         }
         want(l, UV_READABLE | UV_WRITABLE);
@@ -587,8 +820,22 @@ static bool idle_conn_dead(PGconn *c) {
   return heard || PQstatus(c) != CONNECTION_OK;
 }
 
+static bool stream_aborted(dp_stream_t *st) {
+  uv_mutex_lock(&st->mu);
+  bool a = st->aborted;
+  uv_mutex_unlock(&st->mu);
+  return a;
+}
+
 static void start_batch(dp_loader_t *l) {
   if (l->closing) return;
+  /* a stream refused by its worker while we waited (backoff, queue) needs
+   * no database at all */
+  if (l->is_lane && l->phase != PH_CONNECTING && l->cur && stream_aborted(l->cur)) {
+    l->batch_failed = true;
+    finish(l, 0);
+    return;
+  }
   /* a connection that died while idle (server restart, idle timeout) is
    * replaced quietly: nothing was in flight on it */
   if (l->conn && (l->phase == PH_IDLE || l->phase == PH_BACKOFF) && idle_conn_dead(l->conn))
@@ -696,6 +943,15 @@ static void phase_failed(dp_loader_t *l) {
     return;
   }
   l->batch_failed = true;
+  if (l->is_lane) {
+    /* a stream is one report: refused (or aborted by its worker) as a whole */
+    if (PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
+      send_query(l, PH_ROLLBACK, "ROLLBACK");
+      return;
+    }
+    finish(l, 0);
+    return;
+  }
   /* A data error: roll back, then load the reports one by one so that the
    * one at fault is refused alone. */
   if (!l->splitting)
@@ -745,12 +1001,34 @@ static void phase_done(dp_loader_t *l) {
     return;
   case PH_COLLIDE:
     mark_outcomes(l);
+    if (l->is_lane && l->cur && l->cur->proxy.status == DP_STAGED_DUPLICATE) {
+      /* already stored: its worker may stop encoding rows */
+      uv_mutex_lock(&l->cur->mu);
+      l->cur->cancelled = true;
+      uv_mutex_unlock(&l->cur->mu);
+    }
     if (any_new_records(l)) {
       send_copy(l, PH_COPY_RECORDS, COPY_RECORDS, "record", dp_store_record_columns);
       return;
     }
     /* fall through */
   case PH_COPY_RECORDS:
+    if (l->phase == PH_COPY_RECORDS && l->is_lane && l->cur &&
+        l->cur->proxy.status == DP_STAGED_NEW) {
+      /* the report was claimed with the counts known when it started */
+      dp_stream_t *st = l->cur;
+      uint64_t h = st->content_hash;
+      int64_t hash = h <= (uint64_t)INT64_MAX ? (int64_t)h : -(int64_t)(~h) - 1;
+      char sql[256];
+      snprintf(sql, sizeof sql,
+               "UPDATE report SET n_records = %" PRIu64 ", messages = %" PRIu64
+               ", content_hash = %" PRId64 " WHERE id = %" PRId64,
+               st->n_records, st->messages, hash, st->proxy.key);
+      send_query(l, PH_UPDATE, sql);
+      return;
+    }
+    /* fall through */
+  case PH_UPDATE:
     if (l->batch->error_rows.len) {
       send_copy(l, PH_COPY_ERRORS, COPY_ERRORS, "ingest_error", dp_store_error_columns);
       return;
@@ -773,6 +1051,10 @@ static void phase_done(dp_loader_t *l) {
       char why[600];
       snprintf(why, sizeof why, "%s", l->errmsg);
       retry_later(l, why);
+      return;
+    }
+    if (l->is_lane) {
+      finish(l, 0);
       return;
     }
     split_step(l);
@@ -863,6 +1145,246 @@ static void finish(dp_loader_t *l, int status) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Streams: the hub queues them, its lane loads them one by one */
+
+static void stream_free(dp_stream_t *st) {
+  dp_buf_free(&st->proxy.report_row);
+  dp_buf_free(&st->proxy.record_rows);
+  if (st->proxy.spool_fd >= 0) close(st->proxy.spool_fd);
+  free(st->proxy.source);
+  free(st->proxy.org_name);
+  free(st->proxy.report_id);
+  free(st->proxy.error);
+  free(st->error);
+  uv_mutex_destroy(&st->mu);
+  free(st);
+}
+
+void dp_stream_release(dp_stream_t *st) {
+  if (!st) return;
+  uv_mutex_lock(&st->mu);
+  int left = --st->refs;
+  uv_mutex_unlock(&st->mu);
+  if (!left) stream_free(st);
+}
+
+void dp_stream_publish(dp_stream_t *st, uint64_t len) {
+  uv_mutex_lock(&st->mu);
+  if (!st->complete && !st->aborted && len > st->published) st->published = len;
+  uv_mutex_unlock(&st->mu);
+  uv_async_send(&st->hub->async);
+}
+
+void dp_stream_complete(dp_stream_t *st, uint64_t len, uint64_t n_records, uint64_t messages,
+                        uint64_t content_hash) {
+  uv_mutex_lock(&st->mu);
+  if (!st->aborted && !st->complete) {
+    st->published = len;
+    st->n_records = n_records;
+    st->messages = messages;
+    st->content_hash = content_hash;
+    st->complete = true;
+  }
+  uv_mutex_unlock(&st->mu);
+  uv_async_send(&st->hub->async);
+}
+
+void dp_stream_abort(dp_stream_t *st) {
+  uv_mutex_lock(&st->mu);
+  bool changed = !st->complete && !st->aborted;
+  if (changed) st->aborted = true;
+  uv_mutex_unlock(&st->mu);
+  if (changed) uv_async_send(&st->hub->async);
+}
+
+bool dp_stream_cancelled(dp_stream_t *st) {
+  uv_mutex_lock(&st->mu);
+  bool c = st->cancelled;
+  uv_mutex_unlock(&st->mu);
+  return c;
+}
+
+int dp_stream_result(const dp_stream_t *st, const char **error, bool *recorded) {
+  if (error) *error = st->error;
+  if (recorded) *recorded = st->recorded;
+  return st->result;
+}
+
+dp_stream_t *dp_loader_stream_open(dp_loader_t *l, const dp_staged_t *s, const dp_buf_t *report_row) {
+  if (s->spool_fd < 0) return NULL;
+  dp_stream_t *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  if (uv_mutex_init(&st->mu)) {
+    free(st);
+    return NULL;
+  }
+  st->refs = 2; /* the caller's and the hub's */
+  st->hub = l;
+  st->published = s->spool_len;
+  dp_staged_t *p = &st->proxy;
+  dp_buf_init(&p->report_row, 0);
+  dp_buf_init(&p->record_rows, 0);
+  p->key = s->key;
+  p->begin = s->begin;
+  p->spool_len = s->spool_len;
+  p->stream = st;
+  /* a descriptor of our own: the worker closes its one when it is done,
+   * maybe before the lane has read the last rows */
+  p->spool_fd = fcntl(s->spool_fd, F_DUPFD_CLOEXEC, 0);
+  p->source = strdup(s->source ? s->source : "");
+  p->org_name = strdup(s->org_name ? s->org_name : "");
+  p->report_id = strdup(s->report_id ? s->report_id : "");
+  if (p->spool_fd < 0 || !p->source || !p->org_name || !p->report_id ||
+      dp_buf_append(&p->report_row, report_row->data, report_row->len)) {
+    stream_free(st);
+    return NULL;
+  }
+  uv_mutex_lock(&l->smu);
+  if (l->inbox_tail)
+    l->inbox_tail->next = st;
+  else
+    l->inbox_head = st;
+  l->inbox_tail = st;
+  uv_mutex_unlock(&l->smu);
+  uv_async_send(&l->async);
+  return st;
+}
+
+void dp_loader_set_stream_cb(dp_loader_t *l, dp_loader_stream_cb cb, void *data) {
+  l->stream_cb = cb;
+  l->stream_data = data;
+}
+
+/* The stream has its outcome: tell the hub's owner, drop the hub's reference. */
+static void stream_settled(dp_loader_t *h, dp_stream_t *st, int result) {
+  st->result = result;
+  /* whatever its worker still encodes would be dropped */
+  uv_mutex_lock(&st->mu);
+  if (result != DP_STAGED_NEW) st->cancelled = true;
+  uv_mutex_unlock(&st->mu);
+  if (h->stream_cb) h->stream_cb(h->stream_data);
+  dp_stream_release(st);
+}
+
+static void hub_kick(dp_loader_t *h);
+static void hub_async(uv_async_t *a);
+
+static void lane_done(dp_loader_t *ln, dp_batch_t *b, int status) {
+  dp_loader_t *h = ln->hub;
+  dp_stream_t *st = ln->cur;
+  (void)b;
+  ln->cur = NULL;
+  int result;
+  if (status) {
+    h->lane_fatal = status;
+    result = status;
+  } else if (stream_aborted(st)) {
+    result = DP_STAGED_FAILED; /* the worker records why */
+  } else if (ln->batch_failed) {
+    char msg[700];
+    snprintf(msg, sizeof msg, "refused by the database: %s", ln->errmsg);
+    st->error = strdup(msg);
+    result = DP_STAGED_FAILED;
+  } else {
+    result = st->proxy.status;
+    if (result == DP_STAGED_FAILED) {
+      /* a key collision: its ingest_error row went in with the lane's commit */
+      st->error = st->proxy.error;
+      st->proxy.error = NULL;
+      st->recorded = true;
+    }
+  }
+  if (result == DP_STAGED_FAILED && !st->error && !stream_aborted(st))
+    st->error = strdup("not stored");
+  dp_buf_free(&ln->sbatch.error_rows);
+  dp_batch_init(&ln->sbatch);
+  stream_settled(h, st, result);
+  hub_kick(h);
+}
+
+static dp_loader_t *lane_create(dp_loader_t *h) {
+  dp_loader_t *ln = calloc(1, sizeof *ln);
+  if (!ln) return NULL;
+  ln->conninfo = strdup(h->conninfo);
+  ln->spool_buf = malloc(DP_LOADER_CHUNK);
+  if (!ln->conninfo || !ln->spool_buf) {
+    free(ln->conninfo);
+    free(ln->spool_buf);
+    free(ln);
+    return NULL;
+  }
+  ln->loop = h->loop;
+  ln->is_lane = true;
+  ln->hub = h;
+  ln->outage_budget_ms = h->outage_budget_ms;
+  uv_timer_init(h->loop, &ln->timer);
+  ln->timer.data = ln;
+  uv_async_init(h->loop, &ln->async, hub_async); /* its spool reader's results */
+  ln->async.data = ln;
+  uv_unref((uv_handle_t *)&ln->async);
+  dp_batch_init(&ln->sbatch);
+  return ln; /* connects with its first stream, without blocking */
+}
+
+/* Start the next stream when the lane is free; poke it when it waits. */
+static void hub_kick(dp_loader_t *h) {
+  if (h->closing) return;
+  dp_loader_t *ln = h->lane;
+  if (ln && ln->orig) {
+    if (ln->waiting_data && ln->conn) drive(ln);
+    return;
+  }
+  while (h->q_head) {
+    dp_stream_t *st = h->q_head;
+    h->q_head = st->next;
+    if (!h->q_head) h->q_tail = NULL;
+    st->next = NULL;
+    if (h->lane_fatal) {
+      stream_settled(h, st, h->lane_fatal);
+      continue;
+    }
+    if (stream_aborted(st)) {
+      stream_settled(h, st, DP_STAGED_FAILED);
+      continue;
+    }
+    if (!ln && !(ln = h->lane = lane_create(h))) {
+      h->lane_fatal = DP_ENOMEM;
+      stream_settled(h, st, DP_ENOMEM);
+      continue;
+    }
+    ln->outage_budget_ms = h->outage_budget_ms;
+    ln->cur = st;
+    dp_batch_init(&ln->sbatch);
+    st->proxy.next = NULL;
+    ln->sbatch.head = ln->sbatch.tail = &st->proxy;
+    ln->sbatch.n_reports = 1;
+    dp_loader_submit(ln, &ln->sbatch, lane_done);
+    return;
+  }
+}
+
+static void hub_async(uv_async_t *a) {
+  dp_loader_t *h = a->data;
+  reader_collect(h);
+  if (h->is_lane) return;
+  uv_mutex_lock(&h->smu);
+  dp_stream_t *in = h->inbox_head;
+  h->inbox_head = h->inbox_tail = NULL;
+  uv_mutex_unlock(&h->smu);
+  while (in) {
+    dp_stream_t *n = in->next;
+    in->next = NULL;
+    if (h->q_tail)
+      h->q_tail->next = in;
+    else
+      h->q_head = in;
+    h->q_tail = in;
+    in = n;
+  }
+  hub_kick(h);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Public API */
 
 dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
@@ -883,12 +1405,24 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  if (uv_mutex_init(&l->smu)) {
+    free(l->spool_buf);
+    free(l->conninfo);
+    free(l);
+    PQfinish(c);
+    snprintf(err, errlen, "cannot create a mutex");
+    return NULL;
+  }
   l->loop = loop;
   l->conn = c;
   PQsetnonblocking(c, 1);
   PQsetNoticeProcessor(c, ignore_notice, NULL);
   uv_timer_init(loop, &l->timer);
   l->timer.data = l;
+  /* workers wake the loop through it; it alone keeps no loop alive */
+  uv_async_init(loop, &l->async, hub_async);
+  l->async.data = l;
+  uv_unref((uv_handle_t *)&l->async);
   l->outage_budget_ms = 120 * 1000;
   return l;
 }
@@ -907,10 +1441,15 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
 
 bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
 
-void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) { l->outage_budget_ms = ms; }
+void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) {
+  l->outage_budget_ms = ms;
+  if (l->lane) l->lane->outage_budget_ms = ms;
+}
 
 static void timer_close_cb(uv_handle_t *h) {
   dp_loader_t *l = h->data;
+  if (--l->closes) return;
+  if (!l->is_lane) uv_mutex_destroy(&l->smu);
   free(l->conninfo);
   free(l->spool_buf);
   free(l->claimed);
@@ -925,5 +1464,23 @@ void dp_loader_destroy(dp_loader_t *l) {
   l->closing = true;
   drop_conn(l);
   uv_timer_stop(&l->timer);
+  reader_stop(l); /* before spool_buf goes: it may be reading into it */
+  l->closes = 2;
+  if (l->is_lane && l->cur) {
+    dp_stream_release(l->cur);
+    l->cur = NULL;
+  }
+  if (!l->is_lane) {
+    dp_loader_destroy(l->lane);
+    l->lane = NULL;
+    /* streams nobody will load (the owner stopped early): drop our refs */
+    hub_async(&l->async);
+    while (l->q_head) {
+      dp_stream_t *st = l->q_head;
+      l->q_head = st->next;
+      dp_stream_release(st);
+    }
+  }
+  uv_close((uv_handle_t *)&l->async, timer_close_cb);
   uv_close((uv_handle_t *)&l->timer, timer_close_cb);
 }

@@ -121,6 +121,7 @@ typedef struct dp_staged {
   dp_buf_t record_rows;  /* COPY rows for table record (after the spooled ones) */
   int spool_fd;          /* -1, or an unlinked temp file holding the first rows */
   uint64_t spool_len;    /* bytes of rows in the spool file */
+  struct dp_stream *stream; /* owned reference, or NULL: the report streams (see below) */
   char *source;          /* "file" or "file: part", owned */
   char *org_name;        /* owned, for messages */
   char *report_id;       /* owned, for messages */
@@ -149,7 +150,8 @@ void dp_batch_add(dp_batch_t *b, dp_staged_t *s);
 void dp_batch_free(dp_batch_t *b);
 /** Allocate an empty staged report (caller owns; free with dp_staged_free). NULL on OOM. */
 dp_staged_t *dp_staged_create(void);
-/** Free a staged report and everything it owns. NULL is allowed. */
+/** Free a staged report and everything it owns. NULL is allowed. A stream it
+ *  still holds that was not completed is aborted (rolled back), then released. */
 void dp_staged_free(dp_staged_t *s);
 /** Move s's in-memory record rows to the end of its spool file (an unlinked
  *  file in $TMPDIR or /tmp, created on first use), so that a report of any
@@ -184,6 +186,56 @@ bool dp_loader_busy(const dp_loader_t *l);
 /** Close the connection and its poll handle; the loop must run once more to
  *  finish closing; then the memory is freed. */
 void dp_loader_destroy(dp_loader_t *l);
+
+/* ------------------------------------------------------------------------ */
+/* Streaming reports (store/loader.c). A report whose rows pass the spool
+ * chunk is loaded while it is still being parsed: on a second connection of
+ * the loader (so small reports keep being batched on the first), one
+ * transaction per report claims its identity (provisional counts), ensures the
+ * partition, and COPYs the rows from the spool file as the worker publishes
+ * them; when the worker completes the report the counts and content hash are
+ * set and the transaction commits. The spool stays the retry source: a lost
+ * connection or transient error replays it from the start after backoff. A
+ * report refused by its worker (bad XML, a cap) is rolled back: nothing of it
+ * is stored. Streams are loaded one at a time, in the order they were opened.
+ * Threads: open/publish/complete/abort/cancelled/release may be called from
+ * any thread; dp_stream_result and the callback are on the loop thread. The
+ * loader must outlive every stream (destroy it after the last release). */
+
+typedef struct dp_stream dp_stream_t;
+
+/** Called on the loop thread whenever a stream settles (see dp_stream_result). */
+typedef void (*dp_loader_stream_cb)(void *data);
+/** Set the callback run when a stream settles (loop thread; before any stream opens). */
+void dp_loader_set_stream_cb(dp_loader_t *l, dp_loader_stream_cb cb, void *data);
+/** Open a stream for s (any thread): s's spool file already holds its first
+ *  rows (s->spool_len bytes, whole rows), report_row is its report row with
+ *  provisional counts (copied). The file descriptor is duplicated, so s may
+ *  go on writing. Returns a stream holding a reference for the caller
+ *  (release with dp_stream_release, normally through dp_staged_free), or
+ *  NULL when it cannot (out of memory): then load s as a batch report. */
+dp_stream_t *dp_loader_stream_open(dp_loader_t *l, const dp_staged_t *s, const dp_buf_t *report_row);
+/** The spool file now holds len bytes of whole rows (any thread). */
+void dp_stream_publish(dp_stream_t *st, uint64_t len);
+/** The report is complete and good: the spool holds all its len bytes of
+ *  rows; the stored report gets these counts and content hash. */
+void dp_stream_complete(dp_stream_t *st, uint64_t len, uint64_t n_records, uint64_t messages,
+                        uint64_t content_hash);
+/** The report was refused by its worker: roll back whatever was sent. No-op
+ *  once completed. */
+void dp_stream_abort(dp_stream_t *st);
+/** true once the loader found the report already stored (the worker may
+ *  stop encoding rows: they would be dropped). Any thread. */
+bool dp_stream_cancelled(dp_stream_t *st);
+/** The outcome (loop thread): DP_STAGED_PENDING until settled, then
+ *  DP_STAGED_NEW, DP_STAGED_DUPLICATE or DP_STAGED_FAILED, or a negative
+ *  DP_E* when the database stayed unreachable past the outage budget. For
+ *  FAILED, *error (borrowed, valid until release) is the reason, and
+ *  *recorded says whether its ingest_error row was already stored; a stream
+ *  aborted by its worker gives FAILED with *error NULL. */
+int dp_stream_result(const dp_stream_t *st, const char **error, bool *recorded);
+/** Drop the caller's reference (any thread). NULL is allowed. */
+void dp_stream_release(dp_stream_t *st);
 
 /* ------------------------------------------------------------------------ */
 /* IMAP read position (store/imap_state.c, table imap_state). Blocking; for
