@@ -437,6 +437,35 @@ TEST(xml_stream_invalid_utf8_repaired) {
   coll_free(&c);
 }
 
+/* The repair pass skips clean runs 16 bytes at a time: a bad byte at every
+ * offset of a long clean run (either side of the 16-byte steps, next to
+ * TAB/LF/CR, which are allowed) is still found and replaced exactly. */
+TEST(xml_stream_repair_finds_bad_byte_at_every_offset) {
+  static const char bad[][3] = {"\x01", "\x1f", "\x80", "\xff"};
+  for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+    for (size_t k = 0; k < 40; k++) {
+      char org[64], want[96], doc[2048];
+      for (size_t i = 0; i < 40; i++) org[i] = (char)(i % 7 == 3 ? '\t' : i % 11 == 5 ? '\n' : 'a' + i % 26);
+      org[0] = 'A';
+      org[39] = 'z'; /* trimmed text stays 40 bytes */
+      org[40] = '\0';
+      org[k] = bad[b][0];
+      snprintf(want, sizeof want, "org=%.*s\xef\xbf\xbd%s|", (int)k, org, org + k + 1);
+      snprintf(doc, sizeof doc,
+               "<?xml version=\"1.0\"?>\r\n<feedback><report_metadata><org_name>%s</org_name>"
+               "<report_id>r</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+               "</report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+               org);
+      struct coll c;
+      for (size_t chunk = 0; chunk <= 17; chunk += 17) {
+        ASSERT_OK(parse(doc, chunk, &c));
+        ASSERT_CONTAINS(c.rep, want);
+        coll_free(&c);
+      }
+    }
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Document-level shape */
 
