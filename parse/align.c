@@ -4,8 +4,8 @@
  * strict domain alignment, and the per-record alignment flags, sender key and
  * third-party verdict that the parser attaches to every record. */
 #include "parse/parse.h"
+#include "parse/parse_int.h"
 
-#include <arpa/inet.h>
 #include <libpsl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -148,19 +148,28 @@ static bool spf_counts(const dp_spf_auth_t *s) {
 
 /* "unauthenticated <network>" for the record's source: IPv4 /24, IPv6 /48. */
 static void unauth_sender(const dp_record_t *rec, char *buf, size_t len) {
+  static const char pre[] = "unauthenticated ";
   unsigned char a[16];
-  char txt[INET6_ADDRSTRLEN];
-  if (inet_pton(AF_INET, rec->source_ip, a) == 1) {
+  char txt[sizeof pre - 1 + DP__IP_TEXT_MAX + 4];
+  memcpy(txt, pre, sizeof pre - 1);
+  size_t n = sizeof pre - 1;
+  int fam = dp__ip_parse(rec->source_ip, a);
+  if (fam == 4) {
     a[3] = 0;
-    inet_ntop(AF_INET, a, txt, sizeof txt);
-    snprintf(buf, len, "unauthenticated %s/24", txt);
-  } else if (inet_pton(AF_INET6, rec->source_ip, a) == 1) {
+    n += dp__ip_format(a, 4, txt + n);
+    memcpy(txt + n, "/24", 4);
+  } else if (fam == 6) {
     memset(a + 6, 0, 10);
-    inet_ntop(AF_INET6, a, txt, sizeof txt);
-    snprintf(buf, len, "unauthenticated %s/48", txt);
+    n += dp__ip_format(a, 6, txt + n);
+    memcpy(txt + n, "/48", 4);
   } else {
-    snprintf(buf, len, "unauthenticated");
+    txt[n - 1] = '\0'; /* "unauthenticated" */
   }
+  size_t tl = strlen(txt);
+  if (!len) return;
+  if (tl >= len) tl = len - 1;
+  memcpy(buf, txt, tl);
+  buf[tl] = '\0';
 }
 
 void dp_align_record(dp_record_t *rec, const char *policy_domain, char *sender_buf,

@@ -4,8 +4,8 @@
  * before <feedback> is tolerated) and a UTF-8 repair pass into a libxml2 SAX2
  * push parser; a path state machine fills one record at a time. No DOM. */
 #include "parse/parse.h"
+#include "parse/parse_int.h"
 
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -431,17 +431,16 @@ static const char *parse_epoch(const char *s, int64_t *out) {
 static int canon_ip(const char *s, char *out, size_t outlen, int *family) {
   unsigned char a[16];
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (inet_pton(AF_INET, s, a) == 1) {
-    *family = 4;
-    return inet_ntop(AF_INET, a, out, (socklen_t)outlen) ? 0 : -1;
+  if (outlen < DP__IP_TEXT_MAX) return -1;
+  int fam = dp__ip_parse(s, a);
+  if (!fam) return -1;
+  if (fam == 6 && memcmp(a, mapped, 12) == 0) {
+    fam = 4;
+    memmove(a, a + 12, 4);
   }
-  if (inet_pton(AF_INET6, s, a) != 1) return -1;
-  if (memcmp(a, mapped, 12) == 0) {
-    *family = 4;
-    return inet_ntop(AF_INET, a + 12, out, (socklen_t)outlen) ? 0 : -1;
-  }
-  *family = 6;
-  return inet_ntop(AF_INET6, a, out, (socklen_t)outlen) ? 0 : -1;
+  *family = fam;
+  dp__ip_format(a, fam, out);
+  return 0;
 }
 
 /* ======================================================================== */
