@@ -84,13 +84,27 @@ struct org_entry {
 };
 static _Thread_local struct org_entry org_cache[ORG_SETS][2];
 
+/* Cache slot hash: the first and last 8 bytes and the length (a byte-wise
+ * hash cost more than the lookup it saves). Names are < ORG_CACHE_NAME. */
+static size_t name_hash(const char *s, size_t len) {
+  uint64_t a = len, b = 0;
+  if (len >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + len - 8, 8);
+  } else {
+    for (size_t i = 0; i < len; i++) b = b << 8 | (unsigned char)s[i];
+  }
+  uint64_t h = (a ^ (b * UINT64_C(0x9E3779B97F4A7C15)) ^ len) * UINT64_C(0xff51afd7ed558ccd);
+  return (size_t)(h >> 32);
+}
+
 /* Copy the organizational domain of norm (length len) into out (DOMAIN_MAX+1). */
 static void org_into(const char *norm, size_t len, char *out) {
   if (len >= ORG_CACHE_NAME) {
     strcpy(out, org_lookup(norm));
     return;
   }
-  struct org_entry *set = org_cache[dp_hash64(DP_HASH_INIT, norm, len) % ORG_SETS];
+  struct org_entry *set = org_cache[name_hash(norm, len) % ORG_SETS];
   if (strcmp(set[0].name, norm) != 0) {
     struct org_entry hit;
     if (strcmp(set[1].name, norm) == 0) {

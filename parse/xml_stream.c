@@ -114,6 +114,10 @@ enum st {
 };
 #define LEAF(f) (S_LEAF + (f))
 
+/* child_state() as a table, filled once by xml_global_init: one load per
+ * element instead of two switches. */
+static unsigned char g_trans[S_SKIP][T__N];
+
 static int child_state(int parent, int tok) {
   switch (parent) {
   case S_FEEDBACK:
@@ -721,7 +725,7 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
   } else if (parent >= S_SKIP) {
     st = S_SKIP;
   } else {
-    st = child_state(parent, tok);
+    st = g_trans[parent][tok];
   }
   p->stack[p->depth] = (unsigned char)st;
 
@@ -776,7 +780,15 @@ static void on_chars(void *ud, const xmlChar *ch, int len) {
   dp_parser_t *p = ud;
   int st = p->stack[p->depth];
   if (st < S_LEAF || p->rc) return;
-  int rc = dp_buf_append(&p->text, ch, (size_t)len);
+  dp_buf_t *t = &p->text;
+  size_t n = (size_t)len;
+  if (t->len + n < t->alloc && t->len + n <= t->cap) { /* dp_buf_append without the call */
+    memcpy(t->data + t->len, ch, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+    return;
+  }
+  int rc = dp_buf_append(t, ch, n);
   if (rc == DP_ELIMIT) {
     char what[64];
     snprintf(what, sizeof what, "is longer than %u bytes", p->lim.max_field_len);
@@ -855,6 +867,8 @@ static xmlParserInputPtr no_external_loader(const char *url, const char *id, xml
 
 static pthread_once_t g_xml_once = PTHREAD_ONCE_INIT;
 static void xml_global_init(void) {
+  for (int st = 0; st < S_SKIP; st++)
+    for (int t = 0; t < T__N; t++) g_trans[st][t] = (unsigned char)child_state(st, t);
   xmlInitParser();
   /* Defence in depth: even if some code path asked, no URL or file is ever
    * loaded by libxml2 in this process (dmarcpipe never needs one). */
