@@ -263,6 +263,7 @@ struct dp_parser {
   const xmlChar **names;       /* local name at each depth (dict-owned) */
   struct { const xmlChar *name; int tok; } cache[1u << NAME_CACHE_BITS];
   bool seen_feedback, done, begun;
+  bool text_on;                /* libxml2's text callbacks are set (inside a leaf) */
   char root_name[64];
   dp_buf_t text;               /* text of the current leaf */
 
@@ -692,6 +693,20 @@ static int name_token(dp_parser_t *p, const xmlChar *name) {
   return tok;
 }
 
+static void on_chars(void *ud, const xmlChar *ch, int len);
+
+/* Text matters only inside leaf fields. Elsewhere the text callbacks are
+ * unset, so libxml2 neither checks the whitespace between elements for
+ * "ignorable" blanks nor calls us with it (as for the bare SAX ceiling).
+ * Called after the element stack changed; ctxt->sax is the parser's own copy. */
+static void text_follow(dp_parser_t *p) {
+  bool on = p->stack[p->depth] >= S_LEAF;
+  if (on == p->text_on) return;
+  p->text_on = on;
+  xmlSAXHandlerPtr sax = p->ctxt->sax;
+  sax->characters = sax->cdataBlock = sax->ignorableWhitespace = on ? on_chars : NULL;
+}
+
 static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
                      const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attr,
                      int nb_def, const xmlChar **attrs) {
@@ -728,6 +743,7 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     st = g_trans[parent][tok];
   }
   p->stack[p->depth] = (unsigned char)st;
+  text_follow(p);
 
   switch (st) {
   case S_RECORD:
@@ -753,7 +769,10 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     memset(&p->rs[p->n_rs++], 0, sizeof *p->rs);
     break;
   default:
-    if (st >= S_LEAF) dp_buf_reset(&p->text);
+    if (st >= S_LEAF) { /* dp_buf_reset inline */
+      p->text.len = 0;
+      if (p->text.data) p->text.data[0] = '\0';
+    }
     break;
   }
   return;
@@ -771,6 +790,7 @@ static void on_end(void *ud, const xmlChar *localname, const xmlChar *prefix, co
   if (p->rc || p->done || p->depth == 0) return;
   int st = p->stack[p->depth];
   p->depth--;
+  text_follow(p);
   if (st >= S_LEAF) leaf_end(p, st - S_LEAF);
   else if (st == S_RECORD) record_end(p);
   else if (st == S_FEEDBACK) feedback_end(p);
@@ -1211,8 +1231,7 @@ dp_parser_t *dp_parser_create(const dp_limits_t *lim, const dp_parse_cb_t *cb, v
   sax.initialized = XML_SAX2_MAGIC;
   sax.startElementNs = on_start;
   sax.endElementNs = on_end;
-  sax.characters = on_chars;
-  sax.cdataBlock = on_chars;
+  /* characters, cdataBlock, ignorableWhitespace: set by text_follow() */
   sax.serror = on_xml_error;
   sax.entityDecl = on_entity_decl;
   sax.unparsedEntityDecl = on_unparsed_entity_decl;

@@ -437,6 +437,25 @@ TEST(xml_stream_invalid_utf8_repaired) {
   coll_free(&c);
 }
 
+/* Text is collected only inside leaf fields (libxml2 is not even asked to
+ * deliver it elsewhere): a child element inside a leaf is skipped with its
+ * text, the leaf's text around it and CDATA are kept, and text or CDATA
+ * between elements never leaks into the next field. */
+TEST(xml_stream_text_only_inside_leaves) {
+  const char *doc = "<?xml version=\"1.0\"?>\n<feedback>stray <![CDATA[cdata]]> text"
+                    "<report_metadata>meta text<org_name>Big<x>ignored<y>deeper</y></x> Corp"
+                    "<![CDATA[!]]></org_name> between <![CDATA[x]]><report_id>id</report_id>"
+                    "<date_range><begin>1</begin><end>2</end></date_range></report_metadata>"
+                    POLICY REC("192.0.2.1", "1") "tail</feedback>";
+  struct coll c;
+  for (size_t chunk = 0; chunk <= 5; chunk += 5) {
+    ASSERT_OK(parse(doc, chunk, &c));
+    ASSERT_CONTAINS(c.rep, "|org=Big Corp!|");
+    ASSERT_CONTAINS(c.rep, "|id=id|");
+    coll_free(&c);
+  }
+}
+
 /* The repair pass skips clean runs 16 bytes at a time: a bad byte at every
  * offset of a long clean run (either side of the 16-byte steps, next to
  * TAB/LF/CR, which are allowed) is still found and replaced exactly. */
