@@ -585,6 +585,25 @@ static int feedback_end(dp_parser_t *p) {
   return 0;
 }
 
+/* ASCII lower-case s[0..n) in place, 8 bytes at a time: values are mostly
+ * lower-case already, and a word without 'A'..'Z' is left alone. */
+static void ascii_lower(char *s, size_t n) {
+  const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    uint64_t t = x & ~highs; /* low 7 bits: no carry between bytes below */
+    uint64_t upper = ((t + ones * (0x80 - 'A')) & ~(t + ones * (0x80 - 'Z' - 1)) & ~x) & highs;
+    if (upper) {
+      x += upper >> 2; /* +0x20 in each upper-case byte */
+      memcpy(s + i, &x, 8);
+    }
+  }
+  for (; i < n; i++)
+    if (s[i] >= 'A' && s[i] <= 'Z') s[i] += 32;
+}
+
 /* Store the finished text of leaf field f. */
 static int leaf_end(dp_parser_t *p, int f) {
   char *s = p->text.data ? p->text.data : (char *)"";
@@ -593,9 +612,7 @@ static int leaf_end(dp_parser_t *p, int f) {
   while (n && is_ws((unsigned char)*s)) { s++; n--; }
   unsigned fl = fld_info[f].flags;
   if (fl & FL_DOMAIN && n && s[n - 1] == '.') n--;
-  if (fl & FL_LOWER)
-    for (size_t i = 0; i < n; i++)
-      if (s[i] >= 'A' && s[i] <= 'Z') s[i] += 32;
+  if (fl & FL_LOWER) ascii_lower(s, n);
 
   if (f < F_SOURCE_IP) {
     dp_report_t *r = &p->rep;

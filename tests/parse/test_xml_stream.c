@@ -437,6 +437,20 @@ TEST(xml_stream_invalid_utf8_repaired) {
   coll_free(&c);
 }
 
+/* Lower-casing works 8 bytes at a time: every position of upper-case
+ * letters, the bytes just outside A-Z (@ [ ` {) and non-ASCII are kept. */
+TEST(xml_stream_lower_cases_ascii_only) {
+  const char *doc = "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>o</org_name>"
+                    "<report_id>i</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+                    "</report_metadata><policy_published><domain>AbCdEfGhIjKlMnOpQrStUvWxYz@[`{"
+                    "\xc3\x89\xc3\xa9Z.</domain><p>QUARANTINE</p></policy_published></feedback>";
+  struct coll c;
+  ASSERT_OK(parse(doc, 0, &c));
+  ASSERT_CONTAINS(c.rep, "|domain=abcdefghijklmnopqrstuvwxyz@[`{\xc3\x89\xc3\xa9z|");
+  ASSERT_CONTAINS(c.rep, "|p=quarantine|");
+  coll_free(&c);
+}
+
 /* Text is collected only inside leaf fields (libxml2 is not even asked to
  * deliver it elsewhere): a child element inside a leaf is skipped with its
  * text, the leaf's text around it and CDATA are kept, and text or CDATA
