@@ -82,8 +82,9 @@ void dp__human_size(uint64_t n, char *out, size_t outlen);
 int dp__nesting_refused(struct dp__unpack *u, const char *part, unsigned depth, dp_kind_t kind);
 
 /* ---- unpack_zlib.c: the streaming inflater for gzip and zlib ----------- */
-/* Windows in flight between the helper thread and the consumer. */
-#define DP__INF_RING 3
+/* Windows in flight between the helper thread and the consumer (512 KiB):
+ * enough that each side sleeps and wakes once per several windows. */
+#define DP__INF_RING 8
 
 enum dp__inflate_state {
   DP__INF_IN = 0,   /* inside a deflate stream */
@@ -108,13 +109,16 @@ struct dp__inflate {
   size_t wlen;            /* bytes in win not yet given to the child */
   unsigned char *win;     /* DP__UNPACK_CHUNK output window (one of ring once it exists) */
   unsigned char *ring[DP__INF_RING]; /* windows of the helper thread; NULL until used */
+  uint64_t ns_inflate, ns_consume; /* time in inflate() and in the child, single-threaded */
   struct dp__sink child;  /* where the decompressed bytes go */
 };
 
-/* A stream that has produced this many bytes is inflated by a helper thread
- * while the calling thread hands the windows on (parses them): decompression
- * and parsing overlap on two cores. Small streams never pay for a thread.
- * Tests set it to 0 (always) or UINT64_MAX (never) to compare both paths. */
+/* A stream that has produced this many bytes, and whose consumer took longer
+ * than inflate() so far (a parser, not a byte counter), is inflated by a
+ * helper thread while the calling thread hands the windows on (parses them):
+ * decompression and parsing overlap on two cores. Small streams never pay
+ * for a thread. Tests set it to 0 (always, whatever the consumer) or
+ * UINT64_MAX (never) to compare both paths. */
 extern uint64_t dp__inflate_thread_min;
 
 /** Create an inflater (gzip: 1, zlib: 0) whose output goes to a child sink at part/depth+1; NULL on ENOMEM. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *fmt_name(const struct dp__inflate *f) { return f->gzip ? "gzip" : "zlib"; }
 static int fmt_err(const struct dp__inflate *f) { return f->gzip ? DP_EGZIP : DP_EZLIB; }
@@ -113,6 +114,12 @@ static int inflate_error(struct dp__inflate *f, int zr) {
   return inflate_fail(f, fmt_err(f), r);
 }
 
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Run inflate over in[0..n) inside one deflate stream; *used gets the bytes
  * consumed (less than n when the stream ended). */
 static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t *used) {
@@ -130,12 +137,16 @@ static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t
     f->z.next_out = f->win + f->wlen;
     f->z.avail_out = (unsigned)(DP__UNPACK_CHUNK - f->wlen);
     unsigned in0 = f->z.avail_in, out0 = f->z.avail_out;
+    uint64_t t0 = now_ns();
     int zr = inflate(&f->z, Z_NO_FLUSH);
+    uint64_t t1 = now_ns();
+    f->ns_inflate += t1 - t0;
     f->in_total += in0 - f->z.avail_in;
     f->out_total += out0 - f->z.avail_out;
     f->wlen = DP__UNPACK_CHUNK - f->z.avail_out;
     if (f->wlen == DP__UNPACK_CHUNK) {
       rc = flush_window(f);
+      f->ns_consume += now_ns() - t1;
       if (rc || f->state == DP__INF_FAILED) break;
     }
     if (zr == Z_STREAM_END) {
@@ -180,6 +191,7 @@ struct helper {
   unsigned head, tail;              /* full windows: [head, tail), slot = index % RING */
   uint64_t in_at[DP__INF_RING], out_at[DP__INF_RING];
   int stop, done;
+  int prod_waiting, cons_waiting;   /* who sleeps on cv: wake only them */
   size_t left;                      /* input not yet given to zlib */
   unsigned slot;                    /* window being filled when done */
   size_t wlen;                      /* its fill (on entry: the carried partial window) */
@@ -217,9 +229,14 @@ static void *helper_main(void *arg) {
       h->out_at[slot] = f->out_total;
       h->tail++;
       slot = h->tail % DP__INF_RING;
-      pthread_cond_broadcast(&h->cv);
-      /* the next window is free once fewer than RING are full */
-      while (!h->stop && h->tail - h->head >= DP__INF_RING) pthread_cond_wait(&h->cv, &h->mu);
+      if (h->cons_waiting) pthread_cond_signal(&h->cv);
+      /* the next window is free once fewer than RING are full; once full,
+       * wait until half are free so that both sides sleep rarely */
+      if (h->tail - h->head >= DP__INF_RING) {
+        h->prod_waiting = 1;
+        while (!h->stop && h->tail - h->head > DP__INF_RING / 2) pthread_cond_wait(&h->cv, &h->mu);
+        h->prod_waiting = 0;
+      }
       pthread_mutex_unlock(&h->mu);
       wlen = 0;
     }
@@ -239,7 +256,7 @@ static void *helper_main(void *arg) {
   h->slot = slot;
   h->wlen = wlen;
   h->zr = zr;
-  pthread_cond_broadcast(&h->cv);
+  pthread_cond_signal(&h->cv); /* only the consumer can be waiting now */
   pthread_mutex_unlock(&h->mu);
   return NULL;
 }
@@ -247,15 +264,14 @@ static void *helper_main(void *arg) {
 /* 1 when the ring's windows exist (allocated on first use, kept to the end). */
 static int ring_ready(struct dp__inflate *f) {
   if (f->ring[0]) return 1;
-  unsigned char *b1 = malloc(DP__UNPACK_CHUNK), *b2 = malloc(DP__UNPACK_CHUNK);
-  if (!b1 || !b2) {
-    free(b1);
-    free(b2);
-    return 0;
+  unsigned char *b[DP__INF_RING] = {f->win};
+  for (unsigned i = 1; i < DP__INF_RING; i++) {
+    if (!(b[i] = malloc(DP__UNPACK_CHUNK))) {
+      while (--i) free(b[i]);
+      return 0;
+    }
   }
-  f->ring[0] = f->win;
-  f->ring[1] = b1;
-  f->ring[2] = b2;
+  memcpy(f->ring, b, sizeof b);
   return 1;
 }
 
@@ -295,7 +311,9 @@ static int feed_threaded(struct dp__inflate *f, const unsigned char *in, size_t 
   int rc = 0, stopped = 0;
   for (;;) {
     pthread_mutex_lock(&h.mu);
+    h.cons_waiting = 1;
     while (h.head == h.tail && !h.done) pthread_cond_wait(&h.cv, &h.mu);
+    h.cons_waiting = 0;
     if (h.head == h.tail) { /* done and drained */
       pthread_mutex_unlock(&h.mu);
       break;
@@ -307,7 +325,7 @@ static int feed_threaded(struct dp__inflate *f, const unsigned char *in, size_t 
     pthread_mutex_lock(&h.mu);
     h.head++;
     if (rc || f->state == DP__INF_FAILED) h.stop = stopped = 1;
-    pthread_cond_broadcast(&h.cv);
+    if (h.prod_waiting && (h.stop || h.tail - h.head <= DP__INF_RING / 2)) pthread_cond_signal(&h.cv);
     pthread_mutex_unlock(&h.mu);
     if (stopped) break;
   }
@@ -340,7 +358,10 @@ int dp__inflate_write(struct dp__inflate *f, const unsigned char *in, size_t n) 
     switch (f->state) {
     case DP__INF_IN: {
       int ran = 0;
-      if (f->out_total >= dp__inflate_thread_min && n >= 4096) rc = feed_threaded(f, in, n, &used, &ran);
+      /* a helper pays off only when the consumer is the slower side */
+      if (f->out_total >= dp__inflate_thread_min && n >= 4096 &&
+          (dp__inflate_thread_min == 0 || f->ns_consume > f->ns_inflate))
+        rc = feed_threaded(f, in, n, &used, &ran);
       if (!ran) rc = feed(f, in, n, &used);
       break;
     }
