@@ -366,6 +366,19 @@ static char *esc_fast(char *o, const char *str, size_t n, bool in_array) {
       s += 8;
     }
     if (s >= end) break;
+    if (n >= 8 && end - s < 8) {
+      /* the tail as the last 8 bytes of the string: when all are plain, the
+       * ones before s were copied 1:1 to just before o, so rewriting them
+       * with the same bytes is harmless */
+      uint64_t x;
+      memcpy(&x, end - 8, 8);
+      if (!word_special(x, in_array)) {
+        size_t back = (size_t)(s - (end - 8));
+        memcpy(o - back, &x, 8);
+        o += 8 - back;
+        break;
+      }
+    }
     unsigned c = *s;
     if (!needs_look[in_array][c]) {
       *o++ = (char)c;
