@@ -659,7 +659,10 @@ static int leaf_end(dp_parser_t *p, int f) {
   }
 
   size_t off = p->rbuf.len;
-  int rc = dp_buf_reserve(&p->rbuf, n + 1);
+  /* dp_buf_reserve's own test first, inline: the record buffer has room */
+  int rc = off + n + 2 <= p->rbuf.alloc && n + 1 <= p->rbuf.cap && off <= p->rbuf.cap - (n + 1)
+               ? 0
+               : dp_buf_reserve(&p->rbuf, n + 1);
   if (rc == DP_ELIMIT) return fail(p, rc, "record %" PRIu64 ": larger than %zu bytes", p->rep.n_records + 1, p->rbuf.cap);
   if (rc) return fail(p, rc, "out of memory");
   memcpy(p->rbuf.data + off, s, n);
