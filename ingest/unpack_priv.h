@@ -120,6 +120,8 @@ struct dp__inflate {
  * for a thread. Tests set it to 0 (always, whatever the consumer) or
  * UINT64_MAX (never) to compare both paths. */
 extern uint64_t dp__inflate_thread_min;
+/* How many writes went through the helper thread (for tests). */
+extern _Atomic unsigned long dp__inflate_helper_runs;
 
 /** Create an inflater (gzip: 1, zlib: 0) whose output goes to a child sink at part/depth+1; NULL on ENOMEM. */
 struct dp__inflate *dp__inflate_create(struct dp__unpack *u, int gzip, const char *part, unsigned depth);

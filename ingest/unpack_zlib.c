@@ -114,6 +114,15 @@ static int inflate_error(struct dp__inflate *f, int zr) {
   return inflate_fail(f, fmt_err(f), r);
 }
 
+/* Compressed bytes one write must still hold to be worth a helper thread. */
+#define DP__HELPER_MIN_INPUT 4096
+
+/* A helper pays off only for a big stream whose consumer is the slower side. */
+static int want_helper(const struct dp__inflate *f) {
+  return f->out_total >= dp__inflate_thread_min &&
+         (dp__inflate_thread_min == 0 || f->ns_consume > f->ns_inflate);
+}
+
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -129,6 +138,7 @@ static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t
   int rc = 0;
   *used = 0;
   for (;;) {
+    int flushed = 0;
     if (f->z.avail_in == 0 && left) {
       unsigned k = left > (1u << 30) ? (1u << 30) : (unsigned)left;
       f->z.avail_in = k;
@@ -148,19 +158,19 @@ static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t
       rc = flush_window(f);
       f->ns_consume += now_ns() - t1;
       if (rc || f->state == DP__INF_FAILED) break;
+      flushed = 1;
     }
     if (zr == Z_STREAM_END) {
       f->members++;
       f->state = f->gzip ? DP__INF_BETWEEN : DP__INF_JUNK;
       break;
     }
-    if (zr == Z_OK) {
-      if (f->z.avail_in == 0 && !left && f->z.avail_out > 0) break;
-      continue;
-    }
-    if (zr == Z_BUF_ERROR) {
-      /* no progress: more input needed, or the window is full (flushed above) */
-      if (f->z.avail_in == 0 && !left) break;
+    if (zr == Z_OK || zr == Z_BUF_ERROR) {
+      /* Z_BUF_ERROR: no progress; more input needed, or the window was full */
+      if (f->z.avail_in == 0 && !left && (zr == Z_BUF_ERROR || f->z.avail_out > 0)) break;
+      /* the stream just proved big and slow to consume: the caller goes on
+       * with the helper for the rest of this input */
+      if (flushed && left + f->z.avail_in >= DP__HELPER_MIN_INPUT && want_helper(f)) break;
       continue;
     }
     rc = inflate_error(f, zr);
@@ -177,12 +187,13 @@ static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t
  * the totals and fills the ring's windows; the calling thread owns the child
  * and hands each full window on, in order, with the totals recorded when it
  * filled (so the ratio limit trips exactly where it does without the helper).
- * At most DP__INF_RING windows exist, so the helper runs at most two windows
- * ahead. When the child stops or fails, the helper is told to stop and what
+ * At most DP__INF_RING windows exist, so the helper runs at most RING - 1
+ * windows ahead. When the child stops or fails, the helper is told to stop and what
  * it inflated beyond is dropped, as if never inflated. Both threads have
  * joined before feed() returns: outside it everything is single-threaded. */
 
 uint64_t dp__inflate_thread_min = UINT64_C(4) << 20;
+_Atomic unsigned long dp__inflate_helper_runs;
 
 struct helper {
   struct dp__inflate *f;
@@ -308,6 +319,7 @@ static int feed_threaded(struct dp__inflate *f, const unsigned char *in, size_t 
     return 0;
   }
   *ran = 1;
+  dp__inflate_helper_runs++;
   int rc = 0, stopped = 0;
   for (;;) {
     pthread_mutex_lock(&h.mu);
@@ -358,10 +370,7 @@ int dp__inflate_write(struct dp__inflate *f, const unsigned char *in, size_t n) 
     switch (f->state) {
     case DP__INF_IN: {
       int ran = 0;
-      /* a helper pays off only when the consumer is the slower side */
-      if (f->out_total >= dp__inflate_thread_min && n >= 4096 &&
-          (dp__inflate_thread_min == 0 || f->ns_consume > f->ns_inflate))
-        rc = feed_threaded(f, in, n, &used, &ran);
+      if (n >= DP__HELPER_MIN_INPUT && want_helper(f)) rc = feed_threaded(f, in, n, &used, &ran);
       if (!ran) rc = feed(f, in, n, &used);
       break;
     }

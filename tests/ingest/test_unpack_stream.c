@@ -16,6 +16,8 @@ struct tally {
   uint64_t bytes;
   unsigned long adler;
   unsigned calls, abort_at; /* doc_data returns -99 on call abort_at (0: never) */
+  int slow;                 /* doc_data takes longer than inflate (like a parser) */
+  unsigned long spin;
 };
 
 static int t_begin(void *ud, const char *part) {
@@ -28,6 +30,7 @@ static int t_data(void *ud, const char *buf, size_t n) {
   struct tally *t = ud;
   t->bytes += n;
   t->adler = adler32_z(t->adler, (const unsigned char *)buf, n);
+  for (int i = 0; i < 40 * t->slow; i++) t->spin = crc32_z(t->spin, (const unsigned char *)buf, n);
   return ++t->calls == t->abort_at ? -99 : 0;
 }
 static int t_end(void *ud, int status, const char *reason) {
@@ -182,12 +185,13 @@ static unsigned char *gzip_of(const unsigned char *p, size_t n, size_t *gn) {
 }
 
 /* Stream g through the unpacker in 256 KiB writes (as input_job reads). */
-static void run_stream(const dp_limits_t *lim, const unsigned char *g, size_t gn, unsigned abort_at,
-                       uint64_t thread_min, dp_buf_t *out) {
+static void run_stream_slow(const dp_limits_t *lim, const unsigned char *g, size_t gn,
+                            unsigned abort_at, uint64_t thread_min, int slow, dp_buf_t *out) {
   struct tally t;
   memset(&t, 0, sizeof t);
   dp_buf_init(&t.log, 0);
   t.abort_at = abort_at;
+  t.slow = slow;
   dp__inflate_thread_min = thread_min;
   dp_unpack_stream_t *st = dp_unpack_stream_create(lim, &cb, &t);
   int wrc = 0;
@@ -199,6 +203,11 @@ static void run_stream(const dp_limits_t *lim, const unsigned char *g, size_t gn
   dp__inflate_thread_min = UINT64_C(4) << 20;
   dp_buf_printf(&t.log, "write %d finish %d %s calls %u\n", wrc, rc, err, t.calls);
   *out = t.log;
+}
+
+static void run_stream(const dp_limits_t *lim, const unsigned char *g, size_t gn, unsigned abort_at,
+                       uint64_t thread_min, dp_buf_t *out) {
+  run_stream_slow(lim, g, gn, abort_at, thread_min, 0, out);
 }
 
 /* Same events, bytes and reasons with and without the helper thread. */
@@ -252,6 +261,25 @@ TEST(unpack_stream_threaded_inflate_big) {
   lim.max_report_size = 10u << 20;
   ASSERT_TRUE(same_both_ways(&lim, g, gn, 0, "end -4003"));
   dp_limits_default(&lim);
+  /* The default rule: a stream gets the helper once it has produced the
+   * threshold and its consumer has been slower than inflate, switching in
+   * the middle of a write; a fast consumer never gets it. */
+  {
+    dp_buf_t a, b, c;
+    run_stream_slow(&lim, g, gn, 0, UINT64_MAX, 1, &a);
+    unsigned long runs0 = dp__inflate_helper_runs;
+    run_stream_slow(&lim, g, gn, 0, UINT64_C(1) << 20, 1, &b);
+    unsigned long runs1 = dp__inflate_helper_runs;
+    run_stream_slow(&lim, g, gn, 0, UINT64_C(1) << 20, 0, &c);
+    ASSERT_STR_EQ(a.data, b.data);
+    ASSERT_STR_EQ(a.data, c.data);
+    ASSERT_CONTAINS(a.data, want);
+    ASSERT_TRUE(runs1 > runs0);                        /* the slow consumer got it */
+    ASSERT_TRUE(dp__inflate_helper_runs == runs1);      /* the fast one did not */
+    dp_buf_free(&a);
+    dp_buf_free(&b);
+    dp_buf_free(&c);
+  }
   /* two members and a stray CRLF */
   size_t gn2;
   unsigned char *g2 = malloc(2 * gn + 2);
