@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* ingest/unpack_zlib.c - the streaming inflater behind gzip and bare zlib
- * (RFC 1950) input: zlib's inflate through a fixed 64 KiB window into a child
- * sink, with the ratio limit, truncation and corruption turned into one-line
- * reasons. gzip member boundaries are handled in unpack_gzip.c. */
+ * (RFC 1950) input: zlib's inflate through 64 KiB windows into a child sink
+ * (for big streams with a slow consumer, on a helper thread), with the ratio
+ * limit, truncation and corruption turned into one-line reasons. gzip member
+ * boundaries are handled in unpack_gzip.c. */
 #include "ingest/unpack_priv.h"
 
 #include <pthread.h>

@@ -8,7 +8,6 @@
 
 #include <libpsl.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Longest domain name we align (RFC 1035: 253 characters + a trailing dot);
