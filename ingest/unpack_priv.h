@@ -2,7 +2,7 @@
 /* ingest/unpack_priv.h - internals shared by the unpack files (unpack.c,
  * unpack_gzip.c, unpack_zlib.c, unpack_zip.c): the per-call context, the
  * push-style stream "sink" that sniffs decompressed bytes and routes them, and
- * the streaming inflater. Never included outside ingest/unpack*.c. */
+ * the streaming inflater. Never included outside ingest/unpack*.c (and their tests). */
 #ifndef DP_UNPACK_PRIV_H
 #define DP_UNPACK_PRIV_H
 
