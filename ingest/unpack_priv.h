@@ -2,7 +2,7 @@
 /* ingest/unpack_priv.h - internals shared by the unpack files (unpack.c,
  * unpack_gzip.c, unpack_zlib.c, unpack_zip.c): the per-call context, the
  * push-style stream "sink" that sniffs decompressed bytes and routes them, and
- * the streaming inflater. Never included outside ingest/unpack*.c. */
+ * the streaming inflater. Never included outside ingest/unpack*.c (and their tests). */
 #ifndef DP_UNPACK_PRIV_H
 #define DP_UNPACK_PRIV_H
 
@@ -82,6 +82,10 @@ void dp__human_size(uint64_t n, char *out, size_t outlen);
 int dp__nesting_refused(struct dp__unpack *u, const char *part, unsigned depth, dp_kind_t kind);
 
 /* ---- unpack_zlib.c: the streaming inflater for gzip and zlib ----------- */
+/* Windows in flight between the helper thread and the consumer (512 KiB):
+ * enough that each side sleeps and wakes once per several windows. */
+#define DP__INF_RING 8
+
 enum dp__inflate_state {
   DP__INF_IN = 0,   /* inside a deflate stream */
   DP__INF_BETWEEN,  /* gzip member ended: next bytes decide member or junk */
@@ -103,9 +107,21 @@ struct dp__inflate {
   int npend;              /* 1 when pend holds a lone byte after a member */
   unsigned char pend;
   size_t wlen;            /* bytes in win not yet given to the child */
-  unsigned char *win;     /* DP__UNPACK_CHUNK output window */
+  unsigned char *win;     /* DP__UNPACK_CHUNK output window (one of ring once it exists) */
+  unsigned char *ring[DP__INF_RING]; /* windows of the helper thread; NULL until used */
+  uint64_t ns_inflate, ns_consume; /* time in inflate() and in the child, single-threaded */
   struct dp__sink child;  /* where the decompressed bytes go */
 };
+
+/* A stream that has produced this many bytes, and whose consumer took longer
+ * than inflate() so far (a parser, not a byte counter), is inflated by a
+ * helper thread while the calling thread hands the windows on (parses them):
+ * decompression and parsing overlap on two cores. Small streams never pay
+ * for a thread. Tests set it to 0 (always, whatever the consumer) or
+ * UINT64_MAX (never) to compare both paths. */
+extern uint64_t dp__inflate_thread_min;
+/* How many writes went through the helper thread (for tests). */
+extern _Atomic unsigned long dp__inflate_helper_runs;
 
 /** Create an inflater (gzip: 1, zlib: 0) whose output goes to a child sink at part/depth+1; NULL on ENOMEM. */
 struct dp__inflate *dp__inflate_create(struct dp__unpack *u, int gzip, const char *part, unsigned depth);

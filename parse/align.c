@@ -4,11 +4,10 @@
  * strict domain alignment, and the per-record alignment flags, sender key and
  * third-party verdict that the parser attaches to every record. */
 #include "parse/parse.h"
+#include "parse/parse_int.h"
 
-#include <arpa/inet.h>
 #include <libpsl.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Longest domain name we align (RFC 1035: 253 characters + a trailing dot);
@@ -84,13 +83,27 @@ struct org_entry {
 };
 static _Thread_local struct org_entry org_cache[ORG_SETS][2];
 
+/* Cache slot hash: the first and last 8 bytes and the length (a byte-wise
+ * hash cost more than the lookup it saves). Names are < ORG_CACHE_NAME. */
+static size_t name_hash(const char *s, size_t len) {
+  uint64_t a = len, b = 0;
+  if (len >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + len - 8, 8);
+  } else {
+    for (size_t i = 0; i < len; i++) b = b << 8 | (unsigned char)s[i];
+  }
+  uint64_t h = (a ^ (b * UINT64_C(0x9E3779B97F4A7C15)) ^ len) * UINT64_C(0xff51afd7ed558ccd);
+  return (size_t)(h >> 32);
+}
+
 /* Copy the organizational domain of norm (length len) into out (DOMAIN_MAX+1). */
 static void org_into(const char *norm, size_t len, char *out) {
   if (len >= ORG_CACHE_NAME) {
     strcpy(out, org_lookup(norm));
     return;
   }
-  struct org_entry *set = org_cache[dp_hash64(DP_HASH_INIT, norm, len) % ORG_SETS];
+  struct org_entry *set = org_cache[name_hash(norm, len) % ORG_SETS];
   if (strcmp(set[0].name, norm) != 0) {
     struct org_entry hit;
     if (strcmp(set[1].name, norm) == 0) {
@@ -148,63 +161,155 @@ static bool spf_counts(const dp_spf_auth_t *s) {
 
 /* "unauthenticated <network>" for the record's source: IPv4 /24, IPv6 /48. */
 static void unauth_sender(const dp_record_t *rec, char *buf, size_t len) {
+  static const char pre[] = "unauthenticated ";
   unsigned char a[16];
-  char txt[INET6_ADDRSTRLEN];
-  if (inet_pton(AF_INET, rec->source_ip, a) == 1) {
+  char txt[sizeof pre - 1 + DP__IP_TEXT_MAX + 4];
+  memcpy(txt, pre, sizeof pre - 1);
+  size_t n = sizeof pre - 1;
+  int fam = dp__ip_parse(rec->source_ip, a);
+  if (fam == 4) {
     a[3] = 0;
-    inet_ntop(AF_INET, a, txt, sizeof txt);
-    snprintf(buf, len, "unauthenticated %s/24", txt);
-  } else if (inet_pton(AF_INET6, rec->source_ip, a) == 1) {
+    n += dp__ip_format(a, 4, txt + n);
+    memcpy(txt + n, "/24", 4);
+  } else if (fam == 6) {
     memset(a + 6, 0, 10);
-    inet_ntop(AF_INET6, a, txt, sizeof txt);
-    snprintf(buf, len, "unauthenticated %s/48", txt);
+    n += dp__ip_format(a, 6, txt + n);
+    memcpy(txt + n, "/48", 4);
   } else {
-    snprintf(buf, len, "unauthenticated");
+    txt[n - 1] = '\0'; /* "unauthenticated" */
   }
+  size_t tl = strlen(txt);
+  if (!len) return;
+  if (tl >= len) tl = len - 1;
+  memcpy(buf, txt, tl);
+  buf[tl] = '\0';
 }
 
-void dp_align_record(dp_record_t *rec, const char *policy_domain, char *sender_buf,
-                     size_t sender_len) {
-  const char *target = rec->header_from && *rec->header_from ? rec->header_from : policy_domain;
+/* What dp_align_record derives from a record's identifiers: a function of
+ * the target domain and the auth results' domains, scopes and results only
+ * (the PSL is fixed once loaded), so records repeating those share it. */
+struct align_out {
+  bool dkim, dkim_strict, spf, spf_strict, third_party;
+  bool have_sender;             /* else the sender is the unauthenticated network */
+  char sender[DOMAIN_MAX + 1];
+};
+
+static void align_compute(const dp_record_t *rec, const char *target, struct align_out *o) {
   char tnorm[DOMAIN_MAX + 1], torg[DOMAIN_MAX + 1], dnorm[DOMAIN_MAX + 1], dorg[DOMAIN_MAX + 1];
   size_t tlen = norm_domain(target, tnorm);
   bool have_target = tlen > 0;
   if (have_target) org_into(tnorm, tlen, torg);
-
-  const char *sender_dom = NULL; /* points to sdom once set */
-  char sdom[DOMAIN_MAX + 1];
-  rec->dkim_aligned = rec->dkim_aligned_strict = false;
-  rec->spf_aligned = rec->spf_aligned_strict = false;
+  *o = (struct align_out){0};
 
   for (size_t i = 0; i < rec->n_spf; i++) {
     const dp_spf_auth_t *s = &rec->spf[i];
     size_t dlen;
     if (!spf_counts(s) || !(dlen = norm_domain(s->domain, dnorm))) continue;
     org_into(dnorm, dlen, dorg);
-    if (!sender_dom) sender_dom = strcpy(sdom, dorg);
+    if (!o->have_sender) {
+      strcpy(o->sender, dorg);
+      o->have_sender = true;
+    }
     if (!have_target) continue;
-    if (strcmp(dnorm, tnorm) == 0) rec->spf_aligned_strict = true;
-    if (strcmp(dorg, torg) == 0) rec->spf_aligned = true;
+    if (strcmp(dnorm, tnorm) == 0) o->spf_strict = true;
+    if (strcmp(dorg, torg) == 0) o->spf = true;
   }
   for (size_t i = 0; i < rec->n_dkim; i++) {
     const dp_dkim_auth_t *d = &rec->dkim[i];
     size_t dlen;
     if (!eq_nocase(d->result, "pass") || !(dlen = norm_domain(d->domain, dnorm))) continue;
     org_into(dnorm, dlen, dorg);
-    if (!sender_dom) sender_dom = strcpy(sdom, dorg);
+    if (!o->have_sender) {
+      strcpy(o->sender, dorg);
+      o->have_sender = true;
+    }
     if (!have_target) continue;
-    if (strcmp(dnorm, tnorm) == 0) rec->dkim_aligned_strict = true;
-    if (strcmp(dorg, torg) == 0) rec->dkim_aligned = true;
+    if (strcmp(dnorm, tnorm) == 0) o->dkim_strict = true;
+    if (strcmp(dorg, torg) == 0) o->dkim = true;
   }
+  if (o->have_sender) o->third_party = !have_target || strcmp(o->sender, torg) != 0;
+}
 
-  if (sender_dom) {
-    size_t sl = strlen(sender_dom);
+/* A small per-thread cache of align_compute results keyed by exactly the
+ * inputs it reads, each length-prefixed (so the key is unambiguous); records
+ * whose inputs do not fit a key are computed every time. */
+#define ALIGN_SETS 64
+#define ALIGN_KEY 200
+struct align_entry {
+  size_t klen; /* 0: empty */
+  char key[ALIGN_KEY];
+  struct align_out out;
+};
+static _Thread_local struct align_entry align_cache[ALIGN_SETS];
+
+static bool key_add(char *key, size_t *kl, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n > 255 || *kl + 1 + n > ALIGN_KEY) return false;
+  key[(*kl)++] = (char)n;
+  memcpy(key + *kl, s, n);
+  *kl += n;
+  return true;
+}
+
+static size_t align_key(const dp_record_t *rec, const char *target, char *key) {
+  size_t kl = 0;
+  if (rec->n_spf > 8 || rec->n_dkim > 8) return 0;
+  key[kl++] = (char)rec->n_spf;
+  key[kl++] = (char)rec->n_dkim;
+  if (!key_add(key, &kl, target)) return 0;
+  for (size_t i = 0; i < rec->n_spf; i++)
+    if (!key_add(key, &kl, rec->spf[i].domain) || !key_add(key, &kl, rec->spf[i].scope) ||
+        !key_add(key, &kl, rec->spf[i].result))
+      return 0;
+  for (size_t i = 0; i < rec->n_dkim; i++)
+    if (!key_add(key, &kl, rec->dkim[i].domain) || !key_add(key, &kl, rec->dkim[i].result)) return 0;
+  return kl;
+}
+
+static size_t key_slot(const char *k, size_t n) {
+  uint64_t h = n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, k + i, 8);
+    h = (h ^ w) * UINT64_C(0x9E3779B97F4A7C15);
+    h ^= h >> 29;
+  }
+  for (; i < n; i++) h = (h ^ (unsigned char)k[i]) * UINT64_C(0x100000001b3);
+  h ^= h >> 32;
+  return (size_t)(h % ALIGN_SETS);
+}
+
+void dp_align_record(dp_record_t *rec, const char *policy_domain, char *sender_buf,
+                     size_t sender_len) {
+  const char *target = rec->header_from && *rec->header_from ? rec->header_from : policy_domain;
+  char key[ALIGN_KEY];
+  struct align_out fresh;
+  const struct align_out *o = &fresh;
+  size_t kl = align_key(rec, target, key);
+  if (kl) {
+    struct align_entry *e = &align_cache[key_slot(key, kl)];
+    if (e->klen != kl || memcmp(e->key, key, kl) != 0) {
+      align_compute(rec, target, &e->out);
+      memcpy(e->key, key, kl);
+      e->klen = kl;
+    }
+    o = &e->out;
+  } else {
+    align_compute(rec, target, &fresh);
+  }
+  rec->dkim_aligned = o->dkim;
+  rec->dkim_aligned_strict = o->dkim_strict;
+  rec->spf_aligned = o->spf;
+  rec->spf_aligned_strict = o->spf_strict;
+  if (o->have_sender) {
+    size_t sl = strlen(o->sender);
     if (sl >= sender_len) sl = sender_len ? sender_len - 1 : 0;
     if (sender_len) {
-      memcpy(sender_buf, sender_dom, sl);
+      memcpy(sender_buf, o->sender, sl);
       sender_buf[sl] = '\0';
     }
-    rec->third_party = !have_target || strcmp(sender_dom, torg) != 0;
+    rec->third_party = o->third_party;
   } else {
     unauth_sender(rec, sender_buf, sender_len);
     rec->third_party = false;

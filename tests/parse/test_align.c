@@ -184,6 +184,65 @@ TEST(align_record_header_from_fallback_and_unauth_v6) {
   ASSERT_STR_EQ(r2.sender, "unauthenticated 192.0.2.0/24");
 }
 
+/* Results are cached per thread by the inputs alignment reads. A record with
+ * more than 8 SPF results is never cached; nine extra failing results change
+ * nothing else, so each random record is checked against its uncached twin,
+ * in an order where most lookups hit the cache, and the unauthenticated
+ * sender always follows the record's own address. */
+TEST(align_record_cache_matches_uncached) {
+  static const char *const doms[] = {"example.com", "Mail.Example.COM.", "example.co.uk",
+                                     "co.uk", "esp.net", "bounce.esp.net", "", "com",
+                                     "a.b.example.org", "EXAMPLE.com", "x.s3.amazonaws.com"};
+  static const char *const res[] = {"pass", "fail", "PASS", "softfail", ""};
+  static const char *const scopes[] = {"", "mfrom", "helo", "MFROM"};
+  static const char *const ips[] = {"192.0.2.7", "198.51.100.9", "2001:db8:1:2::3", "10.1.2.3"};
+  uint64_t st = 7;
+#define R(n) (st = st * 6364136223846793005ull + 1442695040888963407ull, (size_t)((st >> 33) % (n)))
+  for (int round = 0; round < 20000; round++) {
+    dp_spf_auth_t sp[12];
+    dp_dkim_auth_t dk[3];
+    size_t nsp = R(3), ndk = R(3);
+    for (size_t i = 0; i < nsp; i++) {
+      sp[i].domain = doms[R(11)];
+      sp[i].scope = scopes[R(4)];
+      sp[i].result = res[R(5)];
+      sp[i].human_result = "";
+    }
+    for (size_t i = 0; i < ndk; i++) {
+      dk[i].domain = doms[R(11)];
+      dk[i].result = res[R(5)];
+      dk[i].selector = dk[i].human_result = "";
+    }
+    for (size_t i = nsp; i < nsp + 9; i++) {
+      sp[i].domain = "example.com";
+      sp[i].scope = "mfrom";
+      sp[i].result = "fail";
+      sp[i].human_result = "";
+    }
+    const char *hf = doms[R(11)], *pol = doms[R(4)], *ip = ips[R(4)];
+    dp_record_t a, b;
+    memset(&a, 0, sizeof a);
+    snprintf(a.source_ip, sizeof a.source_ip, "%s", ip);
+    a.header_from = hf;
+    a.dkim = dk;
+    a.n_dkim = ndk;
+    a.spf = sp;
+    a.n_spf = nsp;
+    b = a;
+    b.n_spf = nsp + 9; /* uncached */
+    char sa[300], sb[300];
+    dp_align_record(&a, pol, sa, sizeof sa);
+    dp_align_record(&b, pol, sb, sizeof sb);
+    ASSERT_STR_EQ(a.sender, b.sender);
+    ASSERT_EQ(a.dkim_aligned, b.dkim_aligned);
+    ASSERT_EQ(a.dkim_aligned_strict, b.dkim_aligned_strict);
+    ASSERT_EQ(a.spf_aligned, b.spf_aligned);
+    ASSERT_EQ(a.spf_aligned_strict, b.spf_aligned_strict);
+    ASSERT_EQ(a.third_party, b.third_party);
+  }
+#undef R
+}
+
 TEST(align_global_cleanup_and_reinit) {
   dp_align_global_cleanup();
   dp_align_global_cleanup(); /* twice is harmless */

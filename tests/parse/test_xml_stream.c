@@ -437,6 +437,68 @@ TEST(xml_stream_invalid_utf8_repaired) {
   coll_free(&c);
 }
 
+/* Lower-casing works 8 bytes at a time: every position of upper-case
+ * letters, the bytes just outside A-Z (@ [ ` {) and non-ASCII are kept. */
+TEST(xml_stream_lower_cases_ascii_only) {
+  const char *doc = "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>o</org_name>"
+                    "<report_id>i</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+                    "</report_metadata><policy_published><domain>AbCdEfGhIjKlMnOpQrStUvWxYz@[`{"
+                    "\xc3\x89\xc3\xa9Z.</domain><p>QUARANTINE</p></policy_published></feedback>";
+  struct coll c;
+  ASSERT_OK(parse(doc, 0, &c));
+  ASSERT_CONTAINS(c.rep, "|domain=abcdefghijklmnopqrstuvwxyz@[`{\xc3\x89\xc3\xa9z|");
+  ASSERT_CONTAINS(c.rep, "|p=quarantine|");
+  coll_free(&c);
+}
+
+/* Text is collected only inside leaf fields (libxml2 is not even asked to
+ * deliver it elsewhere): a child element inside a leaf is skipped with its
+ * text, the leaf's text around it and CDATA are kept, and text or CDATA
+ * between elements never leaks into the next field. */
+TEST(xml_stream_text_only_inside_leaves) {
+  const char *doc = "<?xml version=\"1.0\"?>\n<feedback>stray <![CDATA[cdata]]> text"
+                    "<report_metadata>meta text<org_name>Big<x>ignored<y>deeper</y></x> Corp"
+                    "<![CDATA[!]]></org_name> between <![CDATA[x]]><report_id>id</report_id>"
+                    "<date_range><begin>1</begin><end>2</end></date_range></report_metadata>"
+                    POLICY REC("192.0.2.1", "1") "tail</feedback>";
+  struct coll c;
+  for (size_t chunk = 0; chunk <= 5; chunk += 5) {
+    ASSERT_OK(parse(doc, chunk, &c));
+    ASSERT_CONTAINS(c.rep, "|org=Big Corp!|");
+    ASSERT_CONTAINS(c.rep, "|id=id|");
+    coll_free(&c);
+  }
+}
+
+/* The repair pass skips clean runs 16 bytes at a time: a bad byte at every
+ * offset of a long clean run (either side of the 16-byte steps, next to
+ * TAB/LF/CR, which are allowed) is still found and replaced exactly. */
+TEST(xml_stream_repair_finds_bad_byte_at_every_offset) {
+  static const char bad[][3] = {"\x01", "\x1f", "\x80", "\xff"};
+  for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+    for (size_t k = 0; k < 40; k++) {
+      char org[64], want[96], doc[2048];
+      for (size_t i = 0; i < 40; i++) org[i] = (char)(i % 7 == 3 ? '\t' : i % 11 == 5 ? '\n' : 'a' + i % 26);
+      org[0] = 'A';
+      org[39] = 'z'; /* trimmed text stays 40 bytes */
+      org[40] = '\0';
+      org[k] = bad[b][0];
+      snprintf(want, sizeof want, "org=%.*s\xef\xbf\xbd%s|", (int)k, org, org + k + 1);
+      snprintf(doc, sizeof doc,
+               "<?xml version=\"1.0\"?>\r\n<feedback><report_metadata><org_name>%s</org_name>"
+               "<report_id>r</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+               "</report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+               org);
+      struct coll c;
+      for (size_t chunk = 0; chunk <= 17; chunk += 17) {
+        ASSERT_OK(parse(doc, chunk, &c));
+        ASSERT_CONTAINS(c.rep, want);
+        coll_free(&c);
+      }
+    }
+  }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Document-level shape */
 

@@ -287,6 +287,100 @@ TEST(store_encode_limit_leaves_buffer) {
   dp_buf_free(&b);
 }
 
+/* Record rows are written by a fast path that reserves the worst case once
+ * per row; near the buffer's cap the exact field-by-field encoder takes over.
+ * Random hostile strings: both paths give the same bytes, a row that fits
+ * exactly is accepted and one byte less is refused with nothing written. */
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
+static unsigned rnd(unsigned n) {
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return (unsigned)(rnd_state % n);
+}
+
+static const char *rnd_str(char *buf, size_t cap) {
+  static const char *const piece[] = {"a", "Z", "\\", "\"", "\t", "\n", "\r", "\x01", "\x7f",
+                                      "\xc3\xa9", "\xff", "\xe2\x82", "\xed\xa0\x80", ",", "{",
+                                      " ", "\xf0\x9f\x98\x80", "example.com"};
+  size_t n = 0, k = rnd(6);
+  buf[0] = '\0';
+  for (size_t i = 0; i < k; i++) {
+    const char *p = piece[rnd(sizeof piece / sizeof piece[0])];
+    size_t l = strlen(p);
+    if (n + l + 1 > cap) break;
+    memcpy(buf + n, p, l + 1);
+    n += l;
+  }
+  return buf;
+}
+
+TEST(store_encode_record_fast_path_matches_exact) {
+  static char pool[64][64];
+  size_t np = 0;
+#define S() rnd_str(pool[np++ % 64], sizeof pool[0])
+  for (int round = 0; round < 3000; round++) {
+    dp_report_t r = sample_report();
+    r.begin = round % 3 ? 1709251200 : -62135596800 - 86400 * (int64_t)round;
+    dp_reason_t rs[3];
+    dp_dkim_auth_t dk[3];
+    dp_spf_auth_t sp[3];
+    dp_record_t rec = sample_record();
+    rec.index = (uint64_t)round * 7919u;
+    rec.count = round % 5 ? (uint64_t)round : UINT64_MAX >> 1;
+    rec.disposition = S();
+    rec.pe_dkim = S();
+    rec.pe_spf = S();
+    rec.header_from = S();
+    rec.envelope_from = S();
+    rec.envelope_to = S();
+    rec.sender = S();
+    rec.n_reasons = rnd(4);
+    rec.n_dkim = rnd(4);
+    rec.n_spf = rnd(4);
+    for (size_t i = 0; i < 3; i++) {
+      rs[i].type = S();
+      rs[i].comment = S();
+      dk[i].domain = S();
+      dk[i].selector = S();
+      dk[i].result = S();
+      dk[i].human_result = S();
+      sp[i].domain = S();
+      sp[i].scope = S();
+      sp[i].result = S();
+      sp[i].human_result = S();
+    }
+    rec.reasons = rec.n_reasons ? rs : NULL;
+    rec.dkim = rec.n_dkim ? dk : NULL;
+    rec.spf = rec.n_spf ? sp : NULL;
+    if (rec.n_reasons > 3) rec.n_reasons = 3;
+    if (rec.n_dkim > 3) rec.n_dkim = 3;
+    if (rec.n_spf > 3) rec.n_spf = 3;
+    rec.dkim_aligned = rnd(2);
+    rec.spf_aligned_strict = rnd(2);
+    rec.third_party = rnd(2);
+    int64_t key = round % 2 ? -(int64_t)round * 1000003 : INT64_MIN + round;
+
+    dp_buf_t fast, exact, less;
+    dp_buf_init(&fast, 0);
+    ASSERT_OK(dp_buf_puts(&fast, "x\n"));
+    ASSERT_OK(dp_store_encode_record(&fast, key, &r, &rec));
+    dp_buf_init(&exact, fast.len); /* room for the row and no more */
+    ASSERT_OK(dp_buf_puts(&exact, "x\n"));
+    ASSERT_OK(dp_store_encode_record(&exact, key, &r, &rec));
+    ASSERT_EQ(exact.len, fast.len);
+    ASSERT_TRUE(memcmp(exact.data, fast.data, fast.len) == 0);
+    dp_buf_init(&less, fast.len - 1);
+    ASSERT_OK(dp_buf_puts(&less, "x\n"));
+    ASSERT_EQ(dp_store_encode_record(&less, key, &r, &rec), DP_ELIMIT);
+    ASSERT_STR_EQ(less.data, "x\n");
+    dp_buf_free(&fast);
+    dp_buf_free(&exact);
+    dp_buf_free(&less);
+  }
+#undef S
+}
+
 TEST(store_column_lists) {
   /* One name per encoded field, in the same order as the rows above. */
   size_t n = 1;
