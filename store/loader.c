@@ -377,10 +377,13 @@ static void reader_main(void *arg) {
     uint64_t off = r->off, gen = r->gen;
     size_t len = r->len;
     uv_mutex_unlock(&r->mu);
-    ssize_t got;
-    do
-      got = pread(fd, r->buf, len, (off_t)off);
-    while (got < 0 && errno == EINTR);
+    ssize_t got = -1;
+    if (fd >= 0) {
+      do
+        got = pread(fd, r->buf, len, (off_t)off);
+      while (got < 0 && errno == EINTR);
+      close(fd); /* our own duplicate: see reader_request */
+    }
     uv_mutex_lock(&r->mu);
     r->got = got;
     r->done_gen = gen;
@@ -437,8 +440,12 @@ static void reader_request(dp_loader_t *l, const dp_staged_t *s, uint64_t off, s
   l->rbuf_off = off;
   l->rbuf_len = 0;
   l->rbuf_gen = l->rgen;
+  /* The reader reads a duplicate of the descriptor, so a spool closed while
+   * its read is in flight (the report was dropped or retried) cannot have
+   * its number reused under the read. A failed dup() is a failed read. */
+  int fd = fcntl(s->spool_fd, F_DUPFD_CLOEXEC, 0);
   uv_mutex_lock(&r->mu);
-  r->fd = s->spool_fd;
+  r->fd = fd;
   r->off = off;
   r->len = len;
   r->gen = l->rgen;
