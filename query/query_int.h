@@ -31,6 +31,14 @@ typedef enum dp_qtype {
 typedef enum dp_qfmt { DP_QFMT_TABLE, DP_QFMT_CSV, DP_QFMT_JSON } dp_qfmt_t;
 
 /* Column flags. */
+/* The rows of an agg_* table (alias a, migration 0003) that are D's in the
+ * window: $1 domain, $2 since (epoch seconds or NULL). Same rule as the record
+ * level: policy domain D, or header_from D or under D; report end after since. */
+#define DP_AGG_WHERE                                                                               \
+  " WHERE (a.domain = $1::text OR a.header_from = $1::text"                                        \
+  "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
+  "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
+
 #define DP_QCOL_NOTABLE 1u   /* machine formats only (CSV, JSON) */
 #define DP_QCOL_TABLEONLY 2u /* table only */
 
@@ -117,6 +125,15 @@ int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, s
 /* The queries (reports.c, senders.c, errors.c). Every function takes a
  * connected PGconn (blocking mode), runs parameterised SQL, writes the whole
  * output to out, and returns 0, DP_EPG (reason in err) or DP_EIO. */
+
+/** Make the aggregates (migration 0003) current before reading them: when c
+ *  is idle, fold every pending report (dp_agg_catch_up) and open a REPEATABLE
+ *  READ READ ONLY transaction whose snapshot has no pending report (*opened
+ *  true); inside a transaction already, do nothing (*opened false). 0 or
+ *  DP_EPG with reason in err. */
+int dp__query_agg_begin(PGconn *c, bool *opened, char *err, size_t errlen);
+/** Commit the transaction dp__query_agg_begin opened, if it opened one. */
+void dp__query_agg_end(PGconn *c, bool opened);
 
 /** Filters shared by the commands; since is ignored unless has_since. */
 typedef struct dp_query_filter {
@@ -280,6 +297,11 @@ int dp__query_senders_set_row(dp_qres_t *q, const dp_sender_cols_t *c, const dp_
  *  dp__query_senders_free). DP_EPG with reason in err, DP_ENOMEM. */
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+/** dp__query_senders_fetch; named_only leaves out the "unauthenticated ..."
+ *  network groups (readiness: they are never fixable). */
+int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                               bool named_only, dp_sender_t **rows, size_t *n, char *err,
+                               size_t errlen);
 /** Free rows from dp__query_senders_fetch. NULL is allowed. */
 void dp__query_senders_free(dp_sender_t *rows, size_t n);
 /** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */

@@ -26,13 +26,9 @@
 /* ======================================================================== */
 /* SQL */
 
-/* The records that are D's (as in senders) in the window: $1 domain, $2 since
- * (epoch seconds or NULL). Shared head of both statements below. */
-#define REC_WHERE                                                                                  \
-  "   WHERE (r.domain = $1::text OR x.header_from = $1::text"                                      \
-  "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
-  "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-
+/* Both statements read the aggregates maintained at ingest (migration 0003)
+ * through DP_AGG_WHERE ($1 domain, $2 since); the record-level forms are kept
+ * in tests/query/test_aggregates.c, which checks that both give the same answers. */
 /* $3 period ('day', 'week' or NULL). Classification of a failing record
  * (NOT (spf_aligned OR dkim_aligned)), first rule that applies:
  *   1. forwarded: a receiver gave it a forwarding reason (forwarded,
@@ -46,27 +42,24 @@
  *   4. unauthenticated: nothing passes. */
 static const char *const class_sql[] = {
     "WITH rec AS MATERIALIZED ("
-    "  SELECT x.sender, x.count, x.source_ip, r.id AS rid, r.org_name,"
-    "         (x.spf_aligned OR x.dkim_aligned) AS pass,"
-    "         (x.spf_aligned_strict OR x.dkim_aligned_strict) AS pass_strict,"
-    "         x.sender NOT LIKE 'unauthenticated %' AS authenticated,"
-    "         x.dkim_domains, x.dkim_selectors, x.dkim_results,"
+    "  SELECT a.sender, a.messages AS count, a.source_ip, a.pass, a.pass_strict,"
+    "         a.sender NOT LIKE 'unauthenticated %' AS authenticated,"
+    "         a.dkim_domains, a.dkim_selectors, a.dkim_results,"
     "         CASE WHEN $3::text IS NULL THEN NULL"
-    "              ELSE date_trunc($3::text, r.begin_ts AT TIME ZONE 'UTC') END AS period,"
-    "         (EXISTS (SELECT 1 FROM unnest(x.reason_types) t"
-    "                   WHERE lower(t) IN ('forwarded', 'mailing_list', 'trusted_forwarder'))"
-    "          OR EXISTS (SELECT 1 FROM unnest(x.reason_comments) m"
-    "                      WHERE lower(m) LIKE '%arc=pass%')) AS fwd_reason"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
-    ", fwd_ip AS (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
-    ", good_sig AS ("
-    "  SELECT DISTINCT lower(d.dom) AS dom, coalesce(d.sel, '') AS sel"
-    "    FROM rec, unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
-    "              AS d(dom, sel, res)"
-    "   WHERE lower(d.res) = 'pass' AND (lower(d.dom) = $1::text"
-    "         OR right(lower(d.dom), length($1::text) + 1) = '.' || $1::text)"
+    "              ELSE date_trunc($3::text, a.begin_ts AT TIME ZONE 'UTC') END AS period,"
+    "         a.fwd_reason"
+    "    FROM agg_class a" DP_AGG_WHERE ")",
+    ", fwd_ip AS MATERIALIZED (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
+    ", good_sig AS MATERIALIZED ("
+    "  SELECT DISTINCT lower(a.dom) AS dom, a.sel"
+    "    FROM agg_dkim a" DP_AGG_WHERE
+    "     AND lower(a.res) = 'pass' AND (lower(a.dom) = $1::text"
+    "         OR right(lower(a.dom), length($1::text) + 1) = '.' || $1::text)"
+    /* unauthenticated senders are never fixable: one NULL group for them all
+     * (HAVING drops it) instead of one per network */
     "), cls AS ("
-    "  SELECT rec.sender, rec.count, rec.period, rec.pass, rec.pass_strict, rec.rid, rec.org_name,"
+    "  SELECT CASE WHEN rec.authenticated THEN rec.sender END AS sender,"
+    "         rec.count, rec.period, rec.pass, rec.pass_strict,"
     "         CASE WHEN rec.pass THEN 'pass'"
     "              WHEN rec.fwd_reason OR rec.source_ip IN (SELECT source_ip FROM fwd_ip)"
     "                THEN 'forwarded'"
@@ -80,6 +73,12 @@ static const char *const class_sql[] = {
     "              WHEN rec.authenticated THEN 'fixable'"
     "              ELSE 'unauthenticated' END AS class"
     "    FROM rec"
+    "), rep AS ("
+    "  SELECT count(DISTINCT r.id) AS reports, count(DISTINCT r.org_name) AS orgs"
+    "    FROM agg_report h JOIN report r ON r.id = h.report_key"
+    "   WHERE (r.domain = $1::text OR h.header_from = $1::text"
+    "          OR right(h.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
     ")",
     " SELECT GROUPING(period, sender),"
     "        floor(extract(epoch FROM period))::bigint, sender,"
@@ -89,7 +88,7 @@ static const char *const class_sql[] = {
     "        coalesce(sum(count) FILTER (WHERE class = 'forwarded'), 0)::bigint,"
     "        coalesce(sum(count) FILTER (WHERE class = 'unauthenticated'), 0)::bigint,"
     "        coalesce(sum(count) FILTER (WHERE NOT pass_strict), 0)::bigint,"
-    "        count(DISTINCT rid), count(DISTINCT org_name)"
+    "        (SELECT reports FROM rep), (SELECT orgs FROM rep)"
     "   FROM cls"
     "  GROUP BY GROUPING SETS ((), (period), (sender))"
     " HAVING GROUPING(sender) = 1 OR sum(count) FILTER (WHERE class = 'fixable') > 0"
@@ -117,25 +116,37 @@ enum {
  * from its own auth results (strict when the report's adkim/aspf is s). */
 static const char *const disagree_sql[] = {
     "WITH rec AS MATERIALIZED ("
-    "  SELECT x.source_ip, x.header_from, x.count, r.org_name,"
-    "         lower(x.pe_dkim) AS pd, lower(x.pe_spf) AS ps,"
-    "         CASE WHEN lower(r.adkim) = 's' THEN x.dkim_aligned_strict"
-    "              ELSE x.dkim_aligned END AS dk_ok,"
-    "         CASE WHEN lower(r.aspf) = 's' THEN x.spf_aligned_strict"
-    "              ELSE x.spf_aligned END AS sp_ok"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
-    ", src AS ("
-    "  SELECT source_ip, header_from, sum(count)::bigint AS messages,"
-    "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"
-    "          AND count(DISTINCT org_name) FILTER (WHERE pd IN ('pass', 'fail')) > 1) AS dk_rcv,"
-    "         (bool_or(ps = 'pass') AND bool_or(ps = 'fail')"
-    "          AND count(DISTINCT org_name) FILTER (WHERE ps IN ('pass', 'fail')) > 1) AS sp_rcv,"
-    "         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false) AS dk_re,"
-    "         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false) AS sp_re,"
-    "         array_agg(DISTINCT org_name || ': dkim=' || coalesce(nullif(pd, ''), '-')"
-    "                   || ' spf=' || coalesce(nullif(ps, ''), '-')) AS verdicts"
+    "  SELECT a.* FROM agg_disagree a" DP_AGG_WHERE ")",
+    ", src AS MATERIALIZED ("
+    "  SELECT source_ip, header_from, sum(messages)::bigint AS messages,"
+    "         bool_or(dk_pass_orgs <> '{}') AND bool_or(dk_fail_orgs <> '{}') AS dk_both,"
+    "         bool_or(sp_pass_orgs <> '{}') AND bool_or(sp_fail_orgs <> '{}') AS sp_both,"
+    "         bool_or(dk_re) AS dk_re, bool_or(sp_re) AS sp_re"
     "    FROM rec GROUP BY source_ip, header_from"
-    "), flagged AS (SELECT * FROM src WHERE dk_rcv OR sp_rcv OR dk_re OR sp_re)",
+    /* "receivers disagree" needs a pass and a fail from two different
+     * orgs: the orgs are counted only where both verdicts occur at all. */
+    "), mixed AS MATERIALIZED (SELECT source_ip, header_from FROM src WHERE dk_both OR sp_both)"
+    ", orgs AS ("
+    "  SELECT rec.source_ip, rec.header_from,"
+    "         count(DISTINCT u.o) FILTER (WHERE u.m = 'd') AS dk_n,"
+    "         count(DISTINCT u.o) FILTER (WHERE u.m = 's') AS sp_n"
+    "    FROM rec JOIN mixed USING (source_ip, header_from),"
+    "         LATERAL (SELECT 'd', unnest(rec.dk_pass_orgs || rec.dk_fail_orgs)"
+    "                  UNION ALL SELECT 's', unnest(rec.sp_pass_orgs || rec.sp_fail_orgs))"
+    "              AS u(m, o)"
+    "   GROUP BY 1, 2"
+    "), cand AS ("
+    "  SELECT src.source_ip, src.header_from, src.messages, src.dk_re, src.sp_re,"
+    "         (src.dk_both AND coalesce(orgs.dk_n, 0) > 1) AS dk_rcv,"
+    "         (src.sp_both AND coalesce(orgs.sp_n, 0) > 1) AS sp_rcv"
+    "    FROM src LEFT JOIN orgs USING (source_ip, header_from)"
+    "), flagged AS (SELECT * FROM cand WHERE dk_rcv OR sp_rcv OR dk_re OR sp_re)"
+    ", top AS (SELECT * FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10)"
+    ", ver AS ("
+    "  SELECT rec.source_ip, rec.header_from, array_agg(DISTINCT v) AS verdicts"
+    "    FROM rec JOIN top USING (source_ip, header_from), unnest(rec.verdicts) v"
+    "   GROUP BY 1, 2"
+    ")",
     " SELECT (SELECT count(DISTINCT source_ip) FROM flagged),"
     "        host(source_ip), header_from, messages,"
     "        array_remove(ARRAY["
@@ -145,7 +156,8 @@ static const char *const disagree_sql[] = {
     "          CASE WHEN sp_re THEN 'spf: receiver verdict differs from its auth results' END"
     "        ], NULL),"
     "        verdicts"
-    "   FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10",
+"   FROM top JOIN ver USING (source_ip, header_from)"
+    "  ORDER BY messages DESC, source_ip, header_from",
 };
 
 /* ======================================================================== */
@@ -310,14 +322,6 @@ static int fetch_disagree(PGconn *c, const char *const *params, dp_readiness_t *
   return rc;
 }
 
-static bool exec_ok(PGconn *c, const char *sql, char *err, size_t errlen) {
-  PGresult *res = PQexec(c, sql);
-  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-  if (!ok) dp__query_pgerr(c, res, err, errlen);
-  PQclear(res);
-  return ok;
-}
-
 int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
                               dp_readiness_t *r, char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
@@ -336,21 +340,22 @@ int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t
   }
   /* One snapshot: the totals, the senders and the disagreements must add up
    * even while an ingest is committing. */
-  if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) return DP_EPG;
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) return DP_EPG;
   struct fixable *fx = NULL;
   size_t nfx = 0;
   PGresult *cls = NULL;
   dp_sender_t *rows = NULL;
   size_t n = 0;
   int rc = fetch_classes(c, params, by, r, &fx, &nfx, &cls, err, errlen);
-  if (!rc && nfx) rc = dp__query_senders_fetch(c, f, DP_FAIL_ANY, &rows, &n, err, errlen);
+  if (!rc && nfx)
+    rc = dp__query_senders_fetch_ex(c, f, DP_FAIL_ANY, true, &rows, &n, err, errlen);
   if (!rc && (rc = pick_senders(r, rows, n, fx, nfx))) snprintf(err, errlen, "%s", dp_strerror(rc));
   dp__query_senders_free(rows, n);
   free(fx);
   PQclear(cls);
   if (!rc) rc = fetch_disagree(c, params, r, err, errlen);
-  PGresult *end = PQexec(c, rc ? "ROLLBACK" : "COMMIT");
-  PQclear(end);
+  if (opened) PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
   if (rc) {
     dp__query_readiness_free(r);
     return rc;

@@ -15,54 +15,44 @@
 #include "query/query_int.h"
 
 /* $1 domain, $2 since (epoch seconds or NULL), $3 fail filter (all|spf|dkim|any).
- * A record is D's when its report's policy domain is D or its header_from is D
- * or under D. "own" auth domains are D and its subdomains. The fix evidence
- * (dkf, spf) comes from records that fail DMARC only, so a sender whose mail
- * mostly passes is judged by the part that does not. Column order is the
+ * Reads the aggregates maintained at ingest (migration 0003): a record is D's
+ * when its report's policy domain is D or its header_from is D or under D
+ * (DP_AGG_WHERE). "own" auth domains are D and its subdomains. The fix
+ * evidence (dkf, spf) comes from mail that fails DMARC only, so a sender whose
+ * mail mostly passes is judged by the part that does not. Column order is the
  * order read by row_to_sender(). Kept in pieces because C11 compilers need
- * only accept string literals up to 4095 bytes. */
+ * only accept string literals up to 4095 bytes. The record-level form of this
+ * statement is kept in tests/query/test_aggregates.c, which checks both agree. */
+/* $4 true: only the senders that are domains (readiness asks for those alone:
+ * the unauthenticated networks, often hundreds of thousands, are never fixable). */
+#define NAMED_ONLY " AND (NOT $4::boolean OR a.sender NOT LIKE 'unauthenticated %')"
+
 static const char *const senders_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT x.sender, x.third_party, x.count, x.source_ip,"
-    "         x.spf_aligned, x.dkim_aligned, x.spf_aligned_strict, x.dkim_aligned_strict,"
-    "         (x.pe_dkim = 'pass' OR x.pe_spf = 'pass') AS policy_pass,"
-    "         NOT (x.spf_aligned OR x.dkim_aligned) AS failing,"
-    "         x.dkim_domains, x.dkim_results, x.dkim_selectors, x.spf_domains, x.spf_results,"
-    "         x.reason_types && ARRAY['forwarded', 'mailing_list', 'trusted_forwarder'] AS relayed,"
-    "         r.org_name, r.begin_ts, r.end_ts"
-    "    FROM record x JOIN report r ON r.id = x.report_key"
-    "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
-    "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"
-    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-    ")",
-    ", agg AS ("
+    "WITH s AS MATERIALIZED ("
+    "  SELECT * FROM agg_sender a" DP_AGG_WHERE NAMED_ONLY
+    "), agg AS ("
     "  SELECT sender, bool_or(third_party) AS third_party,"
-    "         sum(count)::bigint AS messages,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned), 0)::bigint AS spf_aligned,"
-    "         coalesce(sum(count) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim_aligned,"
-    "         coalesce(sum(count) FILTER (WHERE NOT failing), 0)::bigint AS dmarc_pass,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned_strict), 0)::bigint AS spf_strict,"
-    "         coalesce(sum(count) FILTER (WHERE dkim_aligned_strict), 0)::bigint AS dkim_strict,"
-    "         coalesce(sum(count) FILTER (WHERE policy_pass), 0)::bigint AS policy_pass,"
-    "         coalesce(sum(count) FILTER (WHERE failing AND relayed), 0)::bigint AS relayed,"
-    "         array_agg(DISTINCT org_name ORDER BY org_name) AS reporters,"
+    "         sum(messages)::bigint AS messages, sum(spf_aligned)::bigint AS spf_aligned,"
+    "         sum(dkim_aligned)::bigint AS dkim_aligned, sum(dmarc_pass)::bigint AS dmarc_pass,"
+    "         sum(spf_strict)::bigint AS spf_strict, sum(dkim_strict)::bigint AS dkim_strict,"
+    "         sum(policy_pass)::bigint AS policy_pass, sum(relayed)::bigint AS relayed,"
     "         floor(extract(epoch FROM min(begin_ts)))::bigint AS first_seen,"
     "         floor(extract(epoch FROM max(end_ts)))::bigint AS last_seen"
-    "    FROM rec GROUP BY sender"
+    "    FROM s GROUP BY sender"
+    "), rep AS ("
+    "  SELECT sender, array_agg(DISTINCT o ORDER BY o) AS reporters"
+    "    FROM s, unnest(s.reporters) o GROUP BY sender"
     "), ips AS ("
     "  SELECT sender, array_agg(host(source_ip) ORDER BY n DESC, source_ip) AS ips"
-    "    FROM (SELECT sender, source_ip, sum(count) AS n,"
+    "    FROM (SELECT sender, source_ip, sum(messages) AS n,"
     "                 row_number() OVER (PARTITION BY sender"
-    "                                    ORDER BY sum(count) DESC, source_ip) AS rn"
-    "            FROM rec GROUP BY sender, source_ip) t"
+    "                                    ORDER BY sum(messages) DESC, source_ip) AS rn"
+    "            FROM agg_ip a" DP_AGG_WHERE NAMED_ONLY " GROUP BY sender, source_ip) t"
     "   WHERE rn <= 10 GROUP BY sender"
     ")",
     ", dk AS ("
-    "  SELECT rec.sender, rec.failing, d.dom, coalesce(d.res, '') AS res,"
-    "         coalesce(d.sel, '') AS sel, sum(rec.count) AS n"
-    "    FROM rec,"
-    "         unnest(rec.dkim_domains, rec.dkim_results, rec.dkim_selectors) AS d(dom, res, sel)"
-    "   WHERE coalesce(d.dom, '') <> ''"
+    "  SELECT sender, failing, dom, res, sel, sum(messages) AS n"
+    "    FROM agg_dkim a" DP_AGG_WHERE NAMED_ONLY
     "   GROUP BY 1, 2, 3, 4, 5"
     "), dkl AS ("
     "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
@@ -81,9 +71,8 @@ static const char *const senders_sql[] = {
     "    FROM dk GROUP BY sender"
     ")",
     ", sp AS ("
-    "  SELECT rec.sender, rec.failing, s.dom, coalesce(s.res, '') AS res, sum(rec.count) AS n"
-    "    FROM rec, unnest(rec.spf_domains, rec.spf_results) AS s(dom, res)"
-    "   WHERE coalesce(s.dom, '') <> ''"
+    "  SELECT sender, failing, dom, res, sum(messages) AS n"
+    "    FROM agg_spf a" DP_AGG_WHERE NAMED_ONLY
     "   GROUP BY 1, 2, 3, 4"
     "), spl AS ("
     "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
@@ -100,10 +89,10 @@ static const char *const senders_sql[] = {
     " SELECT a.sender, a.third_party, a.messages, a.spf_aligned, a.dkim_aligned, a.dmarc_pass,"
     "        a.spf_strict, a.dkim_strict, a.policy_pass,"
     "        coalesce(ips.ips, '{}'), coalesce(dkl.doms, '{}'), coalesce(spl.doms, '{}'),"
-    "        a.reporters, a.first_seen, a.last_seen,"
+    "        coalesce(rep.reporters, '{}'), a.first_seen, a.last_seen,"
     "        dkf.foreign_pass, dkf.own_fail, dkf.own_sel,"
     "        spf.foreign_pass, coalesce(spf.own_fail, false), a.relayed"
-    "   FROM agg a"
+    "   FROM agg a LEFT JOIN rep USING (sender)"
     "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
     "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
     "  WHERE $3::text = 'all'"
@@ -377,9 +366,15 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
 
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return dp__query_senders_fetch_ex(c, f, fail, false, rows, n, err, errlen);
+}
+
+int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                               bool named_only, dp_sender_t **rows, size_t *n, char *err,
+                               size_t errlen) {
   static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
   char since[32];
-  const char *params[3] = {f->domain, NULL, fail_names[fail]};
+  const char *params[4] = {f->domain, NULL, fail_names[fail], named_only ? "true" : "false"};
   *rows = NULL;
   *n = 0;
   if (!f->domain || !*f->domain) {
@@ -398,7 +393,13 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
       snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
       return DP_ENOMEM;
     }
-  PGresult *res = PQexecParams(c, sql.data, 3, NULL, params, NULL, NULL, 0);
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) {
+    dp_buf_free(&sql);
+    return DP_EPG;
+  }
+  PGresult *res = PQexecParams(c, sql.data, 4, NULL, params, NULL, NULL, 0);
+  dp__query_agg_end(c, opened);
   dp_buf_free(&sql);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
