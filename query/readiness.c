@@ -40,39 +40,44 @@
  *   3. fixable: some SPF or DKIM result passes (the sender is a domain, as
  *      dp_align_record found at ingest);
  *   4. unauthenticated: nothing passes. */
+/* The aggregates keep no source address in agg_class: rule 1's "same
+ * source_ip" is applied by taking the agg_fail_ip rows (failing mail without a
+ * forwarding reason, per address) of the addresses that had a forwarding
+ * reason in the window out of the class rules 2-4 gave them (count negated)
+ * and adding them back as forwarded. */
+#define CLASS_OF(x)                                                                                \
+  "CASE WHEN " x ".pass THEN 'pass' WHEN " x ".fwd_reason THEN 'forwarded'"                     \
+  "     WHEN EXISTS (SELECT 1 FROM unnest(" x ".fs_dom, " x ".fs_sel) AS f(dom, sel)"           \
+  "                    JOIN good_sig g ON g.dom = f.dom"                                         \
+  "                     AND (g.sel = f.sel OR g.sel = '' OR f.sel = ''))"                        \
+  "       THEN 'forwarded'"                                                                      \
+  "     WHEN " x ".authenticated THEN 'fixable' ELSE 'unauthenticated' END"
+#define PERIOD_OF(x)                                                                               \
+  "CASE WHEN $3::text IS NULL THEN NULL"                                                         \
+  "     ELSE date_trunc($3::text, " x ".begin_ts AT TIME ZONE 'UTC') END"
 static const char *const class_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT a.sender, a.messages AS count, a.source_ip, a.pass, a.pass_strict,"
-    "         a.sender NOT LIKE 'unauthenticated %' AS authenticated,"
-    "         a.dkim_domains, a.dkim_selectors, a.dkim_results,"
-    "         CASE WHEN $3::text IS NULL THEN NULL"
-    "              ELSE date_trunc($3::text, a.begin_ts AT TIME ZONE 'UTC') END AS period,"
-    "         a.fwd_reason"
-    "    FROM agg_class a" DP_AGG_WHERE ")",
-    ", fwd_ip AS MATERIALIZED (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
-    ", good_sig AS MATERIALIZED ("
-    "  SELECT DISTINCT lower(a.dom) AS dom, a.sel"
-    "    FROM agg_dkim a" DP_AGG_WHERE
-    "     AND lower(a.res) = 'pass' AND (lower(a.dom) = $1::text"
-    "         OR right(lower(a.dom), length($1::text) + 1) = '.' || $1::text)"
+    "WITH fwd_ip AS MATERIALIZED ("
+    "  SELECT DISTINCT a.source_ip FROM agg_fwd_ip a" DP_AGG_WHERE
+    "), good_sig AS MATERIALIZED ("
+    "  SELECT DISTINCT a.dom, a.sel FROM agg_good_sig a" DP_AGG_WHERE
+    "     AND (a.dom = $1::text OR right(a.dom, length($1::text) + 1) = '.' || $1::text)"
+    "), moved AS MATERIALIZED ("
+    "  SELECT a.* FROM agg_fail_ip a" DP_AGG_WHERE
+    "     AND a.source_ip IN (SELECT source_ip FROM fwd_ip)"
     /* unauthenticated senders are never fixable: one NULL group for them all
      * (HAVING drops it) instead of one per network */
     "), cls AS ("
-    "  SELECT CASE WHEN rec.authenticated THEN rec.sender END AS sender,"
-    "         rec.count, rec.period, rec.pass, rec.pass_strict,"
-    "         CASE WHEN rec.pass THEN 'pass'"
-    "              WHEN rec.fwd_reason OR rec.source_ip IN (SELECT source_ip FROM fwd_ip)"
-    "                THEN 'forwarded'"
-    "              WHEN EXISTS ("
-    "                SELECT 1 FROM unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
-    "                                AS d(dom, sel, res)"
-    "                  JOIN good_sig g ON g.dom = lower(d.dom)"
-    "                   AND (g.sel = coalesce(d.sel, '') OR g.sel = '' OR coalesce(d.sel, '') = '')"
-    "                 WHERE lower(coalesce(d.res, '')) NOT IN ('pass', 'none', ''))"
-    "                THEN 'forwarded'"
-    "              WHEN rec.authenticated THEN 'fixable'"
-    "              ELSE 'unauthenticated' END AS class"
-    "    FROM rec"
+    "  SELECT CASE WHEN a.authenticated THEN a.csender END AS sender, a.messages AS count,"
+    "         " PERIOD_OF("a") " AS period, a.pass, a.pass_strict, " CLASS_OF("a") " AS class"
+    "    FROM agg_class a" DP_AGG_WHERE
+    "   UNION ALL"
+    "  SELECT CASE WHEN m.authenticated THEN m.csender END, -m.messages, " PERIOD_OF("m") ","
+    "         false, m.pass_strict, " CLASS_OF("m")
+    "    FROM (SELECT moved.*, false AS pass, false AS fwd_reason FROM moved) m"
+    "   UNION ALL"
+    "  SELECT CASE WHEN m.authenticated THEN m.csender END, m.messages, " PERIOD_OF("m") ","
+    "         false, m.pass_strict, 'forwarded'"
+    "    FROM moved m"
     "), rep AS ("
     "  SELECT count(DISTINCT r.id) AS reports, count(DISTINCT r.org_name) AS orgs"
     "    FROM agg_report h JOIN report r ON r.id = h.report_key"
@@ -115,8 +120,12 @@ enum {
  * mechanism, or a receiver's verdict differs from the alignment recomputed
  * from its own auth results (strict when the report's adkim/aspf is s). */
 static const char *const disagree_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT a.* FROM agg_disagree a" DP_AGG_WHERE ")",
+    /* Only pairs flagged over everything stored can be flagged here
+     * (agg_dis_pair in migration 0003): their rows alone are read. */
+    "WITH pairs AS MATERIALIZED ("
+    "  SELECT header_from, source_ip FROM agg_dis_pair WHERE flagged"
+    "), rec AS MATERIALIZED ("
+    "  SELECT a.* FROM pairs JOIN agg_disagree a USING (source_ip, header_from)" DP_AGG_WHERE ")",
     ", src AS MATERIALIZED ("
     "  SELECT source_ip, header_from, sum(messages)::bigint AS messages,"
     "         bool_or(dk_pass_orgs <> '{}') AND bool_or(dk_fail_orgs <> '{}') AS dk_both,"

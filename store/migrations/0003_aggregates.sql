@@ -95,25 +95,67 @@ CREATE TABLE agg_spf (
     messages    numeric NOT NULL
 );
 
--- What `readiness` classifies: passing mail without a forwarding reason needs
--- nothing but its sums (source_ip NULL, no signatures); failing mail keeps
--- its source address and DKIM arrays (the forwarding evidence), mail with a
--- forwarding reason its source address (it names the source a forwarder).
+-- What `readiness` classifies, without source addresses so that it stays
+-- small: the unauthenticated networks (never fixable) are one group (csender
+-- ''), and failing mail without a forwarding reason keeps only the DKIM
+-- signatures that failed (lower-case domain, selector; sorted, distinct), the
+-- evidence of rule 2 (query/readiness.c). Rule 1's "another record from the
+-- same source address had a forwarding reason" is applied by moving the
+-- agg_fail_ip rows of those addresses to "forwarded" at query time.
 CREATE TABLE agg_class (
     k              bytea PRIMARY KEY,
     domain         text NOT NULL,
     header_from    text NOT NULL,
     begin_ts       timestamptz NOT NULL,
     end_ts         timestamptz NOT NULL,
-    sender         text NOT NULL,
+    authenticated  boolean NOT NULL,
+    csender        text NOT NULL,
     pass           boolean NOT NULL,
     pass_strict    boolean NOT NULL,
     fwd_reason     boolean NOT NULL,
-    source_ip      inet,
-    dkim_domains   text[] NOT NULL,
-    dkim_selectors text[] NOT NULL,
-    dkim_results   text[] NOT NULL,
+    fs_dom         text[] NOT NULL,
+    fs_sel         text[] NOT NULL,
     messages       numeric NOT NULL
+);
+
+-- The failing mail without a forwarding reason of agg_class again, per source
+-- address: read only for the few addresses that had a forwarding reason.
+CREATE TABLE agg_fail_ip (
+    k              bytea PRIMARY KEY,
+    domain         text NOT NULL,
+    header_from    text NOT NULL,
+    begin_ts       timestamptz NOT NULL,
+    end_ts         timestamptz NOT NULL,
+    source_ip      inet NOT NULL,
+    authenticated  boolean NOT NULL,
+    csender        text NOT NULL,
+    pass_strict    boolean NOT NULL,
+    fs_dom         text[] NOT NULL,
+    fs_sel         text[] NOT NULL,
+    messages       numeric NOT NULL
+);
+CREATE INDEX agg_fail_ip_ip ON agg_fail_ip (source_ip);
+
+-- Source addresses of mail with a forwarding reason (rule 1).
+CREATE TABLE agg_fwd_ip (
+    k           bytea PRIMARY KEY,
+    domain      text NOT NULL,
+    header_from text NOT NULL,
+    begin_ts    timestamptz NOT NULL,
+    end_ts      timestamptz NOT NULL,
+    source_ip   inet NOT NULL
+);
+
+-- DKIM signatures that verified (lower-case domain, selector): rule 2's
+-- "verifies in other records of the window".
+CREATE TABLE agg_good_sig (
+    k           bytea PRIMARY KEY,
+    domain      text NOT NULL,
+    header_from text NOT NULL,
+    begin_ts    timestamptz NOT NULL,
+    end_ts      timestamptz NOT NULL,
+    dom         text NOT NULL,
+    sel         text NOT NULL
 );
 
 -- Per (source_ip, header_from): the receivers' verdicts for `readiness`'s
@@ -135,6 +177,32 @@ CREATE TABLE agg_disagree (
     sp_re        boolean NOT NULL,
     verdicts     text[] NOT NULL
 );
+
+CREATE INDEX agg_disagree_src ON agg_disagree (source_ip, header_from);
+
+-- Per (header_from, source_ip) over everything stored: the same verdict sets.
+-- Whether receivers disagree can only grow with more records, so a pair not
+-- flagged here is flagged in no window and no domain's selection: readiness
+-- reads agg_disagree for the flagged pairs alone.
+CREATE TABLE agg_dis_pair (
+    k            bytea PRIMARY KEY,
+    header_from  text NOT NULL,
+    source_ip    inet NOT NULL,
+    dk_pass_orgs text[] NOT NULL,
+    dk_fail_orgs text[] NOT NULL,
+    sp_pass_orgs text[] NOT NULL,
+    sp_fail_orgs text[] NOT NULL,
+    dk_re        boolean NOT NULL,
+    sp_re        boolean NOT NULL,
+    -- a pass and a fail, from two different orgs; or a verdict contradicted
+    flagged      boolean GENERATED ALWAYS AS (
+        (dk_pass_orgs <> '{}' AND dk_fail_orgs <> '{}'
+         AND NOT (dk_pass_orgs = dk_fail_orgs AND cardinality(dk_pass_orgs) = 1))
+        OR (sp_pass_orgs <> '{}' AND sp_fail_orgs <> '{}'
+            AND NOT (sp_pass_orgs = sp_fail_orgs AND cardinality(sp_pass_orgs) = 1))
+        OR dk_re OR sp_re) STORED
+);
+CREATE INDEX agg_dis_pair_flagged ON agg_dis_pair (source_ip) WHERE flagged;
 
 -- Per report and header_from (written once, when the report is claimed):
 -- report counts, receivers and per-domain volume.
@@ -166,6 +234,7 @@ WITH b AS MATERIALIZED (
           OR EXISTS (SELECT 1 FROM unnest(x.reason_comments) m
                       WHERE lower(m) LIKE '%%arc=pass%%')) AS fwd_reason,
          x.dkim_domains, x.dkim_selectors, x.dkim_results, x.spf_domains, x.spf_results,
+         x.sender NOT LIKE 'unauthenticated %%' AS authenticated,
          lower(x.pe_dkim) AS pd, lower(x.pe_spf) AS ps,
          CASE WHEN lower(r.adkim) = 's' THEN x.dkim_aligned_strict
               ELSE x.dkim_aligned END AS dk_ok,
@@ -232,23 +301,64 @@ WITH b AS MATERIALIZED (
    GROUP BY domain, header_from, begin_ts, end_ts, sender, failing, dom, res ORDER BY 1
   ON CONFLICT (k) DO UPDATE SET messages = a.messages + EXCLUDED.messages
   RETURNING 1
+), cb AS MATERIALIZED (
+  SELECT b.domain, b.header_from, b.begin_ts, b.end_ts, b.source_ip, b.authenticated,
+         CASE WHEN b.authenticated THEN b.sender ELSE '' END AS csender,
+         NOT b.failing AS pass, b.pass_strict, b.fwd_reason, b.count,
+         coalesce(fs.fs_dom, '{}') AS fs_dom, coalesce(fs.fs_sel, '{}') AS fs_sel
+    FROM b LEFT JOIN LATERAL (
+      SELECT array_agg(dm ORDER BY dm, sl) AS fs_dom, array_agg(sl ORDER BY dm, sl) AS fs_sel
+        FROM (SELECT DISTINCT lower(d.dom) AS dm, coalesce(d.sel, '') AS sl
+                FROM unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results) AS d(dom, sel, res)
+               WHERE d.dom IS NOT NULL
+                 AND lower(coalesce(d.res, '')) NOT IN ('pass', 'none', '')) q
+    ) fs ON b.failing AND NOT b.fwd_reason
 ), c AS (
   INSERT INTO agg_class AS a
   SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, sender, pass::text, pass_strict::text,
-                    fwd_reason::text, ip::text, dd::text, ds::text, dr::text),
-         domain, header_from, begin_ts, end_ts, sender, pass, pass_strict, fwd_reason, ip,
-         dd, ds, dr, sum(count)
-    FROM (SELECT b.*, NOT failing AS pass,
-                 CASE WHEN failing OR fwd_reason THEN source_ip END AS ip,
-                 CASE WHEN failing THEN dkim_domains ELSE '{}' END AS dd,
-                 CASE WHEN failing THEN dkim_selectors ELSE '{}' END AS ds,
-                 CASE WHEN failing THEN dkim_results ELSE '{}' END AS dr
-            FROM b) u
-   GROUP BY domain, header_from, begin_ts, end_ts, sender, pass, pass_strict, fwd_reason, ip,
-            dd, ds, dr
+                    extract(epoch FROM end_ts)::text, authenticated::text, csender, pass::text,
+                    pass_strict::text, fwd_reason::text, fs_dom::text, fs_sel::text),
+         domain, header_from, begin_ts, end_ts, authenticated, csender, pass, pass_strict,
+         fwd_reason, fs_dom, fs_sel, sum(count)
+    FROM cb
+   GROUP BY domain, header_from, begin_ts, end_ts, authenticated, csender, pass, pass_strict,
+            fwd_reason, fs_dom, fs_sel
    ORDER BY 1
   ON CONFLICT (k) DO UPDATE SET messages = a.messages + EXCLUDED.messages
+  RETURNING 1
+), fi AS (
+  INSERT INTO agg_fail_ip AS a
+  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, source_ip::text, authenticated::text,
+                    csender, pass_strict::text, fs_dom::text, fs_sel::text),
+         domain, header_from, begin_ts, end_ts, source_ip, authenticated, csender, pass_strict,
+         fs_dom, fs_sel, sum(count)
+    FROM cb WHERE NOT pass AND NOT fwd_reason
+   GROUP BY domain, header_from, begin_ts, end_ts, source_ip, authenticated, csender,
+            pass_strict, fs_dom, fs_sel
+   ORDER BY 1
+  ON CONFLICT (k) DO UPDATE SET messages = a.messages + EXCLUDED.messages
+  RETURNING 1
+), fw AS (
+  INSERT INTO agg_fwd_ip AS a
+  SELECT DISTINCT ON (1) dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+                                    extract(epoch FROM end_ts)::text, source_ip::text),
+         domain, header_from, begin_ts, end_ts, source_ip
+    FROM b WHERE fwd_reason
+   ORDER BY 1
+  ON CONFLICT (k) DO NOTHING
+  RETURNING 1
+), gs AS (
+  INSERT INTO agg_good_sig AS a
+  SELECT DISTINCT ON (1) dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+                                    extract(epoch FROM end_ts)::text, dom, sel),
+         domain, header_from, begin_ts, end_ts, dom, sel
+    FROM (SELECT b.domain, b.header_from, b.begin_ts, b.end_ts, lower(d.dom) AS dom,
+                 coalesce(d.sel, '') AS sel
+            FROM b, unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results) AS d(dom, sel, res)
+           WHERE lower(d.res) = 'pass' AND d.dom IS NOT NULL) u
+   ORDER BY 1
+  ON CONFLICT (k) DO NOTHING
   RETURNING 1
 ), g AS (
   INSERT INTO agg_disagree AS a
@@ -278,6 +388,28 @@ WITH b AS MATERIALIZED (
          sp_re = a.sp_re OR EXCLUDED.sp_re,
          verdicts = CASE WHEN a.verdicts @> EXCLUDED.verdicts THEN a.verdicts
                     ELSE dp_agg_union(a.verdicts, EXCLUDED.verdicts) END
+  RETURNING 1
+), gp AS (
+  INSERT INTO agg_dis_pair AS a
+  SELECT dp_agg_key(header_from, source_ip::text), header_from, source_ip,
+         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'pass'), '{}'),
+         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'fail'), '{}'),
+         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'pass'), '{}'),
+         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'fail'), '{}'),
+         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false),
+         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false)
+    FROM b GROUP BY header_from, source_ip ORDER BY 1
+  ON CONFLICT (k) DO UPDATE SET
+         dk_pass_orgs = CASE WHEN a.dk_pass_orgs @> EXCLUDED.dk_pass_orgs THEN a.dk_pass_orgs
+                        ELSE dp_agg_union(a.dk_pass_orgs, EXCLUDED.dk_pass_orgs) END,
+         dk_fail_orgs = CASE WHEN a.dk_fail_orgs @> EXCLUDED.dk_fail_orgs THEN a.dk_fail_orgs
+                        ELSE dp_agg_union(a.dk_fail_orgs, EXCLUDED.dk_fail_orgs) END,
+         sp_pass_orgs = CASE WHEN a.sp_pass_orgs @> EXCLUDED.sp_pass_orgs THEN a.sp_pass_orgs
+                        ELSE dp_agg_union(a.sp_pass_orgs, EXCLUDED.sp_pass_orgs) END,
+         sp_fail_orgs = CASE WHEN a.sp_fail_orgs @> EXCLUDED.sp_fail_orgs THEN a.sp_fail_orgs
+                        ELSE dp_agg_union(a.sp_fail_orgs, EXCLUDED.sp_fail_orgs) END,
+         dk_re = a.dk_re OR EXCLUDED.dk_re,
+         sp_re = a.sp_re OR EXCLUDED.sp_re
   RETURNING 1
 ), rp AS (
   INSERT INTO agg_report
@@ -337,8 +469,8 @@ END $$;
 CREATE FUNCTION dp_agg_rebuild() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE agg_sender, agg_ip, agg_dkim, agg_spf, agg_class, agg_disagree, agg_report,
-             agg_pending;
+    TRUNCATE agg_sender, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip,
+             agg_good_sig, agg_disagree, agg_dis_pair, agg_report, agg_pending;
     INSERT INTO agg_pending SELECT id, begin_ts FROM report ORDER BY id;
 END $$;
 
