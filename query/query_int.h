@@ -277,6 +277,7 @@ typedef struct dp_sender {
   int64_t relayed;             /* failing messages with a forwarded/mailing_list override */
   char *fix;                   /* derived by dp__query_senders_fix() */
   const dp_service_t *service; /* known service (borrowed from the process map) or NULL */
+  size_t folded_networks;      /* >0: this row is that many unauthenticated networks, summed */
 } dp_sender_t;
 
 /** Where each field of a sender goes in a result set: the column indexes
@@ -302,6 +303,16 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
 int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                bool named_only, dp_sender_t **rows, size_t *n, char *err,
                                size_t errlen);
+/** What the table form of `senders` shows, for dp__query_senders_write with
+ *  DP_QFMT_TABLE (same output as from dp__query_senders_fetch's rows): every
+ *  sender that is a domain and the first DP_SENDERS_UNAUTH_SHOWN
+ *  unauthenticated networks, without source_ips, then one row for all other
+ *  networks (folded_networks > 0, counts summed). Caller owns *rows; free
+ *  with dp__query_senders_free. */
+int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+/** Unauthenticated networks the table form of `senders` shows one by one. */
+#define DP_SENDERS_UNAUTH_SHOWN 5
 /** Free rows from dp__query_senders_fetch. NULL is allowed. */
 void dp__query_senders_free(dp_sender_t *rows, size_t n);
 /** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */

@@ -126,36 +126,17 @@ static const char *const disagree_sql[] = {
     "  SELECT header_from, source_ip FROM agg_dis_pair WHERE flagged"
     "), rec AS MATERIALIZED ("
     "  SELECT a.* FROM pairs JOIN agg_disagree a USING (source_ip, header_from)" DP_AGG_WHERE ")",
-    ", src AS MATERIALIZED ("
+    ", src AS ("
     "  SELECT source_ip, header_from, sum(messages)::bigint AS messages,"
-    "         bool_or(dk_pass_orgs <> '{}') AND bool_or(dk_fail_orgs <> '{}') AS dk_both,"
-    "         bool_or(sp_pass_orgs <> '{}') AND bool_or(sp_fail_orgs <> '{}') AS sp_both,"
-    "         bool_or(dk_re) AS dk_re, bool_or(sp_re) AS sp_re"
+    "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"
+    "          AND count(DISTINCT org_name) FILTER (WHERE pd IN ('pass', 'fail')) > 1) AS dk_rcv,"
+    "         (bool_or(ps = 'pass') AND bool_or(ps = 'fail')"
+    "          AND count(DISTINCT org_name) FILTER (WHERE ps IN ('pass', 'fail')) > 1) AS sp_rcv,"
+    "         coalesce(bool_or(dk_re), false) AS dk_re, coalesce(bool_or(sp_re), false) AS sp_re,"
+    "         array_agg(DISTINCT org_name || ': dkim=' || coalesce(nullif(pd, ''), '-')"
+    "                   || ' spf=' || coalesce(nullif(ps, ''), '-')) AS verdicts"
     "    FROM rec GROUP BY source_ip, header_from"
-    /* "receivers disagree" needs a pass and a fail from two different
-     * orgs: the orgs are counted only where both verdicts occur at all. */
-    "), mixed AS MATERIALIZED (SELECT source_ip, header_from FROM src WHERE dk_both OR sp_both)"
-    ", orgs AS ("
-    "  SELECT rec.source_ip, rec.header_from,"
-    "         count(DISTINCT u.o) FILTER (WHERE u.m = 'd') AS dk_n,"
-    "         count(DISTINCT u.o) FILTER (WHERE u.m = 's') AS sp_n"
-    "    FROM rec JOIN mixed USING (source_ip, header_from),"
-    "         LATERAL (SELECT 'd', unnest(rec.dk_pass_orgs || rec.dk_fail_orgs)"
-    "                  UNION ALL SELECT 's', unnest(rec.sp_pass_orgs || rec.sp_fail_orgs))"
-    "              AS u(m, o)"
-    "   GROUP BY 1, 2"
-    "), cand AS ("
-    "  SELECT src.source_ip, src.header_from, src.messages, src.dk_re, src.sp_re,"
-    "         (src.dk_both AND coalesce(orgs.dk_n, 0) > 1) AS dk_rcv,"
-    "         (src.sp_both AND coalesce(orgs.sp_n, 0) > 1) AS sp_rcv"
-    "    FROM src LEFT JOIN orgs USING (source_ip, header_from)"
-    "), flagged AS (SELECT * FROM cand WHERE dk_rcv OR sp_rcv OR dk_re OR sp_re)"
-    ", top AS (SELECT * FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10)"
-    ", ver AS ("
-    "  SELECT rec.source_ip, rec.header_from, array_agg(DISTINCT v) AS verdicts"
-    "    FROM rec JOIN top USING (source_ip, header_from), unnest(rec.verdicts) v"
-    "   GROUP BY 1, 2"
-    ")",
+    "), flagged AS (SELECT * FROM src WHERE dk_rcv OR sp_rcv OR dk_re OR sp_re)",
     " SELECT (SELECT count(DISTINCT source_ip) FROM flagged),"
     "        host(source_ip), header_from, messages,"
     "        array_remove(ARRAY["
@@ -165,8 +146,7 @@ static const char *const disagree_sql[] = {
     "          CASE WHEN sp_re THEN 'spf: receiver verdict differs from its auth results' END"
     "        ], NULL),"
     "        verdicts"
-"   FROM top JOIN ver USING (source_ip, header_from)"
-    "  ORDER BY messages DESC, source_ip, header_from",
+    "   FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10",
 };
 
 /* ======================================================================== */

@@ -23,9 +23,35 @@
  * order read by row_to_sender(). Kept in pieces because C11 compilers need
  * only accept string literals up to 4095 bytes. The record-level form of this
  * statement is kept in tests/query/test_aggregates.c, which checks both agree. */
-/* $4 true: only the senders that are domains (readiness asks for those alone:
- * the unauthenticated networks, often hundreds of thousands, are never fixable). */
-#define NAMED_ONLY " AND (NOT $4::boolean OR a.sender NOT LIKE 'unauthenticated %')"
+/* $4 true: only the senders that are domains, plus the unauthenticated
+ * networks named in $5 (readiness asks for domains alone: the unauthenticated
+ * networks, often hundreds of thousands, are never fixable; the table form
+ * for the few networks it shows one by one). $6 false: no source_ips (the
+ * table form does not show them). */
+#define NAMED_ONLY                                                                                 \
+  " AND (NOT $4::boolean OR a.sender NOT LIKE 'unauthenticated %'"                                \
+  "      OR a.sender = ANY ($5::text[]))"
+
+/* The table form's unauthenticated networks ($1 domain, $2 since, $3 fail
+ * filter, on each network's totals as in senders_sql): the first
+ * DP_SENDERS_UNAUTH_SHOWN in output order (most messages, then name), then
+ * one row (sender NULL) with the count and sums of all the others, which the
+ * table folds into one line anyway. */
+static const char unauth_sql[] =
+    "WITH u AS ("
+    "  SELECT sender, sum(messages) AS m, sum(spf_aligned) AS s, sum(dkim_aligned) AS d,"
+    "         sum(dmarc_pass) AS p"
+    "    FROM agg_sender a" DP_AGG_WHERE " AND a.sender LIKE 'unauthenticated %'"
+    "   GROUP BY sender"
+    "), f AS ("
+    "  SELECT *, row_number() OVER (ORDER BY m DESC, sender) AS rn FROM u"
+    "   WHERE $3::text = 'all' OR ($3::text = 'spf' AND m > s)"
+    "      OR ($3::text = 'dkim' AND m > d) OR ($3::text = 'any' AND m > p)"
+    ")"
+    " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM f WHERE rn <= $4::bigint"
+    " UNION ALL"
+    " SELECT NULL, count(*), sum(m)::bigint, sum(s)::bigint, sum(d)::bigint, sum(p)::bigint"
+    "   FROM f WHERE rn > $4::bigint HAVING count(*) > 0";
 
 static const char *const senders_sql[] = {
     "WITH s AS MATERIALIZED ("
@@ -47,7 +73,8 @@ static const char *const senders_sql[] = {
     "    FROM (SELECT sender, source_ip, sum(messages) AS n,"
     "                 row_number() OVER (PARTITION BY sender"
     "                                    ORDER BY sum(messages) DESC, source_ip) AS rn"
-    "            FROM agg_ip a" DP_AGG_WHERE NAMED_ONLY " GROUP BY sender, source_ip) t"
+    "            FROM agg_ip a" DP_AGG_WHERE NAMED_ONLY " AND $6::boolean"
+    "           GROUP BY sender, source_ip) t"
     "   WHERE rn <= 10 GROUP BY sender"
     ")",
     ", dk AS ("
@@ -197,8 +224,6 @@ static bool row_to_sender(const PGresult *res, int i, dp_sender_t *s) {
 }
 
 static const char unauth_prefix[] = "unauthenticated ";
-/* Unauthenticated networks shown one per row in the table form. */
-#define DP_SENDERS_UNAUTH_SHOWN 5
 
 /* "under D": domain is D or a subdomain of D (case-insensitive). */
 static bool under(const char *dom, size_t n, const char *domain) {
@@ -364,6 +389,14 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   return dp_buf_steal(&b, NULL);
 }
 
+/* What fetch() returns: every sender; the domains only (readiness); or
+ * what the table form shows (domains, the first unauthenticated networks,
+ * and the rest of those as one pre-folded row; no source_ips). */
+enum fetch_mode { MODE_ALL, MODE_NAMED, MODE_TABLE };
+
+static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
+                 dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
   return dp__query_senders_fetch_ex(c, f, fail, false, rows, n, err, errlen);
@@ -372,9 +405,68 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
 int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                bool named_only, dp_sender_t **rows, size_t *n, char *err,
                                size_t errlen) {
+  return fetch(c, f, fail, named_only ? MODE_NAMED : MODE_ALL, rows, n, err, errlen);
+}
+
+int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return fetch(c, f, fail, MODE_TABLE, rows, n, err, errlen);
+}
+
+/* Append s to b as a quoted element of a text[] literal. */
+static int array_item(dp_buf_t *b, const char *s) {
+  int rc = b->len > 1 ? dp_buf_putc(b, ',') : 0; /* b holds "{" and the items so far */
+  if (!rc) rc = dp_buf_putc(b, '"');
+  for (; *s && !rc; s++) {
+    if (*s == '"' || *s == '\\') rc = dp_buf_putc(b, '\\');
+    if (!rc) rc = dp_buf_putc(b, *s);
+  }
+  if (!rc) rc = dp_buf_putc(b, '"');
+  return rc;
+}
+
+/* The table form's unauthenticated networks (unauth_sql): the names of the
+ * ones shown into *shown (a text[] literal), the folded rest into *rest
+ * (folded_networks 0 when none). */
+static int fetch_unauth(PGconn *c, const char *const *params, dp_buf_t *shown, dp_sender_t *rest,
+                        char *err, size_t errlen) {
+  char lim[16];
+  snprintf(lim, sizeof lim, "%d", DP_SENDERS_UNAUTH_SHOWN);
+  const char *p[4] = {params[0], params[1], params[2], lim};
+  PGresult *res = PQexecParams(c, unauth_sql, 4, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    dp__query_pgerr(c, res, err, errlen);
+    PQclear(res);
+    return DP_EPG;
+  }
+  int rc = dp_buf_putc(shown, '{');
+  bool bad = PQnfields(res) != 6;
+  for (int i = 0; i < PQntuples(res) && !rc && !bad; i++) {
+    if (!PQgetisnull(res, i, 0)) {
+      rc = array_item(shown, PQgetvalue(res, i, 0));
+      continue;
+    }
+    rest->folded_networks = (size_t)int_val(res, i, 1, &bad);
+    rest->messages = int_val(res, i, 2, &bad);
+    rest->spf_aligned = int_val(res, i, 3, &bad);
+    rest->dkim_aligned = int_val(res, i, 4, &bad);
+    rest->dmarc_pass = int_val(res, i, 5, &bad);
+  }
+  if (!rc) rc = dp_buf_putc(shown, '}');
+  PQclear(res);
+  if (rc || bad) {
+    snprintf(err, errlen, "%s", rc ? dp_strerror(rc) : "unexpected value in the senders query result");
+    return rc ? rc : DP_EPG;
+  }
+  return 0;
+}
+
+static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
+                 dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
   static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
   char since[32];
-  const char *params[4] = {f->domain, NULL, fail_names[fail], named_only ? "true" : "false"};
+  const char *params[6] = {f->domain, NULL, fail_names[fail], mode == MODE_ALL ? "false" : "true",
+                           "{}", mode == MODE_TABLE ? "false" : "true"};
   *rows = NULL;
   *n = 0;
   if (!f->domain || !*f->domain) {
@@ -385,8 +477,9 @@ int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_
     snprintf(since, sizeof since, "%" PRId64, f->since);
     params[1] = since;
   }
-  dp_buf_t sql;
+  dp_buf_t sql, shown;
   dp_buf_init(&sql, 0);
+  dp_buf_init(&shown, 0);
   for (size_t k = 0; k < sizeof senders_sql / sizeof senders_sql[0]; k++)
     if (dp_buf_puts(&sql, senders_sql[k])) {
       dp_buf_free(&sql);
@@ -398,22 +491,36 @@ int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_
     dp_buf_free(&sql);
     return DP_EPG;
   }
-  PGresult *res = PQexecParams(c, sql.data, 4, NULL, params, NULL, NULL, 0);
+  dp_sender_t rest;
+  memset(&rest, 0, sizeof rest);
+  int urc = mode == MODE_TABLE ? fetch_unauth(c, params, &shown, &rest, err, errlen) : 0;
+  if (mode == MODE_TABLE && !urc) params[4] = shown.data;
+  PGresult *res = urc ? NULL : PQexecParams(c, sql.data, 6, NULL, params, NULL, NULL, 0);
   dp__query_agg_end(c, opened);
   dp_buf_free(&sql);
+  dp_buf_free(&shown);
+  if (urc) return urc;
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
     PQclear(res);
     return DP_EPG;
   }
   int nt = PQntuples(res);
-  dp_sender_t *out = nt ? calloc((size_t)nt, sizeof *out) : NULL;
-  if (nt && !out) {
+  size_t extra = rest.folded_networks ? 1 : 0;
+  dp_sender_t *out = nt || extra ? calloc((size_t)nt + extra, sizeof *out) : NULL;
+  if ((nt || extra) && !out) {
     PQclear(res);
     snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
     return DP_ENOMEM;
   }
   int rc = PQnfields(res) == C_NCOLS ? 0 : DP_EPG;
+  if (!rc && extra) {
+    /* last: the table folds it into its "N more networks" line */
+    out[nt] = rest;
+    out[nt].sender = strdup("unauthenticated (folded)");
+    out[nt].fix = strdup("");
+    if (!out[nt].sender || !out[nt].fix) rc = DP_ENOMEM;
+  }
   for (int i = 0; i < nt && !rc; i++) {
     if (!row_to_sender(res, i, &out[i])) {
       rc = DP_EPG;
@@ -424,13 +531,13 @@ int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_
   }
   PQclear(res);
   if (rc) {
-    dp__query_senders_free(out, (size_t)nt);
+    dp__query_senders_free(out, (size_t)nt + extra);
     snprintf(err, errlen, "%s",
              rc == DP_EPG ? "unexpected value in the senders query result" : dp_strerror(rc));
     return rc;
   }
   *rows = out;
-  *n = (size_t)nt;
+  *n = (size_t)nt + extra;
   return 0;
 }
 
@@ -589,9 +696,21 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
   size_t unauth_seen = 0;
   dp_sender_t folded = {.sender = NULL};
   size_t n_folded = 0;
+  size_t n_senders = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     messages += rows[i].messages;
     pass += rows[i].dmarc_pass;
+    if (rows[i].folded_networks) {
+      /* networks folded by the query already (dp__query_senders_fetch_table) */
+      folded.messages += rows[i].messages;
+      folded.dmarc_pass += rows[i].dmarc_pass;
+      folded.spf_aligned += rows[i].spf_aligned;
+      folded.dkim_aligned += rows[i].dkim_aligned;
+      n_folded += rows[i].folded_networks;
+      n_senders += rows[i].folded_networks;
+      continue;
+    }
+    n_senders++;
     bool unauth = !strncmp(rows[i].sender, unauth_prefix, sizeof unauth_prefix - 1);
     if (table && unauth && ++unauth_seen > DP_SENDERS_UNAUTH_SHOWN) {
       folded.messages += rows[i].messages;
@@ -615,7 +734,8 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
     dp__query_pct(pct, sizeof pct, messages - pass, messages);
     snprintf(line, sizeof line,
              "%" PRId64 " message%s from %zu sender%s of %s; %" PRId64 " fail DMARC (%s%%)",
-             messages, messages == 1 ? "" : "s", n, n == 1 ? "" : "s", domain, messages - pass,
+             messages, messages == 1 ? "" : "s", n_senders, n_senders == 1 ? "" : "s", domain,
+             messages - pass,
              pct);
     rc = dp__query_res_add_footer(r, line);
   }
@@ -633,7 +753,8 @@ int dp__query_senders_redacted(PGconn *c, const dp_query_filter_t *f, dp_sender_
                                dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen) {
   dp_sender_t *rows;
   size_t n;
-  int rc = dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
+  int rc = fmt == DP_QFMT_TABLE ? dp__query_senders_fetch_table(c, f, fail, &rows, &n, err, errlen)
+                                : dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
   if (rc) return rc;
   if (redact && (rc = dp__query_senders_redact(rows, n))) {
     snprintf(err, errlen, "%s", dp_strerror(rc));

@@ -158,9 +158,9 @@ CREATE TABLE agg_good_sig (
     sel         text NOT NULL
 );
 
--- Per (source_ip, header_from): the receivers' verdicts for `readiness`'s
--- disagreements. *_pass_orgs/*_fail_orgs: orgs whose policy_evaluated said
--- pass/fail; *_re: a verdict contradicted the report's own auth results.
+-- Per source address, header_from, receiver and its verdicts: what
+-- `readiness` needs for the receivers that disagree (read only for the pairs
+-- agg_dis_pair flags). No arrays: folding them was most of the catch-up's time.
 CREATE TABLE agg_disagree (
     k            bytea PRIMARY KEY,
     domain       text NOT NULL,
@@ -168,14 +168,12 @@ CREATE TABLE agg_disagree (
     begin_ts     timestamptz NOT NULL,
     end_ts       timestamptz NOT NULL,
     source_ip    inet NOT NULL,
-    messages     numeric NOT NULL,
-    dk_pass_orgs text[] NOT NULL,
-    dk_fail_orgs text[] NOT NULL,
-    sp_pass_orgs text[] NOT NULL,
-    sp_fail_orgs text[] NOT NULL,
-    dk_re        boolean NOT NULL,
+    org_name     text NOT NULL,
+    pd           text NOT NULL,     -- lower(pe_dkim)
+    ps           text NOT NULL,     -- lower(pe_spf)
+    dk_re        boolean NOT NULL,  -- pd contradicts the recomputed DKIM alignment
     sp_re        boolean NOT NULL,
-    verdicts     text[] NOT NULL
+    messages     numeric NOT NULL
 );
 
 CREATE INDEX agg_disagree_src ON agg_disagree (source_ip, header_from);
@@ -305,14 +303,23 @@ WITH b AS MATERIALIZED (
   SELECT b.domain, b.header_from, b.begin_ts, b.end_ts, b.source_ip, b.authenticated,
          CASE WHEN b.authenticated THEN b.sender ELSE '' END AS csender,
          NOT b.failing AS pass, b.pass_strict, b.fwd_reason, b.count,
-         coalesce(fs.fs_dom, '{}') AS fs_dom, coalesce(fs.fs_sel, '{}') AS fs_sel
-    FROM b LEFT JOIN LATERAL (
-      SELECT array_agg(dm ORDER BY dm, sl) AS fs_dom, array_agg(sl ORDER BY dm, sl) AS fs_sel
-        FROM (SELECT DISTINCT lower(d.dom) AS dm, coalesce(d.sel, '') AS sl
-                FROM unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results) AS d(dom, sel, res)
-               WHERE d.dom IS NOT NULL
-                 AND lower(coalesce(d.res, '')) NOT IN ('pass', 'none', '')) q
-    ) fs ON b.failing AND NOT b.fwd_reason
+         CASE WHEN b.failing AND NOT b.fwd_reason AND b.dkim_domains <> '{}' THEN ARRAY(
+           SELECT q.dm FROM (SELECT DISTINCT lower(d.dom) AS dm, coalesce(d.sel, '') AS sl
+                                  FROM unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results)
+                                       AS d(dom, sel, res)
+                                 WHERE d.dom IS NOT NULL
+                                   AND lower(coalesce(d.res, '')) NOT IN ('pass', 'none', '')) q
+            ORDER BY q.dm, q.sl)
+         ELSE '{}' END AS fs_dom,
+         CASE WHEN b.failing AND NOT b.fwd_reason AND b.dkim_domains <> '{}' THEN ARRAY(
+           SELECT q.sl FROM (SELECT DISTINCT lower(d.dom) AS dm, coalesce(d.sel, '') AS sl
+                                  FROM unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results)
+                                       AS d(dom, sel, res)
+                                 WHERE d.dom IS NOT NULL
+                                   AND lower(coalesce(d.res, '')) NOT IN ('pass', 'none', '')) q
+            ORDER BY q.dm, q.sl)
+         ELSE '{}' END AS fs_sel
+    FROM b
 ), c AS (
   INSERT INTO agg_class AS a
   SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
@@ -341,19 +348,20 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), fw AS (
   INSERT INTO agg_fwd_ip AS a
-  SELECT DISTINCT ON (1) dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                                    extract(epoch FROM end_ts)::text, source_ip::text),
+  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, source_ip::text),
          domain, header_from, begin_ts, end_ts, source_ip
-    FROM b WHERE fwd_reason
+    FROM (SELECT DISTINCT domain, header_from, begin_ts, end_ts, source_ip
+            FROM b WHERE fwd_reason) u
    ORDER BY 1
   ON CONFLICT (k) DO NOTHING
   RETURNING 1
 ), gs AS (
   INSERT INTO agg_good_sig AS a
-  SELECT DISTINCT ON (1) dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                                    extract(epoch FROM end_ts)::text, dom, sel),
+  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, dom, sel),
          domain, header_from, begin_ts, end_ts, dom, sel
-    FROM (SELECT b.domain, b.header_from, b.begin_ts, b.end_ts, lower(d.dom) AS dom,
+    FROM (SELECT DISTINCT b.domain, b.header_from, b.begin_ts, b.end_ts, lower(d.dom) AS dom,
                  coalesce(d.sel, '') AS sel
             FROM b, unnest(b.dkim_domains, b.dkim_selectors, b.dkim_results) AS d(dom, sel, res)
            WHERE lower(d.res) = 'pass' AND d.dom IS NOT NULL) u
@@ -363,31 +371,16 @@ WITH b AS MATERIALIZED (
 ), g AS (
   INSERT INTO agg_disagree AS a
   SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, source_ip::text),
-         domain, header_from, begin_ts, end_ts, source_ip, sum(count),
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'pass'), '{}'),
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'fail'), '{}'),
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'pass'), '{}'),
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'fail'), '{}'),
+                    extract(epoch FROM end_ts)::text, source_ip::text, org_name, pd, ps),
+         domain, header_from, begin_ts, end_ts, source_ip, org_name, pd, ps,
          coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false),
          coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false),
-         array_agg(DISTINCT org_name || ': dkim=' || coalesce(nullif(pd, ''), '-')
-                   || ' spf=' || coalesce(nullif(ps, ''), '-'))
-    FROM b GROUP BY domain, header_from, begin_ts, end_ts, source_ip ORDER BY 1
+         sum(count)
+    FROM b GROUP BY domain, header_from, begin_ts, end_ts, source_ip, org_name, pd, ps ORDER BY 1
   ON CONFLICT (k) DO UPDATE SET
          messages = a.messages + EXCLUDED.messages,
-         dk_pass_orgs = CASE WHEN a.dk_pass_orgs @> EXCLUDED.dk_pass_orgs THEN a.dk_pass_orgs
-                        ELSE dp_agg_union(a.dk_pass_orgs, EXCLUDED.dk_pass_orgs) END,
-         dk_fail_orgs = CASE WHEN a.dk_fail_orgs @> EXCLUDED.dk_fail_orgs THEN a.dk_fail_orgs
-                        ELSE dp_agg_union(a.dk_fail_orgs, EXCLUDED.dk_fail_orgs) END,
-         sp_pass_orgs = CASE WHEN a.sp_pass_orgs @> EXCLUDED.sp_pass_orgs THEN a.sp_pass_orgs
-                        ELSE dp_agg_union(a.sp_pass_orgs, EXCLUDED.sp_pass_orgs) END,
-         sp_fail_orgs = CASE WHEN a.sp_fail_orgs @> EXCLUDED.sp_fail_orgs THEN a.sp_fail_orgs
-                        ELSE dp_agg_union(a.sp_fail_orgs, EXCLUDED.sp_fail_orgs) END,
          dk_re = a.dk_re OR EXCLUDED.dk_re,
-         sp_re = a.sp_re OR EXCLUDED.sp_re,
-         verdicts = CASE WHEN a.verdicts @> EXCLUDED.verdicts THEN a.verdicts
-                    ELSE dp_agg_union(a.verdicts, EXCLUDED.verdicts) END
+         sp_re = a.sp_re OR EXCLUDED.sp_re
   RETURNING 1
 ), gp AS (
   INSERT INTO agg_dis_pair AS a
@@ -456,6 +449,8 @@ BEGIN
     IF reports = 0 THEN
         RETURN;
     END IF;
+    -- The batch's sorts and hashes fit in memory instead of spilling to disk.
+    PERFORM set_config('work_mem', '64MB', true);
     -- A mark without its report (deleted by hand): nothing to fold.
     EXECUTE dp_agg_sql('(SELECT x.* FROM report rr JOIN record x ON x.report_key = rr.id'
                        ' AND x.begin_ts = rr.begin_ts WHERE rr.id = ANY ($1))') USING keys;
