@@ -74,7 +74,7 @@ echo "database: $n_records records in $n_reports reports ($seeds seed(s) x $days
 printf 'generate %.1f s, ingest %.1f s (%.0f records/s)\n' "$(echo "$t1 - $t0" | bc)" \
   "$(echo "$t2 - $t1" | bc)" "$(echo "$n_records / ($t2 - $t1)" | bc)"
 for t in agg_sender agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig \
-         agg_disagree agg_dis_pair agg_report; do
+         agg_dis_pair agg_report; do
   echo "  $t: $(psql_q "SELECT count(*) FROM $t") rows"
 done
 

@@ -121,11 +121,16 @@ enum {
  * from its own auth results (strict when the report's adkim/aspf is s). */
 static const char *const disagree_sql[] = {
     /* Only pairs flagged over everything stored can be flagged here
-     * (agg_dis_pair in migration 0003): their rows alone are read. */
-    "WITH pairs AS MATERIALIZED ("
-    "  SELECT header_from, source_ip FROM agg_dis_pair WHERE flagged"
-    "), rec AS MATERIALIZED ("
-    "  SELECT a.* FROM pairs JOIN agg_disagree a USING (source_ip, header_from)" DP_AGG_WHERE ")",
+     * (agg_dis_pair in migration 0003): their details alone are read. */
+    "WITH rec AS MATERIALIZED ("
+    "  SELECT p.header_from, p.source_ip, a.* FROM agg_dis_pair p,"
+    "         unnest(p.d_domain, p.d_begin, p.d_end, p.d_org, p.d_pd, p.d_ps, p.d_dk_re,"
+    "                p.d_sp_re, p.d_messages)"
+    "           AS a(domain, begin_ts, end_ts, org_name, pd, ps, dk_re, sp_re, messages)"
+    "   WHERE p.flagged AND (a.domain = $1::text OR p.header_from = $1::text"
+    "         OR right(p.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "     AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
+    ")",
     ", src AS ("
     "  SELECT source_ip, header_from, sum(messages)::bigint AS messages,"
     "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"

@@ -158,30 +158,15 @@ CREATE TABLE agg_good_sig (
     sel         text NOT NULL
 );
 
--- Per source address, header_from, receiver and its verdicts: what
--- `readiness` needs for the receivers that disagree (read only for the pairs
--- agg_dis_pair flags). No arrays: folding them was most of the catch-up's time.
-CREATE TABLE agg_disagree (
-    k            bytea PRIMARY KEY,
-    domain       text NOT NULL,
-    header_from  text NOT NULL,
-    begin_ts     timestamptz NOT NULL,
-    end_ts       timestamptz NOT NULL,
-    source_ip    inet NOT NULL,
-    org_name     text NOT NULL,
-    pd           text NOT NULL,     -- lower(pe_dkim)
-    ps           text NOT NULL,     -- lower(pe_spf)
-    dk_re        boolean NOT NULL,  -- pd contradicts the recomputed DKIM alignment
-    sp_re        boolean NOT NULL,
-    messages     numeric NOT NULL
-);
-
-CREATE INDEX agg_disagree_src ON agg_disagree (source_ip, header_from);
-
--- Per (header_from, source_ip) over everything stored: the same verdict sets.
--- Whether receivers disagree can only grow with more records, so a pair not
--- flagged here is flagged in no window and no domain's selection: readiness
--- reads agg_disagree for the flagged pairs alone.
+-- Per (header_from, source_ip) over everything stored: what `readiness`
+-- needs for the receivers that disagree. The org sets and re flags decide
+-- `flagged`; whether receivers disagree can only grow with more records, so a
+-- pair not flagged here is flagged in no window and no domain's selection.
+-- The d_* arrays (parallel, appended batch after batch) keep, per report
+-- domain, range, receiver and its verdicts, the messages and whether the
+-- verdict contradicts the recomputed alignment: readiness unnests them for
+-- the flagged pairs alone, so the window stays exact without a table of a
+-- row per address and range (which was most of the catch-up's writes).
 CREATE TABLE agg_dis_pair (
     k            bytea PRIMARY KEY,
     header_from  text NOT NULL,
@@ -192,6 +177,15 @@ CREATE TABLE agg_dis_pair (
     sp_fail_orgs text[] NOT NULL,
     dk_re        boolean NOT NULL,
     sp_re        boolean NOT NULL,
+    d_domain     text[] NOT NULL,
+    d_begin      timestamptz[] NOT NULL,
+    d_end        timestamptz[] NOT NULL,
+    d_org        text[] NOT NULL,
+    d_pd         text[] NOT NULL,     -- lower(pe_dkim)
+    d_ps         text[] NOT NULL,     -- lower(pe_spf)
+    d_dk_re      boolean[] NOT NULL,
+    d_sp_re      boolean[] NOT NULL,
+    d_messages   numeric[] NOT NULL,
     -- a pass and a fail, from two different orgs; or a verdict contradicted
     flagged      boolean GENERATED ALWAYS AS (
         (dk_pass_orgs <> '{}' AND dk_fail_orgs <> '{}'
@@ -368,20 +362,12 @@ WITH b AS MATERIALIZED (
    ORDER BY 1
   ON CONFLICT (k) DO NOTHING
   RETURNING 1
-), g AS (
-  INSERT INTO agg_disagree AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, source_ip::text, org_name, pd, ps),
-         domain, header_from, begin_ts, end_ts, source_ip, org_name, pd, ps,
-         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false),
-         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false),
-         sum(count)
-    FROM b GROUP BY domain, header_from, begin_ts, end_ts, source_ip, org_name, pd, ps ORDER BY 1
-  ON CONFLICT (k) DO UPDATE SET
-         messages = a.messages + EXCLUDED.messages,
-         dk_re = a.dk_re OR EXCLUDED.dk_re,
-         sp_re = a.sp_re OR EXCLUDED.sp_re
-  RETURNING 1
+), gd AS (
+  SELECT header_from, source_ip, domain, begin_ts, end_ts, org_name, pd, ps,
+         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false) AS dk_re,
+         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false) AS sp_re,
+         sum(count) AS messages
+    FROM b GROUP BY header_from, source_ip, domain, begin_ts, end_ts, org_name, pd, ps
 ), gp AS (
   INSERT INTO agg_dis_pair AS a
   SELECT dp_agg_key(header_from, source_ip::text), header_from, source_ip,
@@ -389,9 +375,10 @@ WITH b AS MATERIALIZED (
          coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'fail'), '{}'),
          coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'pass'), '{}'),
          coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'fail'), '{}'),
-         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false),
-         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false)
-    FROM b GROUP BY header_from, source_ip ORDER BY 1
+         bool_or(dk_re), bool_or(sp_re),
+         array_agg(domain), array_agg(begin_ts), array_agg(end_ts), array_agg(org_name),
+         array_agg(pd), array_agg(ps), array_agg(dk_re), array_agg(sp_re), array_agg(messages)
+    FROM gd GROUP BY header_from, source_ip ORDER BY 1
   ON CONFLICT (k) DO UPDATE SET
          dk_pass_orgs = CASE WHEN a.dk_pass_orgs @> EXCLUDED.dk_pass_orgs THEN a.dk_pass_orgs
                         ELSE dp_agg_union(a.dk_pass_orgs, EXCLUDED.dk_pass_orgs) END,
@@ -402,7 +389,16 @@ WITH b AS MATERIALIZED (
          sp_fail_orgs = CASE WHEN a.sp_fail_orgs @> EXCLUDED.sp_fail_orgs THEN a.sp_fail_orgs
                         ELSE dp_agg_union(a.sp_fail_orgs, EXCLUDED.sp_fail_orgs) END,
          dk_re = a.dk_re OR EXCLUDED.dk_re,
-         sp_re = a.sp_re OR EXCLUDED.sp_re
+         sp_re = a.sp_re OR EXCLUDED.sp_re,
+         d_domain = a.d_domain || EXCLUDED.d_domain,
+         d_begin = a.d_begin || EXCLUDED.d_begin,
+         d_end = a.d_end || EXCLUDED.d_end,
+         d_org = a.d_org || EXCLUDED.d_org,
+         d_pd = a.d_pd || EXCLUDED.d_pd,
+         d_ps = a.d_ps || EXCLUDED.d_ps,
+         d_dk_re = a.d_dk_re || EXCLUDED.d_dk_re,
+         d_sp_re = a.d_sp_re || EXCLUDED.d_sp_re,
+         d_messages = a.d_messages || EXCLUDED.d_messages
   RETURNING 1
 ), rp AS (
   INSERT INTO agg_report
@@ -465,7 +461,7 @@ CREATE FUNCTION dp_agg_rebuild() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     TRUNCATE agg_sender, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip,
-             agg_good_sig, agg_disagree, agg_dis_pair, agg_report, agg_pending;
+             agg_good_sig, agg_dis_pair, agg_report, agg_pending;
     INSERT INTO agg_pending SELECT id, begin_ts FROM report ORDER BY id;
 END $$;
 
