@@ -277,7 +277,7 @@ typedef struct dp_sender {
   int64_t relayed;             /* failing messages with a forwarded/mailing_list override */
   char *fix;                   /* derived by dp__query_senders_fix() */
   const dp_service_t *service; /* known service (borrowed from the process map) or NULL */
-  size_t folded_networks;      /* >0: this row is that many unauthenticated networks, summed */
+  size_t folded_networks;      /* >0: this row is that many senders (networks), summed */
 } dp_sender_t;
 
 /** Where each field of a sender goes in a result set: the column indexes
@@ -313,6 +313,11 @@ int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_send
                                   dp_sender_t **rows, size_t *n, char *err, size_t errlen);
 /** Unauthenticated networks the table form of `senders` shows one by one. */
 #define DP_SENDERS_UNAUTH_SHOWN 5
+/** The first top senders of dp__query_senders_fetch, in its order and with
+ *  the same fields, then one row for all others (folded_networks = how many,
+ *  counts summed). Caller owns *rows; free with dp__query_senders_free. */
+int dp__query_senders_fetch_top(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                int top, dp_sender_t **rows, size_t *n, char *err, size_t errlen);
 /** Free rows from dp__query_senders_fetch. NULL is allowed. */
 void dp__query_senders_free(dp_sender_t *rows, size_t n);
 /** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */

@@ -550,6 +550,13 @@ static void section_senders(struct page *p, const dp_sender_t *rows, size_t n, b
   size_t rest = 0;
   for (size_t i = 0; i < n; i++) {
     const dp_sender_t *s = &rows[i];
+    if (s->folded_networks) {
+      /* the senders past DP_SENDERS_TOP, summed by dp__query_senders_fetch_top */
+      rest += s->folded_networks;
+      rest_m += s->messages;
+      rest_pass += s->dmarc_pass;
+      continue;
+    }
     if (i >= MAX_SENDER_ROWS) {
       rest++;
       rest_m += s->messages;
@@ -705,7 +712,7 @@ static int report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bo
   struct trend t;
   memset(&t, 0, sizeof t);
   PGresult *rcv = NULL, *pol = NULL;
-  rc = dp__query_senders_fetch(c, f, DP_FAIL_ALL, &rows, &nrows, err, errlen);
+  rc = dp__query_senders_fetch_top(c, f, DP_FAIL_ALL, MAX_SENDER_ROWS, &rows, &nrows, err, errlen);
   if (!rc) rc = trend_fetch(c, params, &r, by, &t, err, errlen);
   if (!rc && !(rcv = query(c, receivers_sql, 2, params, 8, err, errlen))) rc = DP_EPG;
   if (!rc && !(pol = query(c, policy_sql, 2, params, 10, err, errlen))) rc = DP_EPG;

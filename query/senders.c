@@ -23,25 +23,26 @@
  * order read by row_to_sender(). Kept in pieces because C11 compilers need
  * only accept string literals up to 4095 bytes. The record-level form of this
  * statement is kept in tests/query/test_aggregates.c, which checks both agree. */
-/* $4 true: only the senders that are domains, plus the unauthenticated
- * networks named in $5 (readiness asks for domains alone: the unauthenticated
- * networks, often hundreds of thousands, are never fixable; the table form
- * for the few networks it shows one by one). $6 false: no source_ips (the
- * table form does not show them). */
+/* $4 true: only the senders named in $5, plus (when $7) every sender that is
+ * a domain (readiness asks for domains alone: the unauthenticated networks,
+ * often hundreds of thousands, are never fixable; the table form adds the
+ * few networks it shows one by one; the HTML report names the senders it
+ * shows). $6 false: no source_ips (the table form does not show them). */
 #define NAMED_ONLY                                                                                 \
-  " AND (NOT $4::boolean OR a.sender NOT LIKE 'unauthenticated %'"                                \
+  " AND (NOT $4::boolean OR ($7::boolean AND a.sender NOT LIKE 'unauthenticated %')"              \
   "      OR a.sender = ANY ($5::text[]))"
 
-/* The table form's unauthenticated networks ($1 domain, $2 since, $3 fail
- * filter, on each network's totals as in senders_sql): the first
- * DP_SENDERS_UNAUTH_SHOWN in output order (most messages, then name), then
- * one row (sender NULL) with the count and sums of all the others, which the
- * table folds into one line anyway. */
-static const char unauth_sql[] =
+/* The senders a partial listing shows ($1 domain, $2 since, $3 fail filter,
+ * on each sender's totals as in senders_sql; $5 false: the unauthenticated
+ * networks only, true: every sender): the first $4 in output order (most
+ * messages, then name), then one row (sender NULL) with the count and sums of
+ * all the others, which the listing folds into one line anyway. */
+static const char pick_sql[] =
     "WITH u AS ("
     "  SELECT sender, sum(messages) AS m, sum(spf_aligned) AS s, sum(dkim_aligned) AS d,"
     "         sum(dmarc_pass) AS p"
-    "    FROM agg_sender a" DP_AGG_WHERE " AND a.sender LIKE 'unauthenticated %'"
+    "    FROM agg_sender a" DP_AGG_WHERE
+    "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
     "   GROUP BY sender"
     "), f AS ("
     "  SELECT *, row_number() OVER (ORDER BY m DESC, sender) AS rn FROM u"
@@ -392,10 +393,10 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
 /* What fetch() returns: every sender; the domains only (readiness); or
  * what the table form shows (domains, the first unauthenticated networks,
  * and the rest of those as one pre-folded row; no source_ips). */
-enum fetch_mode { MODE_ALL, MODE_NAMED, MODE_TABLE };
+enum fetch_mode { MODE_ALL, MODE_NAMED, MODE_TABLE, MODE_TOP };
 
 static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
-                 dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+                 int limit, dp_sender_t **rows, size_t *n, char *err, size_t errlen);
 
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
@@ -405,12 +406,17 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
 int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                bool named_only, dp_sender_t **rows, size_t *n, char *err,
                                size_t errlen) {
-  return fetch(c, f, fail, named_only ? MODE_NAMED : MODE_ALL, rows, n, err, errlen);
+  return fetch(c, f, fail, named_only ? MODE_NAMED : MODE_ALL, 0, rows, n, err, errlen);
 }
 
 int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                   dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
-  return fetch(c, f, fail, MODE_TABLE, rows, n, err, errlen);
+  return fetch(c, f, fail, MODE_TABLE, DP_SENDERS_UNAUTH_SHOWN, rows, n, err, errlen);
+}
+
+int dp__query_senders_fetch_top(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                int top, dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return fetch(c, f, fail, MODE_TOP, top, rows, n, err, errlen);
 }
 
 /* Append s to b as a quoted element of a text[] literal. */
@@ -425,15 +431,16 @@ static int array_item(dp_buf_t *b, const char *s) {
   return rc;
 }
 
-/* The table form's unauthenticated networks (unauth_sql): the names of the
- * ones shown into *shown (a text[] literal), the folded rest into *rest
- * (folded_networks 0 when none). */
-static int fetch_unauth(PGconn *c, const char *const *params, dp_buf_t *shown, dp_sender_t *rest,
-                        char *err, size_t errlen) {
+/* The senders a partial listing shows (pick_sql; every sender when all,
+ * else the unauthenticated networks): the names of the first limit into
+ * *shown (a text[] literal), the folded rest into *rest (folded_networks 0
+ * when none). */
+static int fetch_pick(PGconn *c, const char *const *params, int limit, bool all, dp_buf_t *shown,
+                      dp_sender_t *rest, char *err, size_t errlen) {
   char lim[16];
-  snprintf(lim, sizeof lim, "%d", DP_SENDERS_UNAUTH_SHOWN);
-  const char *p[4] = {params[0], params[1], params[2], lim};
-  PGresult *res = PQexecParams(c, unauth_sql, 4, NULL, p, NULL, NULL, 0);
+  snprintf(lim, sizeof lim, "%d", limit);
+  const char *p[5] = {params[0], params[1], params[2], lim, all ? "true" : "false"};
+  PGresult *res = PQexecParams(c, pick_sql, 5, NULL, p, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
     PQclear(res);
@@ -462,11 +469,16 @@ static int fetch_unauth(PGconn *c, const char *const *params, dp_buf_t *shown, d
 }
 
 static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
-                 dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+                 int limit, dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
   static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
   char since[32];
-  const char *params[6] = {f->domain, NULL, fail_names[fail], mode == MODE_ALL ? "false" : "true",
-                           "{}", mode == MODE_TABLE ? "false" : "true"};
+  const char *params[7] = {f->domain,
+                           NULL,
+                           fail_names[fail],
+                           mode == MODE_ALL ? "false" : "true",
+                           "{}",
+                           mode == MODE_TABLE ? "false" : "true",
+                           mode == MODE_TOP ? "false" : "true"};
   *rows = NULL;
   *n = 0;
   if (!f->domain || !*f->domain) {
@@ -493,9 +505,13 @@ static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, e
   }
   dp_sender_t rest;
   memset(&rest, 0, sizeof rest);
-  int urc = mode == MODE_TABLE ? fetch_unauth(c, params, &shown, &rest, err, errlen) : 0;
-  if (mode == MODE_TABLE && !urc) params[4] = shown.data;
-  PGresult *res = urc ? NULL : PQexecParams(c, sql.data, 6, NULL, params, NULL, NULL, 0);
+  int urc = 0;
+  if (mode == MODE_TABLE)
+    urc = fetch_pick(c, params, limit, false, &shown, &rest, err, errlen);
+  else if (mode == MODE_TOP)
+    urc = fetch_pick(c, params, limit, true, &shown, &rest, err, errlen);
+  if ((mode == MODE_TABLE || mode == MODE_TOP) && !urc) params[4] = shown.data;
+  PGresult *res = urc ? NULL : PQexecParams(c, sql.data, 7, NULL, params, NULL, NULL, 0);
   dp__query_agg_end(c, opened);
   dp_buf_free(&sql);
   dp_buf_free(&shown);
@@ -517,7 +533,7 @@ static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, e
   if (!rc && extra) {
     /* last: the table folds it into its "N more networks" line */
     out[nt] = rest;
-    out[nt].sender = strdup("unauthenticated (folded)");
+    out[nt].sender = strdup(mode == MODE_TOP ? "(folded)" : "unauthenticated (folded)");
     out[nt].fix = strdup("");
     if (!out[nt].sender || !out[nt].fix) rc = DP_ENOMEM;
   }

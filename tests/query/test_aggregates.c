@@ -569,6 +569,49 @@ TEST(agg_senders_table_prefolded) {
   ASSERT_TRUE(folded > 0);
 }
 
+/* The HTML report's listing: the first senders as in the full fetch, the
+ * others as one summed row. */
+TEST(agg_senders_top_prefolded) {
+  NEED_DB();
+  dp_query_filter_t f = {"example.com", false, 0};
+  dp_sender_t *all = NULL, *top = NULL;
+  size_t na = 0, nt = 0;
+  char err[512] = "";
+  ASSERT_OK(dp__query_senders_fetch(c, &f, DP_FAIL_ALL, &all, &na, err, sizeof err));
+  ASSERT_OK(dp__query_senders_fetch_top(c, &f, DP_FAIL_ALL, 4, &top, &nt, err, sizeof err));
+  ASSERT_TRUE(na > 5);
+  ASSERT_EQ(nt, (size_t)5);
+  dp_buf_t a, b;
+  dp_buf_init(&a, 0);
+  dp_buf_init(&b, 0);
+  for (size_t i = 0; i < 4 && i < nt && i < na; i++) {
+    sender_line(&a, &all[i]);
+    sender_line(&b, &top[i]);
+    ASSERT_STR_EQ(a.data, b.data);
+    ASSERT_STR_EQ(all[i].fix, top[i].fix);
+    dp_buf_reset(&a);
+    dp_buf_reset(&b);
+  }
+  dp_buf_free(&a);
+  dp_buf_free(&b);
+  int64_t m = 0, p = 0, sp = 0, dk = 0;
+  for (size_t i = 4; i < na; i++) {
+    m += all[i].messages;
+    p += all[i].dmarc_pass;
+    sp += all[i].spf_aligned;
+    dk += all[i].dkim_aligned;
+  }
+  if (nt == 5) {
+    ASSERT_EQ(top[4].folded_networks, na - 4);
+    ASSERT_EQ(top[4].messages, m);
+    ASSERT_EQ(top[4].dmarc_pass, p);
+    ASSERT_EQ(top[4].spf_aligned, sp);
+    ASSERT_EQ(top[4].dkim_aligned, dk);
+  }
+  dp__query_senders_free(all, na);
+  dp__query_senders_free(top, nt);
+}
+
 TEST(agg_readiness_equal_record_level) {
   NEED_DB();
   static const dp_period_t bys[] = {DP_PERIOD_NONE, DP_PERIOD_DAY, DP_PERIOD_WEEK};
