@@ -298,11 +298,11 @@ int dp__query_senders_set_row(dp_qres_t *q, const dp_sender_cols_t *c, const dp_
  *  dp__query_senders_free). DP_EPG with reason in err, DP_ENOMEM. */
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen);
-/** dp__query_senders_fetch; named_only leaves out the "unauthenticated ..."
- *  network groups (readiness: they are never fixable). */
-int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
-                               bool named_only, dp_sender_t **rows, size_t *n, char *err,
-                               size_t errlen);
+/** dp__query_senders_fetch for the n senders in names only (readiness: the
+ *  senders with fixable mail), in the same order and with the same fields. */
+int dp__query_senders_fetch_named(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  const char *const *names, size_t n_names, dp_sender_t **rows,
+                                  size_t *n, char *err, size_t errlen);
 /** What the table form of `senders` shows, for dp__query_senders_write with
  *  DP_QFMT_TABLE (same output as from dp__query_senders_fetch's rows): every
  *  sender that is a domain and the first DP_SENDERS_UNAUTH_SHOWN

@@ -342,8 +342,19 @@ int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t
   dp_sender_t *rows = NULL;
   size_t n = 0;
   int rc = fetch_classes(c, params, by, r, &fx, &nfx, &cls, err, errlen);
-  if (!rc && nfx)
-    rc = dp__query_senders_fetch_ex(c, f, DP_FAIL_ANY, true, &rows, &n, err, errlen);
+  if (!rc && nfx) {
+    /* the details of the senders with fixable mail only */
+    const char **names = calloc(nfx, sizeof *names);
+    if (!names) {
+      rc = DP_ENOMEM;
+      snprintf(err, errlen, "%s", dp_strerror(rc));
+    }
+    for (size_t i = 0; names && i < nfx; i++)
+      names[i] = fx[i].sender;
+    if (names)
+      rc = dp__query_senders_fetch_named(c, f, DP_FAIL_ANY, names, nfx, &rows, &n, err, errlen);
+    free(names);
+  }
   if (!rc && (rc = pick_senders(r, rows, n, fx, nfx))) snprintf(err, errlen, "%s", dp_strerror(rc));
   dp__query_senders_free(rows, n);
   free(fx);

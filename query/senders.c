@@ -38,21 +38,34 @@
  * messages, then name), then one row (sender NULL) with the count and sums of
  * all the others, which the listing folds into one line anyway. */
 static const char pick_sql[] =
-    "WITH u AS ("
-    "  SELECT sender, sum(messages) AS m, sum(spf_aligned) AS s, sum(dkim_aligned) AS d,"
-    "         sum(dmarc_pass) AS p"
+    "WITH u AS MATERIALIZED ("
+    "  SELECT sender, sum(messages) AS m,"
+    /* the per-sender SPF/DKIM/pass sums only when --fail needs them */
+    "         CASE WHEN $3::text <> 'all' THEN sum(spf_aligned) END AS s,"
+    "         CASE WHEN $3::text <> 'all' THEN sum(dkim_aligned) END AS d,"
+    "         CASE WHEN $3::text <> 'all' THEN sum(dmarc_pass) END AS p"
     "    FROM agg_sender a" DP_AGG_WHERE
     "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
     "   GROUP BY sender"
-    "), f AS ("
-    "  SELECT *, row_number() OVER (ORDER BY m DESC, sender) AS rn FROM u"
+    "), f AS MATERIALIZED ("
+    "  SELECT sender, m FROM u"
     "   WHERE $3::text = 'all' OR ($3::text = 'spf' AND m > s)"
     "      OR ($3::text = 'dkim' AND m > d) OR ($3::text = 'any' AND m > p)"
+    "), top AS MATERIALIZED (SELECT sender FROM f ORDER BY m DESC, sender LIMIT $4::bigint)"
+    /* the others' sums: everything kept by the filter, less the first ones */
+    ", rest AS ("
+    "  SELECT sum(a.messages) AS m, sum(a.spf_aligned) AS s, sum(a.dkim_aligned) AS d,"
+    "         sum(a.dmarc_pass) AS p"
+    "    FROM agg_sender a" DP_AGG_WHERE
+    "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
+    "     AND ($3::text = 'all' OR a.sender IN (SELECT sender FROM f))"
+    "     AND a.sender NOT IN (SELECT sender FROM top)"
     ")"
-    " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM f WHERE rn <= $4::bigint"
+    " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM top"
     " UNION ALL"
-    " SELECT NULL, count(*), sum(m)::bigint, sum(s)::bigint, sum(d)::bigint, sum(p)::bigint"
-    "   FROM f WHERE rn > $4::bigint HAVING count(*) > 0";
+    " SELECT NULL, (SELECT count(*) FROM f) - (SELECT count(*) FROM top), m::bigint, s::bigint,"
+    "        d::bigint, p::bigint"
+    "   FROM rest WHERE (SELECT count(*) FROM f) > (SELECT count(*) FROM top)";
 
 static const char *const senders_sql[] = {
     "WITH s AS MATERIALIZED ("
@@ -390,36 +403,55 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   return dp_buf_steal(&b, NULL);
 }
 
-/* What fetch() returns: every sender; the domains only (readiness); or
- * what the table form shows (domains, the first unauthenticated networks,
- * and the rest of those as one pre-folded row; no source_ips). */
+/* What fetch() returns: every sender; the senders named (readiness); what
+ * the table form shows (domains, the first unauthenticated networks, and the
+ * rest of those as one pre-folded row; no source_ips); or the first senders
+ * and the rest as one pre-folded row (the HTML report). */
 enum fetch_mode { MODE_ALL, MODE_NAMED, MODE_TABLE, MODE_TOP };
 
 static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
-                 int limit, dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+                 int limit, const char *names, dp_sender_t **rows, size_t *n, char *err,
+                 size_t errlen);
 
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
-  return dp__query_senders_fetch_ex(c, f, fail, false, rows, n, err, errlen);
+  return fetch(c, f, fail, MODE_ALL, 0, NULL, rows, n, err, errlen);
 }
 
-int dp__query_senders_fetch_ex(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
-                               bool named_only, dp_sender_t **rows, size_t *n, char *err,
-                               size_t errlen) {
-  return fetch(c, f, fail, named_only ? MODE_NAMED : MODE_ALL, 0, rows, n, err, errlen);
+/* Append s to b as a quoted element of a text[] literal. */
+static int array_item(dp_buf_t *b, const char *s);
+
+int dp__query_senders_fetch_named(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  const char *const *names, size_t n_names, dp_sender_t **rows,
+                                  size_t *n, char *err, size_t errlen) {
+  dp_buf_t lit;
+  dp_buf_init(&lit, 0);
+  int rc = dp_buf_putc(&lit, '{');
+  for (size_t i = 0; i < n_names && !rc; i++)
+    rc = array_item(&lit, names[i]);
+  if (!rc) rc = dp_buf_putc(&lit, '}');
+  if (rc) {
+    dp_buf_free(&lit);
+    snprintf(err, errlen, "%s", dp_strerror(rc));
+    return rc;
+  }
+  *rows = NULL;
+  *n = 0;
+  rc = fetch(c, f, fail, MODE_NAMED, 0, lit.data, rows, n, err, errlen);
+  dp_buf_free(&lit);
+  return rc;
 }
 
 int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                   dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
-  return fetch(c, f, fail, MODE_TABLE, DP_SENDERS_UNAUTH_SHOWN, rows, n, err, errlen);
+  return fetch(c, f, fail, MODE_TABLE, DP_SENDERS_UNAUTH_SHOWN, NULL, rows, n, err, errlen);
 }
 
 int dp__query_senders_fetch_top(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                                 int top, dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
-  return fetch(c, f, fail, MODE_TOP, top, rows, n, err, errlen);
+  return fetch(c, f, fail, MODE_TOP, top, NULL, rows, n, err, errlen);
 }
 
-/* Append s to b as a quoted element of a text[] literal. */
 static int array_item(dp_buf_t *b, const char *s) {
   int rc = b->len > 1 ? dp_buf_putc(b, ',') : 0; /* b holds "{" and the items so far */
   if (!rc) rc = dp_buf_putc(b, '"');
@@ -469,16 +501,17 @@ static int fetch_pick(PGconn *c, const char *const *params, int limit, bool all,
 }
 
 static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
-                 int limit, dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+                 int limit, const char *names, dp_sender_t **rows, size_t *n, char *err,
+                 size_t errlen) {
   static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
   char since[32];
   const char *params[7] = {f->domain,
                            NULL,
                            fail_names[fail],
                            mode == MODE_ALL ? "false" : "true",
-                           "{}",
+                           names ? names : "{}",
                            mode == MODE_TABLE ? "false" : "true",
-                           mode == MODE_TOP ? "false" : "true"};
+                           mode == MODE_TABLE ? "true" : "false"};
   *rows = NULL;
   *n = 0;
   if (!f->domain || !*f->domain) {
