@@ -73,7 +73,7 @@ size=$(psql_q "SELECT pg_size_pretty(pg_database_size(current_database()))")
 echo "database: $n_records records in $n_reports reports ($seeds seed(s) x $days days, scale $scale), $size"
 printf 'generate %.1f s, ingest %.1f s (%.0f records/s)\n' "$(echo "$t1 - $t0" | bc)" \
   "$(echo "$t2 - $t1" | bc)" "$(echo "$n_records / ($t2 - $t1)" | bc)"
-for t in agg_sender agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig \
+for t in agg_sender agg_sender_all agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig \
          agg_dis_pair agg_report; do
   echo "  $t: $(psql_q "SELECT count(*) FROM $t") rows"
 done

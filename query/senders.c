@@ -37,35 +37,43 @@
  * networks only, true: every sender): the first $4 in output order (most
  * messages, then name), then one row (sender NULL) with the count and sums of
  * all the others, which the listing folds into one line anyway. */
-static const char pick_sql[] =
-    "WITH u AS MATERIALIZED ("
-    "  SELECT sender, sum(messages) AS m,"
-    /* the per-sender SPF/DKIM/pass sums only when --fail needs them */
-    "         CASE WHEN $3::text <> 'all' THEN sum(spf_aligned) END AS s,"
-    "         CASE WHEN $3::text <> 'all' THEN sum(dkim_aligned) END AS d,"
-    "         CASE WHEN $3::text <> 'all' THEN sum(dmarc_pass) END AS p"
-    "    FROM agg_sender a" DP_AGG_WHERE
-    "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
-    "   GROUP BY sender"
-    "), f AS MATERIALIZED ("
-    "  SELECT sender, m FROM u"
-    "   WHERE $3::text = 'all' OR ($3::text = 'spf' AND m > s)"
-    "      OR ($3::text = 'dkim' AND m > d) OR ($3::text = 'any' AND m > p)"
-    "), top AS MATERIALIZED (SELECT sender FROM f ORDER BY m DESC, sender LIMIT $4::bigint)"
-    /* the others' sums: everything kept by the filter, less the first ones */
-    ", rest AS ("
-    "  SELECT sum(a.messages) AS m, sum(a.spf_aligned) AS s, sum(a.dkim_aligned) AS d,"
-    "         sum(a.dmarc_pass) AS p"
-    "    FROM agg_sender a" DP_AGG_WHERE
-    "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
-    "     AND ($3::text = 'all' OR a.sender IN (SELECT sender FROM f))"
-    "     AND a.sender NOT IN (SELECT sender FROM top)"
-    ")"
-    " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM top"
-    " UNION ALL"
-    " SELECT NULL, (SELECT count(*) FROM f) - (SELECT count(*) FROM top), m::bigint, s::bigint,"
-    "        d::bigint, p::bigint"
-    "   FROM rest WHERE (SELECT count(*) FROM f) > (SELECT count(*) FROM top)";
+/* Over t: agg_sender, or agg_sender_all when there is no --since (no range
+ * to filter on: half the rows). */
+#define PICK_WHERE(t)                                                                              \
+  "    FROM " t " a WHERE (a.domain = $1::text OR a.header_from = $1::text"                        \
+  "          OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
+  "     AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"                           \
+  "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
+#define PICK_SQL(t)                                                                                \
+  "WITH u AS MATERIALIZED ("                                                                       \
+  "  SELECT sender, sum(messages) AS m,"                                                           \
+  "         CASE WHEN $3::text <> 'all' THEN sum(spf_aligned) END AS s,"                           \
+  "         CASE WHEN $3::text <> 'all' THEN sum(dkim_aligned) END AS d,"                          \
+  "         CASE WHEN $3::text <> 'all' THEN sum(dmarc_pass) END AS p"                             \
+  PICK_WHERE(t) "   GROUP BY sender"                                                               \
+  "), f AS MATERIALIZED ("                                                                         \
+  "  SELECT sender, m FROM u"                                                                      \
+  "   WHERE $3::text = 'all' OR ($3::text = 'spf' AND m > s)"                                      \
+  "      OR ($3::text = 'dkim' AND m > d) OR ($3::text = 'any' AND m > p)"                         \
+  "), top AS MATERIALIZED (SELECT sender FROM f ORDER BY m DESC, sender LIMIT $4::bigint)"        \
+  ", rest AS ("                                                                                    \
+  "  SELECT sum(a.messages) AS m, sum(a.spf_aligned) AS s, sum(a.dkim_aligned) AS d,"              \
+  "         sum(a.dmarc_pass) AS p" PICK_WHERE(t)                                                   \
+  "     AND ($3::text = 'all' OR a.sender IN (SELECT sender FROM f))"                              \
+  "     AND a.sender NOT IN (SELECT sender FROM top)"                                              \
+  ")"                                                                                              \
+  " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM top"                                          \
+  " UNION ALL"                                                                                     \
+  " SELECT NULL, (SELECT count(*) FROM f) - (SELECT count(*) FROM top), m::bigint, s::bigint,"    \
+  "        d::bigint, p::bigint"                                                                   \
+  "   FROM rest WHERE (SELECT count(*) FROM f) > (SELECT count(*) FROM top)"
+/* The window's sums need the range; everything stored does not. The
+ * all-time table has no end_ts: its statement is given $2 NULL. */
+static const char pick_sql[] = PICK_SQL("agg_sender");
+static const char pick_all_sql[] =
+    "WITH agg_sender_win AS NOT MATERIALIZED ("
+    "  SELECT *, NULL::timestamptz AS end_ts FROM agg_sender_all) "
+    "SELECT * FROM (" PICK_SQL("agg_sender_win") ") q";
 
 static const char *const senders_sql[] = {
     "WITH s AS MATERIALIZED ("
@@ -472,7 +480,7 @@ static int fetch_pick(PGconn *c, const char *const *params, int limit, bool all,
   char lim[16];
   snprintf(lim, sizeof lim, "%d", limit);
   const char *p[5] = {params[0], params[1], params[2], lim, all ? "true" : "false"};
-  PGresult *res = PQexecParams(c, pick_sql, 5, NULL, p, NULL, NULL, 0);
+  PGresult *res = PQexecParams(c, params[1] ? pick_sql : pick_all_sql, 5, NULL, p, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
     PQclear(res);

@@ -52,6 +52,21 @@ CREATE TABLE agg_sender (
     reporters    text[] NOT NULL
 );
 
+-- agg_sender's sums without the range (everything stored): what the table
+-- form of `senders` ranks the unauthenticated networks by when there is no
+-- --since (about half the rows: a network is mostly seen in one range, but
+-- by receivers with different ranges).
+CREATE TABLE agg_sender_all (
+    k            bytea PRIMARY KEY,
+    domain       text NOT NULL,
+    header_from  text NOT NULL,
+    sender       text NOT NULL,
+    messages     numeric NOT NULL,
+    spf_aligned  numeric NOT NULL,
+    dkim_aligned numeric NOT NULL,
+    dmarc_pass   numeric NOT NULL
+);
+
 -- Per sender and source address: the top source IPs of `senders`.
 CREATE TABLE agg_ip (
     k           bytea PRIMARY KEY,
@@ -263,6 +278,19 @@ WITH b AS MATERIALIZED (
          reporters = CASE WHEN a.reporters @> EXCLUDED.reporters THEN a.reporters
                      ELSE dp_agg_union(a.reporters, EXCLUDED.reporters) END
   RETURNING 1
+), sa AS (
+  INSERT INTO agg_sender_all AS a
+  SELECT dp_agg_key(domain, header_from, sender), domain, header_from, sender, sum(count),
+         coalesce(sum(count) FILTER (WHERE spf_aligned), 0),
+         coalesce(sum(count) FILTER (WHERE dkim_aligned), 0),
+         coalesce(sum(count) FILTER (WHERE NOT failing), 0)
+    FROM b GROUP BY domain, header_from, sender ORDER BY 1
+  ON CONFLICT (k) DO UPDATE SET
+         messages = a.messages + EXCLUDED.messages,
+         spf_aligned = a.spf_aligned + EXCLUDED.spf_aligned,
+         dkim_aligned = a.dkim_aligned + EXCLUDED.dkim_aligned,
+         dmarc_pass = a.dmarc_pass + EXCLUDED.dmarc_pass
+  RETURNING 1
 ), i AS (
   INSERT INTO agg_ip AS a
   SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
@@ -460,7 +488,7 @@ END $$;
 CREATE FUNCTION dp_agg_rebuild() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE agg_sender, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip,
+    TRUNCATE agg_sender, agg_sender_all, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip,
              agg_good_sig, agg_dis_pair, agg_report, agg_pending;
     INSERT INTO agg_pending SELECT id, begin_ts FROM report ORDER BY id;
 END $$;

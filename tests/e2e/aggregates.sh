@@ -10,7 +10,7 @@
 # three concurrent `db aggregate`, or by the first query.
 source "$(dirname "$0")/lib/common.bash"
 
-TABLES="agg_sender agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig
+TABLES="agg_sender agg_sender_all agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig
         dis_pair_norm agg_report"
 
 # check_rebuild LABEL: the maintained tables equal dp_agg_rebuild()'s, and
@@ -116,7 +116,7 @@ expect_eq "the query folded the pending reports" "$(sql "SELECT count(*) FROM ag
 "$DP_BIN" senders --domain example.com --format json --db "$DB" > "$TMP/want.json"
 psql "$DB" -XAtq -v ON_ERROR_STOP=1 > /dev/null <<'SQL'
 DROP TRIGGER report_agg_pending ON report;
-DROP TABLE agg_sender, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip, agg_good_sig, agg_dis_pair, agg_report, agg_pending;
+DROP TABLE agg_sender, agg_sender_all, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip, agg_good_sig, agg_dis_pair, agg_report, agg_pending;
 DROP FUNCTION dp_agg_key, dp_agg_union, dp_agg_sql, dp_agg_report_insert, dp_agg_catch_up_batch,
               dp_agg_rebuild;
 DELETE FROM schema_migrations WHERE version = 3;

@@ -732,7 +732,7 @@ TEST(agg_readiness_equal_record_level) {
  * computed from `record` in one go. */
 TEST(agg_rebuild_equals_incremental) {
   NEED_DB();
-  static const char *const tables[] = {"agg_sender",  "agg_ip",     "agg_dkim",   "agg_spf",
+  static const char *const tables[] = {"agg_sender",  "agg_sender_all", "agg_ip",     "agg_dkim",   "agg_spf",
                                        "agg_class",   "agg_fail_ip", "agg_fwd_ip", "agg_good_sig",
                                        "dis_pair_norm", "agg_report"};
   const size_t ntables = sizeof tables / sizeof tables[0];
