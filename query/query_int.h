@@ -31,14 +31,6 @@ typedef enum dp_qtype {
 typedef enum dp_qfmt { DP_QFMT_TABLE, DP_QFMT_CSV, DP_QFMT_JSON } dp_qfmt_t;
 
 /* Column flags. */
-/* The rows of an agg_* table (alias a, migration 0003) that are D's in the
- * window: $1 domain, $2 since (epoch seconds or NULL). Same rule as the record
- * level: policy domain D, or header_from D or under D; report end after since. */
-#define DP_AGG_WHERE                                                                               \
-  " WHERE (a.domain = $1::text OR a.header_from = $1::text"                                        \
-  "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
-  "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
-
 #define DP_QCOL_NOTABLE 1u   /* machine formats only (CSV, JSON) */
 #define DP_QCOL_TABLEONLY 2u /* table only */
 
@@ -125,6 +117,14 @@ int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, s
 /* The queries (reports.c, senders.c, errors.c). Every function takes a
  * connected PGconn (blocking mode), runs parameterised SQL, writes the whole
  * output to out, and returns 0, DP_EPG (reason in err) or DP_EIO. */
+
+/* The rows of an agg_* table (alias a, migration 0003) that are D's in the
+ * window: $1 domain, $2 since (epoch seconds or NULL). Same rule as the record
+ * level: policy domain D, or header_from D or under D; report end after since. */
+#define DP_AGG_WHERE                                                                               \
+  " WHERE (a.domain = $1::text OR a.header_from = $1::text"                                        \
+  "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
+  "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
 
 /** Make the aggregates (migration 0003) current before reading them: when c
  *  is idle, fold every pending report (dp_agg_catch_up) and open a REPEATABLE

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/query/test_aggregates.c - the aggregates maintained at ingest
- * (migration 0003) give exactly the answers of the record-level SQL they
- * replaced: `senders` (every --fail, with and without --since) and
+/* tests/query/test_aggregates.c - the aggregates (migration 0003, caught up
+ * from the pending reports before each query) give exactly the answers of the
+ * record-level SQL they replaced: `senders` (every --fail, with and without
+ * --since) and
  * `readiness` (classes, trend by day and week, reports, receivers,
  * disagreements) over a synthetic data set built to hit every branch (mixed
  * case, unequal DKIM arrays, forwarding reasons and ARC comments, strict
  * policies, several header_from and policy domains, overlapping ranges), and
- * the trigger-maintained tables equal a rebuild from `record`.
+ * the incrementally caught-up tables equal a rebuild from `record`; reports
+ * stored after a catch-up are pending at query time and folded first; the
+ * table form and the HTML report's pre-folded senders write the same.
  * Needs DP_TEST_DB; without it the database cases are skipped. */
 #include "tests/test.h"
 
