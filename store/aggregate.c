@@ -105,8 +105,7 @@ int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t 
      * Then wait for one (a blocking lock on the first mark still there:
      * granted once its holder commits or rolls back) and look again. */
     char state[6];
-    PGresult *res = exec_q(c,
-                           "SELECT EXISTS (SELECT 1 FROM agg_pending)", 0, NULL, "agg_pending",
+    PGresult *res = exec_q(c, "SELECT EXISTS (SELECT 1 FROM agg_pending)", 0, NULL, "agg_pending",
                            err, errlen, state);
     if (!res) {
       rc = DP_EPG;

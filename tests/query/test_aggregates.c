@@ -561,7 +561,8 @@ TEST(agg_senders_table_prefolded) {
         ASSERT_OK(dp__query_senders_write(tab, nt, domains[d], DP_QFMT_TABLE, fb));
         fclose(fa);
         fclose(fb);
-        if (strcmp(a, b)) fprintf(stderr, "%s fail=%d\n--- all rows\n%s--- prefolded\n%s", domains[d], fl, a, b);
+        if (strcmp(a, b))
+          fprintf(stderr, "%s fail=%d\n--- all rows\n%s--- prefolded\n%s", domains[d], fl, a, b);
         ASSERT_STR_EQ(a, b);
         free(a);
         free(b);
@@ -723,7 +724,7 @@ TEST(agg_readiness_equal_record_level) {
 
 #define DIS_PAIR_NORM                                                                              \
   "CREATE TEMP VIEW dis_pair_norm AS"                                                              \
-  " SELECT k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,"   \
+  " SELECT k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,"     \
   "        dk_re, sp_re, flagged, d.dom, d.b, d.e, d.org, d.pd, d.ps, bool_or(d.dkre) AS dkre,"    \
   "        bool_or(d.spre) AS spre, sum(d.m) AS messages"                                          \
   "   FROM agg_dis_pair, unnest(d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re,"    \
@@ -735,9 +736,9 @@ TEST(agg_readiness_equal_record_level) {
  * computed from `record` in one go. */
 TEST(agg_rebuild_equals_incremental) {
   NEED_DB();
-  static const char *const tables[] = {"agg_sender",  "agg_sender_all", "agg_ip",     "agg_dkim",   "agg_spf",
-                                       "agg_class",   "agg_fail_ip", "agg_fwd_ip", "agg_good_sig",
-                                       "dis_pair_norm", "agg_report"};
+  static const char *const tables[] = {
+      "agg_sender",  "agg_sender_all", "agg_ip",       "agg_dkim",      "agg_spf",   "agg_class",
+      "agg_fail_ip", "agg_fwd_ip",     "agg_good_sig", "dis_pair_norm", "agg_report"};
   const size_t ntables = sizeof tables / sizeof tables[0];
   char sql[512];
   ASSERT_TRUE(exec(c, "BEGIN"));
