@@ -27,6 +27,8 @@ static void usage(FILE *f) {
           "                          or one JSON object per record on stdout\n"
           "  --quiet                 no notes, no summary (refusals are still printed)\n"
           "  --jobs N                inputs processed at once (default 8)\n"
+          "  --no-aggregate          leave the new reports pending for the aggregates that\n"
+          "                          queries read (the next query or `db aggregate` folds them)\n"
           "limits (sizes take K, M, G suffixes):\n"
           "  --max-input-size N      bytes of one input file or message (default 1G)\n"
           "  --max-report-size N     decompressed bytes of one report (default 1G)\n"
@@ -59,7 +61,8 @@ static int parse_size(const char *s, uint64_t *out) {
 
 enum {
   OPT_DB = 256, OPT_OUTPUT, OPT_QUIET, OPT_JOBS, OPT_MAX_INPUT, OPT_MAX_REPORT, OPT_MAX_RATIO,
-  OPT_MAX_ZIP, OPT_MAX_NEST, OPT_MAX_DEPTH, OPT_MAX_FIELD, OPT_MAX_RECORDS, OPT_HELP
+  OPT_MAX_ZIP, OPT_MAX_NEST, OPT_MAX_DEPTH, OPT_MAX_FIELD, OPT_MAX_RECORDS, OPT_HELP,
+  OPT_NO_AGG
 };
 
 static const struct option opts[] = {
@@ -76,6 +79,7 @@ static const struct option opts[] = {
   {"max-field-len", required_argument, NULL, OPT_MAX_FIELD},
   {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
   DP_IMAP_LONG_OPTIONS,
+  {"no-aggregate", no_argument, NULL, OPT_NO_AGG},
   {"help", no_argument, NULL, OPT_HELP},
   {NULL, 0, NULL, 0},
 };
@@ -117,10 +121,32 @@ int dp__ingest_apply_config(dp_pipeline_opts_t *o) {
   return 0;
 }
 
+/* Fold the reports just stored into the aggregates the queries read, so the
+ * first query after an ingest does not pay for it. 0, or -1 after saying why
+ * (the reports stay stored and pending). */
+static int catch_up(const char *conninfo, bool quiet) {
+  char err[1024];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  dp_agg_stats_t st;
+  int rc = c ? dp_agg_catch_up(c, 0, &st, err, sizeof err) : DP_EPG;
+  if (c) PQfinish(c);
+  if (rc) {
+    fprintf(stderr, "dmarcpipe: aggregating: %s (the reports are stored; run `dmarcpipe db aggregate`)\n",
+            err);
+    return -1;
+  }
+  if (!quiet)
+    fprintf(stderr,
+            "dmarcpipe: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
+            st.reports, st.records, st.seconds);
+  return 0;
+}
+
 int dp_ingest_cmd(int argc, char **argv) {
   dp_pipeline_opts_t o;
   dp_pipeline_opts_default(&o);
   const char *db = NULL;
+  bool aggregate = true;
   dp_imap_opts_t io;
   if (dp__imap_opts_default(&io)) return 2;
   /* the config file first, so that options on the command line win */
@@ -149,6 +175,7 @@ int dp_ingest_cmd(int argc, char **argv) {
       break;
     case 'q':
     case OPT_QUIET: o.quiet = true; break;
+    case OPT_NO_AGG: aggregate = false; break;
     case 'h':
     case OPT_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -198,6 +225,7 @@ int dp_ingest_cmd(int argc, char **argv) {
             : o.sink == DP_SINK_JSONL ? " (--output jsonl: written to stdout, not stored)"
                                       : "");
   }
+  if (rc != 2 && o.sink == DP_SINK_PG && aggregate && catch_up(conninfo, o.quiet)) rc = 2;
   free(conninfo);
   dp_align_global_cleanup();
   return rc;

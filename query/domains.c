@@ -30,10 +30,8 @@ static const char *const domains_sql[] = {
     "         floor(extract(epoch FROM max(end_ts)))::bigint AS last_seen"
     "    FROM rep GROUP BY domain"
     "), vol AS ("
-    "  SELECT rep.domain, sum(x.count)::bigint AS messages,"
-    "         coalesce(sum(x.count) FILTER (WHERE x.spf_aligned OR x.dkim_aligned), 0)::bigint"
-    "           AS pass"
-    "    FROM rep JOIN record x ON x.report_key = rep.id AND x.begin_ts = rep.begin_ts"
+    "  SELECT rep.domain, sum(h.messages)::bigint AS messages, sum(h.dmarc_pass)::bigint AS pass"
+    "    FROM rep JOIN agg_report h ON h.report_key = rep.id"
     "   GROUP BY rep.domain"
     ")",
     ", fv AS ("
@@ -194,7 +192,13 @@ int dp__query_domains(PGconn *c, const dp_query_filter_t *f, dp_qfmt_t fmt, FILE
       snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
       return DP_ENOMEM;
     }
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) {
+    dp_buf_free(&sql);
+    return DP_EPG;
+  }
   PGresult *res = PQexecParams(c, sql.data, 1, NULL, params, NULL, NULL, 0);
+  dp__query_agg_end(c, opened);
   dp_buf_free(&sql);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);

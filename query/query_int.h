@@ -118,6 +118,23 @@ int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, s
  * connected PGconn (blocking mode), runs parameterised SQL, writes the whole
  * output to out, and returns 0, DP_EPG (reason in err) or DP_EIO. */
 
+/* The rows of an agg_* table (alias a, migration 0003) that are D's in the
+ * window: $1 domain, $2 since (epoch seconds or NULL). Same rule as the record
+ * level: policy domain D, or header_from D or under D; report end after since. */
+#define DP_AGG_WHERE                                                                               \
+  " WHERE (a.domain = $1::text OR a.header_from = $1::text"                                        \
+  "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
+  "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
+
+/** Make the aggregates (migration 0003) current before reading them: when c
+ *  is idle, fold every pending report (dp_agg_catch_up) and open a REPEATABLE
+ *  READ READ ONLY transaction whose snapshot has no pending report (*opened
+ *  true); inside a transaction already, do nothing (*opened false). 0 or
+ *  DP_EPG with reason in err. */
+int dp__query_agg_begin(PGconn *c, bool *opened, char *err, size_t errlen);
+/** Commit the transaction dp__query_agg_begin opened, if it opened one. */
+void dp__query_agg_end(PGconn *c, bool opened);
+
 /** Filters shared by the commands; since is ignored unless has_since. */
 typedef struct dp_query_filter {
   const char *domain; /* lower-case, no trailing dot; NULL = all (reports) */
@@ -260,6 +277,7 @@ typedef struct dp_sender {
   int64_t relayed;             /* failing messages with a forwarded/mailing_list override */
   char *fix;                   /* derived by dp__query_senders_fix() */
   const dp_service_t *service; /* known service (borrowed from the process map) or NULL */
+  size_t folded_networks;      /* >0: this row is that many senders (networks), summed */
 } dp_sender_t;
 
 /** Where each field of a sender goes in a result set: the column indexes
@@ -280,6 +298,26 @@ int dp__query_senders_set_row(dp_qres_t *q, const dp_sender_cols_t *c, const dp_
  *  dp__query_senders_free). DP_EPG with reason in err, DP_ENOMEM. */
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+/** dp__query_senders_fetch for the n senders in names only (readiness: the
+ *  senders with fixable mail), in the same order and with the same fields. */
+int dp__query_senders_fetch_named(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  const char *const *names, size_t n_names, dp_sender_t **rows,
+                                  size_t *n, char *err, size_t errlen);
+/** What the table form of `senders` shows, for dp__query_senders_write with
+ *  DP_QFMT_TABLE (same output as from dp__query_senders_fetch's rows): every
+ *  sender that is a domain and the first DP_SENDERS_UNAUTH_SHOWN
+ *  unauthenticated networks, without source_ips, then one row for all other
+ *  networks (folded_networks > 0, counts summed). Caller owns *rows; free
+ *  with dp__query_senders_free. */
+int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  dp_sender_t **rows, size_t *n, char *err, size_t errlen);
+/** Unauthenticated networks the table form of `senders` shows one by one. */
+#define DP_SENDERS_UNAUTH_SHOWN 5
+/** The first top senders of dp__query_senders_fetch, in its order and with
+ *  the same fields, then one row for all others (folded_networks = how many,
+ *  counts summed). Caller owns *rows; free with dp__query_senders_free. */
+int dp__query_senders_fetch_top(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                int top, dp_sender_t **rows, size_t *n, char *err, size_t errlen);
 /** Free rows from dp__query_senders_fetch. NULL is allowed. */
 void dp__query_senders_free(dp_sender_t *rows, size_t n);
 /** The "what to fix" text for s as mail of domain (caller owns; free()); NULL on ENOMEM. */

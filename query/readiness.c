@@ -26,13 +26,9 @@
 /* ======================================================================== */
 /* SQL */
 
-/* The records that are D's (as in senders) in the window: $1 domain, $2 since
- * (epoch seconds or NULL). Shared head of both statements below. */
-#define REC_WHERE                                                                                  \
-  "   WHERE (r.domain = $1::text OR x.header_from = $1::text"                                      \
-  "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
-  "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-
+/* Both statements read the aggregates maintained at ingest (migration 0003)
+ * through DP_AGG_WHERE ($1 domain, $2 since); the record-level forms are kept
+ * in tests/query/test_aggregates.c, which checks that both give the same answers. */
 /* $3 period ('day', 'week' or NULL). Classification of a failing record
  * (NOT (spf_aligned OR dkim_aligned)), first rule that applies:
  *   1. forwarded: a receiver gave it a forwarding reason (forwarded,
@@ -44,42 +40,50 @@
  *   3. fixable: some SPF or DKIM result passes (the sender is a domain, as
  *      dp_align_record found at ingest);
  *   4. unauthenticated: nothing passes. */
+/* The aggregates keep no source address in agg_class: rule 1's "same
+ * source_ip" is applied by taking the agg_fail_ip rows (failing mail without a
+ * forwarding reason, per address) of the addresses that had a forwarding
+ * reason in the window out of the class rules 2-4 gave them (count negated)
+ * and adding them back as forwarded. */
+#define CLASS_OF(x)                                                                                \
+  "CASE WHEN " x ".pass THEN 'pass' WHEN " x ".fwd_reason THEN 'forwarded'"                     \
+  "     WHEN EXISTS (SELECT 1 FROM unnest(" x ".fs_dom, " x ".fs_sel) AS f(dom, sel)"           \
+  "                    JOIN good_sig g ON g.dom = f.dom"                                         \
+  "                     AND (g.sel = f.sel OR g.sel = '' OR f.sel = ''))"                        \
+  "       THEN 'forwarded'"                                                                      \
+  "     WHEN " x ".authenticated THEN 'fixable' ELSE 'unauthenticated' END"
+#define PERIOD_OF(x)                                                                               \
+  "CASE WHEN $3::text IS NULL THEN NULL"                                                         \
+  "     ELSE date_trunc($3::text, " x ".begin_ts AT TIME ZONE 'UTC') END"
 static const char *const class_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT x.sender, x.count, x.source_ip, r.id AS rid, r.org_name,"
-    "         (x.spf_aligned OR x.dkim_aligned) AS pass,"
-    "         (x.spf_aligned_strict OR x.dkim_aligned_strict) AS pass_strict,"
-    "         x.sender NOT LIKE 'unauthenticated %' AS authenticated,"
-    "         x.dkim_domains, x.dkim_selectors, x.dkim_results,"
-    "         CASE WHEN $3::text IS NULL THEN NULL"
-    "              ELSE date_trunc($3::text, r.begin_ts AT TIME ZONE 'UTC') END AS period,"
-    "         (EXISTS (SELECT 1 FROM unnest(x.reason_types) t"
-    "                   WHERE lower(t) IN ('forwarded', 'mailing_list', 'trusted_forwarder'))"
-    "          OR EXISTS (SELECT 1 FROM unnest(x.reason_comments) m"
-    "                      WHERE lower(m) LIKE '%arc=pass%')) AS fwd_reason"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
-    ", fwd_ip AS (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
-    ", good_sig AS ("
-    "  SELECT DISTINCT lower(d.dom) AS dom, coalesce(d.sel, '') AS sel"
-    "    FROM rec, unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
-    "              AS d(dom, sel, res)"
-    "   WHERE lower(d.res) = 'pass' AND (lower(d.dom) = $1::text"
-    "         OR right(lower(d.dom), length($1::text) + 1) = '.' || $1::text)"
+    "WITH fwd_ip AS MATERIALIZED ("
+    "  SELECT DISTINCT a.source_ip FROM agg_fwd_ip a" DP_AGG_WHERE
+    "), good_sig AS MATERIALIZED ("
+    "  SELECT DISTINCT a.dom, a.sel FROM agg_good_sig a" DP_AGG_WHERE
+    "     AND (a.dom = $1::text OR right(a.dom, length($1::text) + 1) = '.' || $1::text)"
+    "), moved AS MATERIALIZED ("
+    "  SELECT a.* FROM agg_fail_ip a" DP_AGG_WHERE
+    "     AND a.source_ip IN (SELECT source_ip FROM fwd_ip)"
+    /* unauthenticated senders are never fixable: one NULL group for them all
+     * (HAVING drops it) instead of one per network */
     "), cls AS ("
-    "  SELECT rec.sender, rec.count, rec.period, rec.pass, rec.pass_strict, rec.rid, rec.org_name,"
-    "         CASE WHEN rec.pass THEN 'pass'"
-    "              WHEN rec.fwd_reason OR rec.source_ip IN (SELECT source_ip FROM fwd_ip)"
-    "                THEN 'forwarded'"
-    "              WHEN EXISTS ("
-    "                SELECT 1 FROM unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
-    "                                AS d(dom, sel, res)"
-    "                  JOIN good_sig g ON g.dom = lower(d.dom)"
-    "                   AND (g.sel = coalesce(d.sel, '') OR g.sel = '' OR coalesce(d.sel, '') = '')"
-    "                 WHERE lower(coalesce(d.res, '')) NOT IN ('pass', 'none', ''))"
-    "                THEN 'forwarded'"
-    "              WHEN rec.authenticated THEN 'fixable'"
-    "              ELSE 'unauthenticated' END AS class"
-    "    FROM rec"
+    "  SELECT CASE WHEN a.authenticated THEN a.csender END AS sender, a.messages AS count,"
+    "         " PERIOD_OF("a") " AS period, a.pass, a.pass_strict, " CLASS_OF("a") " AS class"
+    "    FROM agg_class a" DP_AGG_WHERE
+    "   UNION ALL"
+    "  SELECT CASE WHEN m.authenticated THEN m.csender END, -m.messages, " PERIOD_OF("m") ","
+    "         false, m.pass_strict, " CLASS_OF("m")
+    "    FROM (SELECT moved.*, false AS pass, false AS fwd_reason FROM moved) m"
+    "   UNION ALL"
+    "  SELECT CASE WHEN m.authenticated THEN m.csender END, m.messages, " PERIOD_OF("m") ","
+    "         false, m.pass_strict, 'forwarded'"
+    "    FROM moved m"
+    "), rep AS ("
+    "  SELECT count(DISTINCT r.id) AS reports, count(DISTINCT r.org_name) AS orgs"
+    "    FROM agg_report h JOIN report r ON r.id = h.report_key"
+    "   WHERE (r.domain = $1::text OR h.header_from = $1::text"
+    "          OR right(h.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
     ")",
     " SELECT GROUPING(period, sender),"
     "        floor(extract(epoch FROM period))::bigint, sender,"
@@ -89,7 +93,7 @@ static const char *const class_sql[] = {
     "        coalesce(sum(count) FILTER (WHERE class = 'forwarded'), 0)::bigint,"
     "        coalesce(sum(count) FILTER (WHERE class = 'unauthenticated'), 0)::bigint,"
     "        coalesce(sum(count) FILTER (WHERE NOT pass_strict), 0)::bigint,"
-    "        count(DISTINCT rid), count(DISTINCT org_name)"
+    "        (SELECT reports FROM rep), (SELECT orgs FROM rep)"
     "   FROM cls"
     "  GROUP BY GROUPING SETS ((), (period), (sender))"
     " HAVING GROUPING(sender) = 1 OR sum(count) FILTER (WHERE class = 'fixable') > 0"
@@ -116,22 +120,24 @@ enum {
  * mechanism, or a receiver's verdict differs from the alignment recomputed
  * from its own auth results (strict when the report's adkim/aspf is s). */
 static const char *const disagree_sql[] = {
+    /* Only pairs flagged over everything stored can be flagged here
+     * (agg_dis_pair in migration 0003): their details alone are read. */
     "WITH rec AS MATERIALIZED ("
-    "  SELECT x.source_ip, x.header_from, x.count, r.org_name,"
-    "         lower(x.pe_dkim) AS pd, lower(x.pe_spf) AS ps,"
-    "         CASE WHEN lower(r.adkim) = 's' THEN x.dkim_aligned_strict"
-    "              ELSE x.dkim_aligned END AS dk_ok,"
-    "         CASE WHEN lower(r.aspf) = 's' THEN x.spf_aligned_strict"
-    "              ELSE x.spf_aligned END AS sp_ok"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
+    "  SELECT p.header_from, p.source_ip, a.* FROM agg_dis_pair p,"
+    "         unnest(p.d_domain, p.d_begin, p.d_end, p.d_org, p.d_pd, p.d_ps, p.d_dk_re,"
+    "                p.d_sp_re, p.d_messages)"
+    "           AS a(domain, begin_ts, end_ts, org_name, pd, ps, dk_re, sp_re, messages)"
+    "   WHERE p.flagged AND (a.domain = $1::text OR p.header_from = $1::text"
+    "         OR right(p.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "     AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
+    ")",
     ", src AS ("
-    "  SELECT source_ip, header_from, sum(count)::bigint AS messages,"
+    "  SELECT source_ip, header_from, sum(messages)::bigint AS messages,"
     "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"
     "          AND count(DISTINCT org_name) FILTER (WHERE pd IN ('pass', 'fail')) > 1) AS dk_rcv,"
     "         (bool_or(ps = 'pass') AND bool_or(ps = 'fail')"
     "          AND count(DISTINCT org_name) FILTER (WHERE ps IN ('pass', 'fail')) > 1) AS sp_rcv,"
-    "         coalesce(bool_or(pd IN ('pass', 'fail') AND (pd = 'pass') <> dk_ok), false) AS dk_re,"
-    "         coalesce(bool_or(ps IN ('pass', 'fail') AND (ps = 'pass') <> sp_ok), false) AS sp_re,"
+    "         coalesce(bool_or(dk_re), false) AS dk_re, coalesce(bool_or(sp_re), false) AS sp_re,"
     "         array_agg(DISTINCT org_name || ': dkim=' || coalesce(nullif(pd, ''), '-')"
     "                   || ' spf=' || coalesce(nullif(ps, ''), '-')) AS verdicts"
     "    FROM rec GROUP BY source_ip, header_from"
@@ -310,14 +316,6 @@ static int fetch_disagree(PGconn *c, const char *const *params, dp_readiness_t *
   return rc;
 }
 
-static bool exec_ok(PGconn *c, const char *sql, char *err, size_t errlen) {
-  PGresult *res = PQexec(c, sql);
-  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-  if (!ok) dp__query_pgerr(c, res, err, errlen);
-  PQclear(res);
-  return ok;
-}
-
 int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t by,
                               dp_readiness_t *r, char *err, size_t errlen) {
   memset(r, 0, sizeof *r);
@@ -336,21 +334,33 @@ int dp__query_readiness_fetch(PGconn *c, const dp_query_filter_t *f, dp_period_t
   }
   /* One snapshot: the totals, the senders and the disagreements must add up
    * even while an ingest is committing. */
-  if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen)) return DP_EPG;
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) return DP_EPG;
   struct fixable *fx = NULL;
   size_t nfx = 0;
   PGresult *cls = NULL;
   dp_sender_t *rows = NULL;
   size_t n = 0;
   int rc = fetch_classes(c, params, by, r, &fx, &nfx, &cls, err, errlen);
-  if (!rc && nfx) rc = dp__query_senders_fetch(c, f, DP_FAIL_ANY, &rows, &n, err, errlen);
+  if (!rc && nfx) {
+    /* the details of the senders with fixable mail only */
+    const char **names = calloc(nfx, sizeof *names);
+    if (!names) {
+      rc = DP_ENOMEM;
+      snprintf(err, errlen, "%s", dp_strerror(rc));
+    }
+    for (size_t i = 0; names && i < nfx; i++)
+      names[i] = fx[i].sender;
+    if (names)
+      rc = dp__query_senders_fetch_named(c, f, DP_FAIL_ANY, names, nfx, &rows, &n, err, errlen);
+    free(names);
+  }
   if (!rc && (rc = pick_senders(r, rows, n, fx, nfx))) snprintf(err, errlen, "%s", dp_strerror(rc));
   dp__query_senders_free(rows, n);
   free(fx);
   PQclear(cls);
   if (!rc) rc = fetch_disagree(c, params, r, err, errlen);
-  PGresult *end = PQexec(c, rc ? "ROLLBACK" : "COMMIT");
-  PQclear(end);
+  if (opened) PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
   if (rc) {
     dp__query_readiness_free(r);
     return rc;

@@ -32,31 +32,27 @@ static const char *const palette[TOP_SENDERS + 1] = {"#2563eb", "#16a34a", "#d97
 /* ======================================================================== */
 /* SQL */
 
-#define REC_WHERE                                                                                  \
-  "   WHERE (r.domain = $1::text OR x.header_from = $1::text"                                      \
-  "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
-  "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-
 /* Per sender (unauthenticated networks folded) and period: $3 'day'|'week'. */
 static const char trend_sql[] =
-    "SELECT CASE WHEN x.sender LIKE 'unauthenticated %' THEN 'unauthenticated (all networks)'"
-    "            ELSE x.sender END AS s,"
-    "       floor(extract(epoch FROM date_trunc($3::text, r.begin_ts AT TIME ZONE 'UTC')))::bigint"
+    "SELECT CASE WHEN a.sender LIKE 'unauthenticated %' THEN 'unauthenticated (all networks)'"
+    "            ELSE a.sender END AS s,"
+    "       floor(extract(epoch FROM date_trunc($3::text, a.begin_ts AT TIME ZONE 'UTC')))::bigint"
     "         AS p,"
-    "       sum(x.count)::bigint,"
-    "       coalesce(sum(x.count) FILTER (WHERE x.spf_aligned OR x.dkim_aligned), 0)::bigint"
-    "  FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE " GROUP BY 1, 2 ORDER BY 1, 2";
+    "       sum(a.messages)::bigint, sum(a.dmarc_pass)::bigint"
+    "  FROM agg_sender a" DP_AGG_WHERE " GROUP BY 1, 2 ORDER BY 1, 2";
 
 /* Per reporting organization: reports, messages, recomputed DMARC pass, the
- * receiver's own verdict (policy_evaluated), first/last, contact. */
+ * receiver's own verdict (policy_evaluated), first/last, contact; from the
+ * per-report aggregate agg_report (migration 0003). */
 static const char receivers_sql[] =
-    "SELECT r.org_name, count(DISTINCT r.id)::bigint, sum(x.count)::bigint,"
-    "       coalesce(sum(x.count) FILTER (WHERE x.spf_aligned OR x.dkim_aligned), 0)::bigint,"
-    "       coalesce(sum(x.count) FILTER (WHERE x.pe_dkim = 'pass' OR x.pe_spf = 'pass'), 0)"
-    "         ::bigint,"
+    "SELECT r.org_name, count(DISTINCT r.id)::bigint, sum(h.messages)::bigint,"
+    "       sum(h.dmarc_pass)::bigint, sum(h.policy_pass)::bigint,"
     "       floor(extract(epoch FROM min(r.begin_ts)))::bigint,"
     "       floor(extract(epoch FROM max(r.end_ts)))::bigint, min(r.email)"
-    "  FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE
+    "  FROM agg_report h JOIN report r ON r.id = h.report_key"
+    " WHERE (r.domain = $1::text OR h.header_from = $1::text"
+    "        OR right(h.header_from, length($1::text) + 1) = '.' || $1::text)"
+    "   AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
     " GROUP BY r.org_name ORDER BY 3 DESC, 1";
 
 /* Policy domains D and under D: the policy as last reported, field by field
@@ -554,6 +550,13 @@ static void section_senders(struct page *p, const dp_sender_t *rows, size_t n, b
   size_t rest = 0;
   for (size_t i = 0; i < n; i++) {
     const dp_sender_t *s = &rows[i];
+    if (s->folded_networks) {
+      /* the senders past DP_SENDERS_TOP, summed by dp__query_senders_fetch_top */
+      rest += s->folded_networks;
+      rest_m += s->messages;
+      rest_pass += s->dmarc_pass;
+      continue;
+    }
     if (i >= MAX_SENDER_ROWS) {
       rest++;
       rest_m += s->messages;
@@ -693,9 +696,8 @@ static PGresult *query(PGconn *c, const char *sql, int n, const char *const *par
   return res;
 }
 
-int dp__report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bool redact,
-                    int64_t generated, FILE *out, char *err, size_t errlen) {
-  if (by == DP_PERIOD_NONE) by = DP_PERIOD_DAY;
+static int report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bool redact,
+                       int64_t generated, FILE *out, char *err, size_t errlen) {
   dp_readiness_t r;
   int rc = dp__query_readiness_fetch(c, f, by, &r, err, errlen);
   if (rc) return rc;
@@ -710,7 +712,7 @@ int dp__report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bool 
   struct trend t;
   memset(&t, 0, sizeof t);
   PGresult *rcv = NULL, *pol = NULL;
-  rc = dp__query_senders_fetch(c, f, DP_FAIL_ALL, &rows, &nrows, err, errlen);
+  rc = dp__query_senders_fetch_top(c, f, DP_FAIL_ALL, MAX_SENDER_ROWS, &rows, &nrows, err, errlen);
   if (!rc) rc = trend_fetch(c, params, &r, by, &t, err, errlen);
   if (!rc && !(rcv = query(c, receivers_sql, 2, params, 8, err, errlen))) rc = DP_EPG;
   if (!rc && !(pol = query(c, policy_sql, 2, params, 10, err, errlen))) rc = DP_EPG;
@@ -862,4 +864,15 @@ int dp_report_cmd(int argc, char **argv) {
     return 2;
   }
   return 0;
+}
+
+int dp__report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bool redact,
+                    int64_t generated, FILE *out, char *err, size_t errlen) {
+  if (by == DP_PERIOD_NONE) by = DP_PERIOD_DAY;
+  /* One snapshot for every part of the page, as in readiness. */
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) return DP_EPG;
+  int rc = report_html(c, f, by, redact, generated, out, err, errlen);
+  if (opened) PQclear(PQexec(c, rc ? "ROLLBACK" : "COMMIT"));
+  return rc;
 }

@@ -15,54 +15,93 @@
 #include "query/query_int.h"
 
 /* $1 domain, $2 since (epoch seconds or NULL), $3 fail filter (all|spf|dkim|any).
- * A record is D's when its report's policy domain is D or its header_from is D
- * or under D. "own" auth domains are D and its subdomains. The fix evidence
- * (dkf, spf) comes from records that fail DMARC only, so a sender whose mail
- * mostly passes is judged by the part that does not. Column order is the
+ * Reads the aggregates maintained at ingest (migration 0003): a record is D's
+ * when its report's policy domain is D or its header_from is D or under D
+ * (DP_AGG_WHERE). "own" auth domains are D and its subdomains. The fix
+ * evidence (dkf, spf) comes from mail that fails DMARC only, so a sender whose
+ * mail mostly passes is judged by the part that does not. Column order is the
  * order read by row_to_sender(). Kept in pieces because C11 compilers need
- * only accept string literals up to 4095 bytes. */
+ * only accept string literals up to 4095 bytes. The record-level form of this
+ * statement is kept in tests/query/test_aggregates.c, which checks both agree. */
+/* $4 true: only the senders named in $5, plus (when $7) every sender that is
+ * a domain (readiness asks for domains alone: the unauthenticated networks,
+ * often hundreds of thousands, are never fixable; the table form adds the
+ * few networks it shows one by one; the HTML report names the senders it
+ * shows). $6 false: no source_ips (the table form does not show them). */
+#define NAMED_ONLY                                                                                 \
+  " AND (NOT $4::boolean OR ($7::boolean AND a.sender NOT LIKE 'unauthenticated %')"              \
+  "      OR a.sender = ANY ($5::text[]))"
+
+/* The senders a partial listing shows ($1 domain, $2 since, $3 fail filter,
+ * on each sender's totals as in senders_sql; $5 false: the unauthenticated
+ * networks only, true: every sender): the first $4 in output order (most
+ * messages, then name), then one row (sender NULL) with the count and sums of
+ * all the others, which the listing folds into one line anyway. */
+/* Over t: agg_sender, or agg_sender_all when there is no --since (no range
+ * to filter on: half the rows). */
+#define PICK_WHERE(t)                                                                              \
+  "    FROM " t " a WHERE (a.domain = $1::text OR a.header_from = $1::text"                        \
+  "          OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                     \
+  "     AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"                           \
+  "     AND ($5::boolean OR a.sender LIKE 'unauthenticated %')"
+#define PICK_SQL(t)                                                                                \
+  "WITH u AS MATERIALIZED ("                                                                       \
+  "  SELECT sender, sum(messages) AS m,"                                                           \
+  "         CASE WHEN $3::text <> 'all' THEN sum(spf_aligned) END AS s,"                           \
+  "         CASE WHEN $3::text <> 'all' THEN sum(dkim_aligned) END AS d,"                          \
+  "         CASE WHEN $3::text <> 'all' THEN sum(dmarc_pass) END AS p"                             \
+  PICK_WHERE(t) "   GROUP BY sender"                                                               \
+  "), f AS MATERIALIZED ("                                                                         \
+  "  SELECT sender, m FROM u"                                                                      \
+  "   WHERE $3::text = 'all' OR ($3::text = 'spf' AND m > s)"                                      \
+  "      OR ($3::text = 'dkim' AND m > d) OR ($3::text = 'any' AND m > p)"                         \
+  "), top AS MATERIALIZED (SELECT sender FROM f ORDER BY m DESC, sender LIMIT $4::bigint)"        \
+  ", rest AS ("                                                                                    \
+  "  SELECT sum(a.messages) AS m, sum(a.spf_aligned) AS s, sum(a.dkim_aligned) AS d,"              \
+  "         sum(a.dmarc_pass) AS p" PICK_WHERE(t)                                                   \
+  "     AND ($3::text = 'all' OR a.sender IN (SELECT sender FROM f))"                              \
+  "     AND a.sender NOT IN (SELECT sender FROM top)"                                              \
+  ")"                                                                                              \
+  " SELECT sender, NULL, NULL, NULL, NULL, NULL FROM top"                                          \
+  " UNION ALL"                                                                                     \
+  " SELECT NULL, (SELECT count(*) FROM f) - (SELECT count(*) FROM top), m::bigint, s::bigint,"    \
+  "        d::bigint, p::bigint"                                                                   \
+  "   FROM rest WHERE (SELECT count(*) FROM f) > (SELECT count(*) FROM top)"
+/* The window's sums need the range; everything stored does not. The
+ * all-time table has no end_ts: its statement is given $2 NULL. */
+static const char pick_sql[] = PICK_SQL("agg_sender");
+static const char pick_all_sql[] =
+    "WITH agg_sender_win AS NOT MATERIALIZED ("
+    "  SELECT *, NULL::timestamptz AS end_ts FROM agg_sender_all) "
+    "SELECT * FROM (" PICK_SQL("agg_sender_win") ") q";
+
 static const char *const senders_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT x.sender, x.third_party, x.count, x.source_ip,"
-    "         x.spf_aligned, x.dkim_aligned, x.spf_aligned_strict, x.dkim_aligned_strict,"
-    "         (x.pe_dkim = 'pass' OR x.pe_spf = 'pass') AS policy_pass,"
-    "         NOT (x.spf_aligned OR x.dkim_aligned) AS failing,"
-    "         x.dkim_domains, x.dkim_results, x.dkim_selectors, x.spf_domains, x.spf_results,"
-    "         x.reason_types && ARRAY['forwarded', 'mailing_list', 'trusted_forwarder'] AS relayed,"
-    "         r.org_name, r.begin_ts, r.end_ts"
-    "    FROM record x JOIN report r ON r.id = x.report_key"
-    "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
-    "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"
-    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-    ")",
-    ", agg AS ("
+    "WITH s AS MATERIALIZED ("
+    "  SELECT * FROM agg_sender a" DP_AGG_WHERE NAMED_ONLY
+    "), agg AS ("
     "  SELECT sender, bool_or(third_party) AS third_party,"
-    "         sum(count)::bigint AS messages,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned), 0)::bigint AS spf_aligned,"
-    "         coalesce(sum(count) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim_aligned,"
-    "         coalesce(sum(count) FILTER (WHERE NOT failing), 0)::bigint AS dmarc_pass,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned_strict), 0)::bigint AS spf_strict,"
-    "         coalesce(sum(count) FILTER (WHERE dkim_aligned_strict), 0)::bigint AS dkim_strict,"
-    "         coalesce(sum(count) FILTER (WHERE policy_pass), 0)::bigint AS policy_pass,"
-    "         coalesce(sum(count) FILTER (WHERE failing AND relayed), 0)::bigint AS relayed,"
-    "         array_agg(DISTINCT org_name ORDER BY org_name) AS reporters,"
+    "         sum(messages)::bigint AS messages, sum(spf_aligned)::bigint AS spf_aligned,"
+    "         sum(dkim_aligned)::bigint AS dkim_aligned, sum(dmarc_pass)::bigint AS dmarc_pass,"
+    "         sum(spf_strict)::bigint AS spf_strict, sum(dkim_strict)::bigint AS dkim_strict,"
+    "         sum(policy_pass)::bigint AS policy_pass, sum(relayed)::bigint AS relayed,"
     "         floor(extract(epoch FROM min(begin_ts)))::bigint AS first_seen,"
     "         floor(extract(epoch FROM max(end_ts)))::bigint AS last_seen"
-    "    FROM rec GROUP BY sender"
+    "    FROM s GROUP BY sender"
+    "), rep AS ("
+    "  SELECT sender, array_agg(DISTINCT o ORDER BY o) AS reporters"
+    "    FROM s, unnest(s.reporters) o GROUP BY sender"
     "), ips AS ("
     "  SELECT sender, array_agg(host(source_ip) ORDER BY n DESC, source_ip) AS ips"
-    "    FROM (SELECT sender, source_ip, sum(count) AS n,"
+    "    FROM (SELECT sender, source_ip, sum(messages) AS n,"
     "                 row_number() OVER (PARTITION BY sender"
-    "                                    ORDER BY sum(count) DESC, source_ip) AS rn"
-    "            FROM rec GROUP BY sender, source_ip) t"
+    "                                    ORDER BY sum(messages) DESC, source_ip) AS rn"
+    "            FROM agg_ip a" DP_AGG_WHERE NAMED_ONLY " AND $6::boolean"
+    "           GROUP BY sender, source_ip) t"
     "   WHERE rn <= 10 GROUP BY sender"
     ")",
     ", dk AS ("
-    "  SELECT rec.sender, rec.failing, d.dom, coalesce(d.res, '') AS res,"
-    "         coalesce(d.sel, '') AS sel, sum(rec.count) AS n"
-    "    FROM rec,"
-    "         unnest(rec.dkim_domains, rec.dkim_results, rec.dkim_selectors) AS d(dom, res, sel)"
-    "   WHERE coalesce(d.dom, '') <> ''"
+    "  SELECT sender, failing, dom, res, sel, sum(messages) AS n"
+    "    FROM agg_dkim a" DP_AGG_WHERE NAMED_ONLY
     "   GROUP BY 1, 2, 3, 4, 5"
     "), dkl AS ("
     "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
@@ -81,9 +120,8 @@ static const char *const senders_sql[] = {
     "    FROM dk GROUP BY sender"
     ")",
     ", sp AS ("
-    "  SELECT rec.sender, rec.failing, s.dom, coalesce(s.res, '') AS res, sum(rec.count) AS n"
-    "    FROM rec, unnest(rec.spf_domains, rec.spf_results) AS s(dom, res)"
-    "   WHERE coalesce(s.dom, '') <> ''"
+    "  SELECT sender, failing, dom, res, sum(messages) AS n"
+    "    FROM agg_spf a" DP_AGG_WHERE NAMED_ONLY
     "   GROUP BY 1, 2, 3, 4"
     "), spl AS ("
     "  SELECT sender, array_agg(item ORDER BY n DESC, item) AS doms"
@@ -100,10 +138,10 @@ static const char *const senders_sql[] = {
     " SELECT a.sender, a.third_party, a.messages, a.spf_aligned, a.dkim_aligned, a.dmarc_pass,"
     "        a.spf_strict, a.dkim_strict, a.policy_pass,"
     "        coalesce(ips.ips, '{}'), coalesce(dkl.doms, '{}'), coalesce(spl.doms, '{}'),"
-    "        a.reporters, a.first_seen, a.last_seen,"
+    "        coalesce(rep.reporters, '{}'), a.first_seen, a.last_seen,"
     "        dkf.foreign_pass, dkf.own_fail, dkf.own_sel,"
     "        spf.foreign_pass, coalesce(spf.own_fail, false), a.relayed"
-    "   FROM agg a"
+    "   FROM agg a LEFT JOIN rep USING (sender)"
     "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
     "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
     "  WHERE $3::text = 'all'"
@@ -208,8 +246,6 @@ static bool row_to_sender(const PGresult *res, int i, dp_sender_t *s) {
 }
 
 static const char unauth_prefix[] = "unauthenticated ";
-/* Unauthenticated networks shown one per row in the table form. */
-#define DP_SENDERS_UNAUTH_SHOWN 5
 
 /* "under D": domain is D or a subdomain of D (case-insensitive). */
 static bool under(const char *dom, size_t n, const char *domain) {
@@ -375,11 +411,115 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
   return dp_buf_steal(&b, NULL);
 }
 
+/* What fetch() returns: every sender; the senders named (readiness); what
+ * the table form shows (domains, the first unauthenticated networks, and the
+ * rest of those as one pre-folded row; no source_ips); or the first senders
+ * and the rest as one pre-folded row (the HTML report). */
+enum fetch_mode { MODE_ALL, MODE_NAMED, MODE_TABLE, MODE_TOP };
+
+static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
+                 int limit, const char *names, dp_sender_t **rows, size_t *n, char *err,
+                 size_t errlen);
+
 int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
                             dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return fetch(c, f, fail, MODE_ALL, 0, NULL, rows, n, err, errlen);
+}
+
+/* Append s to b as a quoted element of a text[] literal. */
+static int array_item(dp_buf_t *b, const char *s);
+
+int dp__query_senders_fetch_named(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  const char *const *names, size_t n_names, dp_sender_t **rows,
+                                  size_t *n, char *err, size_t errlen) {
+  dp_buf_t lit;
+  dp_buf_init(&lit, 0);
+  int rc = dp_buf_putc(&lit, '{');
+  for (size_t i = 0; i < n_names && !rc; i++)
+    rc = array_item(&lit, names[i]);
+  if (!rc) rc = dp_buf_putc(&lit, '}');
+  if (rc) {
+    dp_buf_free(&lit);
+    snprintf(err, errlen, "%s", dp_strerror(rc));
+    return rc;
+  }
+  *rows = NULL;
+  *n = 0;
+  rc = fetch(c, f, fail, MODE_NAMED, 0, lit.data, rows, n, err, errlen);
+  dp_buf_free(&lit);
+  return rc;
+}
+
+int dp__query_senders_fetch_table(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                  dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return fetch(c, f, fail, MODE_TABLE, DP_SENDERS_UNAUTH_SHOWN, NULL, rows, n, err, errlen);
+}
+
+int dp__query_senders_fetch_top(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail,
+                                int top, dp_sender_t **rows, size_t *n, char *err, size_t errlen) {
+  return fetch(c, f, fail, MODE_TOP, top, NULL, rows, n, err, errlen);
+}
+
+static int array_item(dp_buf_t *b, const char *s) {
+  int rc = b->len > 1 ? dp_buf_putc(b, ',') : 0; /* b holds "{" and the items so far */
+  if (!rc) rc = dp_buf_putc(b, '"');
+  for (; *s && !rc; s++) {
+    if (*s == '"' || *s == '\\') rc = dp_buf_putc(b, '\\');
+    if (!rc) rc = dp_buf_putc(b, *s);
+  }
+  if (!rc) rc = dp_buf_putc(b, '"');
+  return rc;
+}
+
+/* The senders a partial listing shows (pick_sql; every sender when all,
+ * else the unauthenticated networks): the names of the first limit into
+ * *shown (a text[] literal), the folded rest into *rest (folded_networks 0
+ * when none). */
+static int fetch_pick(PGconn *c, const char *const *params, int limit, bool all, dp_buf_t *shown,
+                      dp_sender_t *rest, char *err, size_t errlen) {
+  char lim[16];
+  snprintf(lim, sizeof lim, "%d", limit);
+  const char *p[5] = {params[0], params[1], params[2], lim, all ? "true" : "false"};
+  PGresult *res = PQexecParams(c, params[1] ? pick_sql : pick_all_sql, 5, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    dp__query_pgerr(c, res, err, errlen);
+    PQclear(res);
+    return DP_EPG;
+  }
+  int rc = dp_buf_putc(shown, '{');
+  bool bad = PQnfields(res) != 6;
+  for (int i = 0; i < PQntuples(res) && !rc && !bad; i++) {
+    if (!PQgetisnull(res, i, 0)) {
+      rc = array_item(shown, PQgetvalue(res, i, 0));
+      continue;
+    }
+    rest->folded_networks = (size_t)int_val(res, i, 1, &bad);
+    rest->messages = int_val(res, i, 2, &bad);
+    rest->spf_aligned = int_val(res, i, 3, &bad);
+    rest->dkim_aligned = int_val(res, i, 4, &bad);
+    rest->dmarc_pass = int_val(res, i, 5, &bad);
+  }
+  if (!rc) rc = dp_buf_putc(shown, '}');
+  PQclear(res);
+  if (rc || bad) {
+    snprintf(err, errlen, "%s", rc ? dp_strerror(rc) : "unexpected value in the senders query result");
+    return rc ? rc : DP_EPG;
+  }
+  return 0;
+}
+
+static int fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fail_t fail, enum fetch_mode mode,
+                 int limit, const char *names, dp_sender_t **rows, size_t *n, char *err,
+                 size_t errlen) {
   static const char *const fail_names[] = {"all", "spf", "dkim", "any"};
   char since[32];
-  const char *params[3] = {f->domain, NULL, fail_names[fail]};
+  const char *params[7] = {f->domain,
+                           NULL,
+                           fail_names[fail],
+                           mode == MODE_ALL ? "false" : "true",
+                           names ? names : "{}",
+                           mode == MODE_TABLE ? "false" : "true",
+                           mode == MODE_TABLE ? "true" : "false"};
   *rows = NULL;
   *n = 0;
   if (!f->domain || !*f->domain) {
@@ -390,29 +530,54 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
     snprintf(since, sizeof since, "%" PRId64, f->since);
     params[1] = since;
   }
-  dp_buf_t sql;
+  dp_buf_t sql, shown;
   dp_buf_init(&sql, 0);
+  dp_buf_init(&shown, 0);
   for (size_t k = 0; k < sizeof senders_sql / sizeof senders_sql[0]; k++)
     if (dp_buf_puts(&sql, senders_sql[k])) {
       dp_buf_free(&sql);
       snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
       return DP_ENOMEM;
     }
-  PGresult *res = PQexecParams(c, sql.data, 3, NULL, params, NULL, NULL, 0);
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) {
+    dp_buf_free(&sql);
+    return DP_EPG;
+  }
+  dp_sender_t rest;
+  memset(&rest, 0, sizeof rest);
+  int urc = 0;
+  if (mode == MODE_TABLE)
+    urc = fetch_pick(c, params, limit, false, &shown, &rest, err, errlen);
+  else if (mode == MODE_TOP)
+    urc = fetch_pick(c, params, limit, true, &shown, &rest, err, errlen);
+  if ((mode == MODE_TABLE || mode == MODE_TOP) && !urc) params[4] = shown.data;
+  PGresult *res = urc ? NULL : PQexecParams(c, sql.data, 7, NULL, params, NULL, NULL, 0);
+  dp__query_agg_end(c, opened);
   dp_buf_free(&sql);
+  dp_buf_free(&shown);
+  if (urc) return urc;
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
     PQclear(res);
     return DP_EPG;
   }
   int nt = PQntuples(res);
-  dp_sender_t *out = nt ? calloc((size_t)nt, sizeof *out) : NULL;
-  if (nt && !out) {
+  size_t extra = rest.folded_networks ? 1 : 0;
+  dp_sender_t *out = nt || extra ? calloc((size_t)nt + extra, sizeof *out) : NULL;
+  if ((nt || extra) && !out) {
     PQclear(res);
     snprintf(err, errlen, "%s", dp_strerror(DP_ENOMEM));
     return DP_ENOMEM;
   }
   int rc = PQnfields(res) == C_NCOLS ? 0 : DP_EPG;
+  if (!rc && extra) {
+    /* last: the table folds it into its "N more networks" line */
+    out[nt] = rest;
+    out[nt].sender = strdup(mode == MODE_TOP ? "(folded)" : "unauthenticated (folded)");
+    out[nt].fix = strdup("");
+    if (!out[nt].sender || !out[nt].fix) rc = DP_ENOMEM;
+  }
   for (int i = 0; i < nt && !rc; i++) {
     if (!row_to_sender(res, i, &out[i])) {
       rc = DP_EPG;
@@ -423,13 +588,13 @@ int dp__query_senders_fetch(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
   }
   PQclear(res);
   if (rc) {
-    dp__query_senders_free(out, (size_t)nt);
+    dp__query_senders_free(out, (size_t)nt + extra);
     snprintf(err, errlen, "%s",
              rc == DP_EPG ? "unexpected value in the senders query result" : dp_strerror(rc));
     return rc;
   }
   *rows = out;
-  *n = (size_t)nt;
+  *n = (size_t)nt + extra;
   return 0;
 }
 
@@ -588,9 +753,21 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
   size_t unauth_seen = 0;
   dp_sender_t folded = {.sender = NULL};
   size_t n_folded = 0;
+  size_t n_senders = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     messages += rows[i].messages;
     pass += rows[i].dmarc_pass;
+    if (rows[i].folded_networks) {
+      /* networks folded by the query already (dp__query_senders_fetch_table) */
+      folded.messages += rows[i].messages;
+      folded.dmarc_pass += rows[i].dmarc_pass;
+      folded.spf_aligned += rows[i].spf_aligned;
+      folded.dkim_aligned += rows[i].dkim_aligned;
+      n_folded += rows[i].folded_networks;
+      n_senders += rows[i].folded_networks;
+      continue;
+    }
+    n_senders++;
     bool unauth = !strncmp(rows[i].sender, unauth_prefix, sizeof unauth_prefix - 1);
     if (table && unauth && ++unauth_seen > DP_SENDERS_UNAUTH_SHOWN) {
       folded.messages += rows[i].messages;
@@ -614,7 +791,8 @@ int dp__query_senders_write(const dp_sender_t *rows, size_t n, const char *domai
     dp__query_pct(pct, sizeof pct, messages - pass, messages);
     snprintf(line, sizeof line,
              "%" PRId64 " message%s from %zu sender%s of %s; %" PRId64 " fail DMARC (%s%%)",
-             messages, messages == 1 ? "" : "s", n, n == 1 ? "" : "s", domain, messages - pass,
+             messages, messages == 1 ? "" : "s", n_senders, n_senders == 1 ? "" : "s", domain,
+             messages - pass,
              pct);
     rc = dp__query_res_add_footer(r, line);
   }
@@ -632,7 +810,8 @@ int dp__query_senders_redacted(PGconn *c, const dp_query_filter_t *f, dp_sender_
                                dp_qfmt_t fmt, bool redact, FILE *out, char *err, size_t errlen) {
   dp_sender_t *rows;
   size_t n;
-  int rc = dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
+  int rc = fmt == DP_QFMT_TABLE ? dp__query_senders_fetch_table(c, f, fail, &rows, &n, err, errlen)
+                                : dp__query_senders_fetch(c, f, fail, &rows, &n, err, errlen);
   if (rc) return rc;
   if (redact && (rc = dp__query_senders_redact(rows, n))) {
     snprintf(err, errlen, "%s", dp_strerror(rc));

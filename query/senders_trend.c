@@ -13,23 +13,17 @@
 
 /* $1 domain, $2 since, $3 'day'|'week', $4 fail filter (on the sender's
  * totals over the window, as in senders), $5 fold: the unauthenticated
- * networks become one row per period (table form). */
+ * networks become one row per period (table form). Reads agg_sender
+ * (migration 0003), whose dmarc_pass is the spf_aligned OR dkim_aligned sum. */
 static const char *const trend_sql[] = {
-    "WITH rec AS MATERIALIZED ("
-    "  SELECT CASE WHEN $5::boolean AND x.sender LIKE 'unauthenticated %'"
-    "              THEN 'unauthenticated (all networks)' ELSE x.sender END AS sender,"
-    "         x.count, x.spf_aligned, x.dkim_aligned,"
-    "         date_trunc($3::text, r.begin_ts AT TIME ZONE 'UTC') AS period"
-    "    FROM record x JOIN report r ON r.id = x.report_key"
-    "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
-    "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"
-    "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
-    "), per AS ("
-    "  SELECT sender, period, sum(count)::bigint AS messages,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned), 0)::bigint AS spf,"
-    "         coalesce(sum(count) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim,"
-    "         coalesce(sum(count) FILTER (WHERE spf_aligned OR dkim_aligned), 0)::bigint AS pass"
-    "    FROM rec GROUP BY sender, period"
+    "WITH per AS ("
+    "  SELECT CASE WHEN $5::boolean AND a.sender LIKE 'unauthenticated %'"
+    "              THEN 'unauthenticated (all networks)' ELSE a.sender END AS sender,"
+    "         date_trunc($3::text, a.begin_ts AT TIME ZONE 'UTC') AS period,"
+    "         sum(a.messages)::bigint AS messages, sum(a.spf_aligned)::bigint AS spf,"
+    "         sum(a.dkim_aligned)::bigint AS dkim, sum(a.dmarc_pass)::bigint AS pass"
+    "    FROM agg_sender a" DP_AGG_WHERE
+    "   GROUP BY 1, 2"
     "), tot AS ("
     "  SELECT sender, sum(messages) AS m, sum(spf) AS s, sum(dkim) AS d, sum(pass) AS p"
     "    FROM per GROUP BY sender"
@@ -78,7 +72,10 @@ int dp__query_senders_trend(PGconn *c, const dp_query_filter_t *f, dp_sender_fai
     snprintf(since, sizeof since, "%" PRId64, f->since);
     params[1] = since;
   }
+  bool opened;
+  if (dp__query_agg_begin(c, &opened, err, errlen)) return DP_EPG;
   PGresult *res = PQexecParams(c, trend_sql[0], 5, NULL, params, NULL, NULL, 0);
+  dp__query_agg_end(c, opened);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     dp__query_pgerr(c, res, err, errlen);
     PQclear(res);

@@ -20,6 +20,8 @@ static void db_usage(FILE *f) {
           "  start     start the embedded cluster (created on first use)\n"
           "  stop      stop the embedded cluster (fast shutdown)\n"
           "  conninfo  print the connection string the other commands use\n"
+          "  aggregate fold the reports stored since the last catch-up into the aggregates\n"
+          "            the queries read (ingest and every query do it too)\n"
           "\n"
           "options:\n"
           "  --db DSN  use this PostgreSQL (libpq connection string or URI) instead of\n"
@@ -84,6 +86,10 @@ static int cmd_status(const char *db_opt) {
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
       printf("reports: %s\nrecords: %s\nerrors: %s\n", PQgetvalue(res, 0, 0),
              PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+    if (v >= 3) {
+      int64_t pend = dp_agg_pending(c, err, sizeof err);
+      if (pend >= 0) printf("reports waiting for aggregation: %lld\n", (long long)pend);
+    }
     else {
       dp__store_errline(err, sizeof err, "", PQresultErrorMessage(res));
       printf("counts: unavailable (%s)\n", err);
@@ -117,6 +123,27 @@ static int cmd_migrate(const char *db_opt, bool init) {
     printf("schema migrated from version %d to %d\n", before, after);
   else
     printf("schema up to date at version %d%s\n", after, init ? "; database ready" : "");
+  return 0;
+}
+
+static int cmd_aggregate(const char *db_opt) {
+  char err[1024];
+  char *conninfo = NULL;
+  if (dp_store_select(db_opt, &conninfo, err, sizeof err)) {
+    fprintf(stderr, "dmarcpipe db: %s\n", err);
+    return 1;
+  }
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  free(conninfo);
+  dp_agg_stats_t st;
+  int rc = c ? dp_agg_catch_up(c, 0, &st, err, sizeof err) : DP_EPG;
+  if (c) PQfinish(c);
+  if (rc) {
+    fprintf(stderr, "dmarcpipe db: aggregating: %s\n", err);
+    return 1;
+  }
+  printf("aggregated %lld reports (%lld records) in %lld transactions, %.2f s\n",
+         (long long)st.reports, (long long)st.records, (long long)st.batches, st.seconds);
   return 0;
 }
 
@@ -201,6 +228,7 @@ int dp_db_cmd(int argc, char **argv) {
   if (!strcmp(action, "start")) return cmd_startstop(true);
   if (!strcmp(action, "stop")) return cmd_startstop(false);
   if (!strcmp(action, "conninfo")) return cmd_conninfo(db_opt);
+  if (!strcmp(action, "aggregate")) return cmd_aggregate(db_opt);
   fprintf(stderr, "dmarcpipe db: unknown action '%s'\n", action);
   db_usage(stderr);
   return 2;

@@ -251,6 +251,33 @@ int dp_store_imap_state_put(PGconn *c, const char *mailbox, int64_t uidvalidity,
                             char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
+/* Aggregates (store/aggregate.c, migration 0003). Ingest only marks each new
+ * report pending (a row trigger on report); the catch-up folds pending
+ * reports into the agg_* tables in batches, each batch one transaction that
+ * also removes the marks, so each report is aggregated exactly once even with
+ * several aggregators at once. */
+
+/** What a catch-up did. */
+typedef struct dp_agg_stats {
+  int64_t reports; /* reports folded by this call */
+  int64_t records; /* their records */
+  int64_t batches; /* transactions committed */
+  double seconds;  /* wall-clock time of the call */
+} dp_agg_stats_t;
+
+/** Reports folded per transaction unless told otherwise. */
+#define DP_AGG_BATCH 32
+
+/** Fold every pending report into the aggregates (blocking), batch reports
+ *  per transaction (0: DP_AGG_BATCH); batches another process is folding are
+ *  waited for, so on success nothing committed before the call is pending.
+ *  c must be idle (no transaction open). Deadlocks and serialization failures
+ *  are retried. st may be NULL. 0 or DP_EPG with reason in err. */
+int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen);
+/** The number of reports waiting to be aggregated, or -1 with reason in err. */
+int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------------ */
 /** `dmarcpipe db init|migrate|status|start|stop [--db DSN]`; argv[0] is "db".
  *  Returns the process exit status (0 ok, 1 failed, 2 usage). */
 int dp_db_cmd(int argc, char **argv);

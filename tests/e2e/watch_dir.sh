@@ -3,7 +3,8 @@
 # tests/e2e/watch_dir.sh - `dmarcpipe watch DIR`: files dropped while it runs
 # are loaded once and moved to done/ (a refused one to rejected/); a file still
 # being written is taken only once complete; while PostgreSQL is stopped the
-# files stay put and are loaded after it is back; SIGTERM exits cleanly.
+# files stay put and are loaded after it is back; once idle it folds the
+# stored reports into the aggregates; SIGTERM exits cleanly.
 # Uses a cluster of its own, since it stops and starts it.
 source "$(dirname "$0")/lib/common.bash"
 chmod 755 "$TMP"
@@ -50,6 +51,13 @@ expect_eq "files kept while the database is down" "$left" $(( ${#files[@]} - hal
 wait_moved $(( ${#files[@]} + 1 )) && ok || fail "files not loaded after the database came back: $(cat "$TMP/watch.err")"
 expect_eq "stored once" "$(psql "$DB" -XAtc "SELECT count(*), sum(n_records) FROM report")" "$want_reports|$want_records"
 expect_eq "nothing left in the inbox" "$(find "$W" -maxdepth 1 -type f | wc -l)" 0
+# once idle, watch folds what it stored into the aggregates by itself
+for _ in $(seq 1 100); do
+  [ "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending")" = 0 ] && break
+  sleep 0.2
+done
+expect_eq "aggregates caught up by watch" "$(psql "$DB" -XAtc \
+  "SELECT (SELECT count(*) FROM agg_pending), (SELECT count(*) FROM agg_report) > 0")" "0|t"
 
 kill -TERM "$WPID"
 set +e

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/* store/aggregate.c - the catch-up: folds the reports that ingest marked
+ * pending (agg_pending) into the agg_* tables with set-based SQL, a batch per
+ * transaction (dp_agg_catch_up_batch in migration 0003), and waits for
+ * batches another process holds, so that a query run afterwards sees
+ * aggregates covering every committed report. */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Attempts per batch on deadlock or serialization failure. */
+#define DP_AGG_RETRIES 8
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run sql; on failure write "what: message" to err and return the SQLSTATE
+ * class of the error ("40" retryable) through *state. */
+static PGresult *exec_q(PGconn *c, const char *sql, int nparams, const char *const *params,
+                        const char *what, char *err, size_t errlen, char state[6]) {
+  PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(res);
+  state[0] = '\0';
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return res;
+  const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  snprintf(state, 6, "%s", s ? s : "");
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, "%s: ", what);
+  const char *m = PQresultErrorMessage(res);
+  dp__store_errline(err, errlen, prefix, m && *m ? m : PQerrorMessage(c));
+  PQclear(res);
+  return NULL;
+}
+
+/* 40001 serialization failure, 40P01 deadlock: the transaction can be retried. */
+static bool retryable(const char *state) {
+  return !strcmp(state, "40001") || !strcmp(state, "40P01");
+}
+
+/* One batch in its own transaction: >0 reports folded, 0 none free to take,
+ * or DP_EPG. */
+static int one_batch(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen) {
+  char nb[16], state[6];
+  snprintf(nb, sizeof nb, "%d", batch);
+  const char *params[1] = {nb};
+  for (int attempt = 0;; attempt++) {
+    PGresult *res = exec_q(c, "BEGIN", 0, NULL, "aggregate", err, errlen, state);
+    if (!res) return DP_EPG;
+    PQclear(res);
+    res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_batch($1::integer)", 1, params,
+                 "aggregate", err, errlen, state);
+    if (res) {
+      int n = atoi(PQgetvalue(res, 0, 0));
+      long long recs = atoll(PQgetvalue(res, 0, 1));
+      PQclear(res);
+      res = exec_q(c, "COMMIT", 0, NULL, "aggregate commit", err, errlen, state);
+      if (res) {
+        PQclear(res);
+        if (n > 0) {
+          st->reports += n;
+          st->records += recs;
+          st->batches++;
+        }
+        return n;
+      }
+    } else {
+      PQclear(PQexec(c, "ROLLBACK"));
+    }
+    if (!retryable(state) || attempt + 1 >= DP_AGG_RETRIES) return DP_EPG;
+  }
+}
+
+int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
+  char state[6];
+  PGresult *res =
+      exec_q(c, "SELECT count(*) FROM agg_pending", 0, NULL, "agg_pending", err, errlen, state);
+  if (!res) return -1;
+  int64_t n = atoll(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return n;
+}
+
+int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen) {
+  dp_agg_stats_t local;
+  if (!st) st = &local;
+  memset(st, 0, sizeof *st);
+  if (batch <= 0) batch = DP_AGG_BATCH;
+  double t0 = now_s();
+  int rc = 0;
+  for (;;) {
+    int n = one_batch(c, batch, st, err, errlen);
+    if (n < 0) {
+      rc = n;
+      break;
+    }
+    if (n > 0) continue;
+    /* Nothing free to take: done, unless other aggregators hold batches.
+     * Then wait for one (a blocking lock on the first mark still there:
+     * granted once its holder commits or rolls back) and look again. */
+    char state[6];
+    PGresult *res = exec_q(c, "SELECT EXISTS (SELECT 1 FROM agg_pending)", 0, NULL, "agg_pending",
+                           err, errlen, state);
+    if (!res) {
+      rc = DP_EPG;
+      break;
+    }
+    bool more = !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    if (!more) break;
+    res = exec_q(c, "BEGIN", 0, NULL, "aggregate", err, errlen, state);
+    if (!res) {
+      rc = DP_EPG;
+      break;
+    }
+    PQclear(res);
+    res = exec_q(c,
+                 "SELECT 1 FROM (SELECT report_key FROM agg_pending"
+                 " ORDER BY report_key LIMIT 1 FOR UPDATE) w",
+                 0, NULL, "waiting for another aggregator", err, errlen, state);
+    PQclear(res);
+    PGresult *end = PQexec(c, "ROLLBACK");
+    PQclear(end);
+    if (!res && !retryable(state)) {
+      rc = DP_EPG;
+      break;
+    }
+  }
+  st->seconds = now_s() - t0;
+  return rc;
+}
