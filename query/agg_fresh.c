@@ -11,14 +11,22 @@
 
 /* Snapshots taken before giving up when ingest keeps committing between the
  * catch-up and the snapshot (each round folds what came meanwhile). */
-#define DP_FRESH_ROUNDS 50
+#define DP_FRESH_ROUNDS 51
 
 int dp__query_agg_begin(PGconn *c, bool *opened, char *err, size_t errlen) {
   *opened = false;
   /* The caller's transaction (readiness fetching senders) is already fresh. */
   if (PQtransactionStatus(c) != PQTRANS_IDLE) return 0;
   for (int round = 0; round < DP_FRESH_ROUNDS; round++) {
-    if (dp_agg_catch_up(c, 0, NULL, err, errlen)) return DP_EPG;
+    /* Look before catching up: when nothing is pending (watch keeps the
+     * aggregates current) a read-only role or a standby can query. */
+    if (round > 0 && dp_agg_catch_up(c, 0, NULL, err, errlen)) {
+      size_t n = strlen(err);
+      snprintf(err + n, errlen - n,
+               " (reports wait to be aggregated: run `dmarcpipe db aggregate` as a role"
+               " that can write, or query again when `watch`/`ingest` has done it)");
+      return DP_EPG;
+    }
     PGresult *res = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok) dp__query_pgerr(c, res, err, errlen);
