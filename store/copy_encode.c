@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* store/copy_encode.c - PostgreSQL COPY text encoding of reports, records and
- * ingest errors, and the report key (hash of the report's identity). Runs in
- * worker threads: pure functions of their arguments, no shared state. */
+/* store/copy_encode.c - PostgreSQL COPY encoding of reports and ingest errors
+ * (text format), of records (binary format; the text twin stays as the
+ * reference it is tested against) and the report key (hash of the report's
+ * identity). Runs in worker threads: pure functions of their arguments. */
 #include "store/store.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -547,8 +549,9 @@ static int encode_record_fast(dp_buf_t *b, int64_t key, const dp_report_t *r, co
 }
 #undef ARR_ARGS
 
-/** Append one record's COPY row (columns as in dp_store_record_columns). */
-int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec) {
+/** Append one record's COPY text row (columns as in dp_store_record_columns). */
+int dp_store_encode_record_text(dp_buf_t *b, int64_t key, const dp_report_t *r,
+                                const dp_record_t *rec) {
   int rc = encode_record_fast(b, key, r, rec);
   /* near the cap the worst case may not fit where the row itself does */
   return rc == DP_ELIMIT ? encode_record_exact(b, key, r, rec) : rc;
@@ -568,4 +571,325 @@ int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
   if (!rc) rc = dp_buf_putc(b, '\n');
   if (rc) buf_truncate(b, mark);
   return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records in COPY binary format (PostgreSQL manual, COPY, "Binary Format",
+ * and each type's send/recv function): per row an int16 field count, then
+ * per field an int32 byte length and the value, all integers big-endian.
+ * The server then runs no text input function (array_in, inet_in, the
+ * timestamp parser, textin) on 27 fields per row. */
+
+/* The signature, flags (no OIDs) and an empty header extension. */
+const char dp_store_copy_bin_header[DP_STORE_COPY_BIN_HEADER_LEN] = {
+    'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\xff', '\r', '\n', '\0', 0, 0, 0, 0, 0, 0, 0, 0};
+/* int16 -1 in place of a field count ends the data. */
+const char dp_store_copy_bin_trailer[DP_STORE_COPY_BIN_TRAILER_LEN] = {'\xff', '\xff'};
+
+#define REC_FIELDS 27
+#define TEXT_OID 25 /* pg_type.oid of text: fixed in the catalog since PostgreSQL 6 */
+/* PostgreSQL's own family codes in the inet binary format: PGSQL_AF_INET is
+ * the server's AF_INET + 0, PGSQL_AF_INET6 AF_INET + 1; AF_INET is 2 on every
+ * platform PostgreSQL runs on. */
+#define PG_AF_INET 2
+#define PG_AF_INET6 3
+/* 2000-01-01 00:00:00 UTC, PostgreSQL's timestamp epoch, in Unix seconds. */
+#define PG_EPOCH_UNIX INT64_C(946684800)
+
+static char *be16(char *o, uint16_t v) {
+  o[0] = (char)(v >> 8);
+  o[1] = (char)v;
+  return o + 2;
+}
+
+static char *be32(char *o, uint32_t v) {
+  o[0] = (char)(v >> 24);
+  o[1] = (char)(v >> 16);
+  o[2] = (char)(v >> 8);
+  o[3] = (char)v;
+  return o + 4;
+}
+
+static char *be64(char *o, uint64_t v) {
+  o = be32(o, (uint32_t)(v >> 32));
+  return be32(o, (uint32_t)v);
+}
+
+/* An int8 field. */
+static char *bin_i64(char *o, uint64_t v) {
+  o = be32(o, 8);
+  return be64(o, v);
+}
+
+static char *bin_bool(char *o, bool v) {
+  o = be32(o, 1);
+  *o++ = v ? 1 : 0;
+  return o;
+}
+
+/* Bytes s (NUL-terminated, n = strlen) takes once invalid UTF-8 sequences
+ * become U+FFFD, as the text encoder does: the server validates text in
+ * binary COPY too and would refuse the whole COPY. */
+static size_t utf8_fixed_len(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + n;
+  size_t out = n;
+  while (s < end) {
+    if (*s < 0x80) {
+      s++;
+      continue;
+    }
+    size_t k = utf8_seq_len(s);
+    if (k) {
+      s += k;
+    } else {
+      out += 2; /* one byte becomes three */
+      s++;
+    }
+  }
+  return out;
+}
+
+/* Write s (n = strlen bytes) with invalid UTF-8 replaced at o; the new end.
+ * Eight ASCII bytes are copied at a time: the common case. */
+static char *utf8_copy(char *o, const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + n;
+  while (s < end) {
+    while (end - s >= 8) {
+      uint64_t x;
+      memcpy(&x, s, 8);
+      if (x & HIGHS) break;
+      memcpy(o, &x, 8);
+      o += 8;
+      s += 8;
+    }
+    if (s >= end) break;
+    if (n >= 8 && end - s < 8) {
+      /* the tail as the string's last 8 bytes: when all are ASCII, the
+       * ones before s were copied 1:1 to just before o */
+      uint64_t x;
+      memcpy(&x, end - 8, 8);
+      if (!(x & HIGHS)) {
+        size_t back = (size_t)(s - (end - 8));
+        memcpy(o - back, &x, 8);
+        o += 8 - back;
+        break;
+      }
+    }
+    if (*s < 0x80) {
+      *o++ = (char)*s++;
+      continue;
+    }
+    size_t k = utf8_seq_len(s); /* reads no further than the NUL */
+    if (k) {
+      memcpy(o, s, k);
+      o += k;
+      s += k;
+    } else {
+      memcpy(o, dp_replacement, 3);
+      o += 3;
+      s++;
+    }
+  }
+  return o;
+}
+
+/* A text field: its length is known only once invalid bytes are replaced,
+ * so it is written behind the bytes. */
+static char *bin_text(char *o, const char *s) {
+  char *start = o + 4;
+  char *end = s ? utf8_copy(start, s, strlen(s)) : start;
+  be32(o, (uint32_t)(end - start));
+  return end;
+}
+
+/* A text[] field of n strings stride bytes apart from first (array_send's
+ * layout): ndim, has-nulls flag, element type, then per dimension its size
+ * and lower bound, then the elements; no elements is ndim 0, as '{}'. */
+static char *bin_array(char *o, const char *first, size_t n, size_t stride) {
+  char *start = o + 4, *p = start;
+  p = be32(p, n ? 1 : 0);
+  p = be32(p, 0);
+  p = be32(p, TEXT_OID);
+  if (n) {
+    p = be32(p, (uint32_t)n);
+    p = be32(p, 1);
+  }
+  for (size_t i = 0; i < n; i++, first += stride) {
+    const char *s;
+    memcpy(&s, first, sizeof s);
+    p = bin_text(p, s);
+  }
+  be32(o, (uint32_t)(p - start));
+  return p;
+}
+
+/* The inet field of a parsed (canonical) address. An address that does not
+ * parse is sent as an empty field, which inet_recv refuses: the server then
+ * rejects the row, as it rejects the same text through COPY text. */
+static char *bin_inet(char *o, const char *ip, int family) {
+  unsigned char a[16];
+  bool v6 = family == 6;
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, ip, a) != 1) return be32(o, 0);
+  size_t nb = v6 ? 16 : 4;
+  o = be32(o, (uint32_t)(4 + nb));
+  *o++ = (char)(v6 ? PG_AF_INET6 : PG_AF_INET);
+  *o++ = (char)(v6 ? 128 : 32); /* bits: a host address */
+  *o++ = 0;                      /* is_cidr: inet, not cidr */
+  *o++ = (char)nb;
+  memcpy(o, a, nb);
+  return o + nb;
+}
+
+/* timestamptz: int64 microseconds since 2000-01-01 UTC. Seconds too far out
+ * for that are sent as a value past PostgreSQL's range (not its infinities),
+ * which timestamptz_recv refuses like the text input refuses the year. */
+static char *bin_ts(char *o, int64_t t) {
+  const int64_t lim = INT64_MAX / 1000000;
+  int64_t v;
+  if (t < INT64_MIN + PG_EPOCH_UNIX)
+    v = INT64_MIN + 1;
+  else if (t - PG_EPOCH_UNIX > lim)
+    v = INT64_MAX - 1;
+  else if (t - PG_EPOCH_UNIX < -lim)
+    v = INT64_MIN + 1;
+  else
+    v = (t - PG_EPOCH_UNIX) * 1000000;
+  return bin_i64(o, (uint64_t)v);
+}
+
+/* seq is an integer column: a record index past INT32_MAX is sent as an
+ * 8-byte field, which int4recv refuses, as the text input refuses the
+ * number (out of range) instead of storing a truncated one. */
+static char *bin_seq(char *o, uint64_t index) {
+  if (index > (uint64_t)INT32_MAX) return bin_i64(o, index);
+  o = be32(o, 4);
+  return be32(o, (uint32_t)index);
+}
+
+struct row_arrays {
+  const char *first[10];
+  size_t n[10], stride[10];
+};
+
+#define SET_ARR(ra, i, base, cnt, member)                       \
+  do {                                                          \
+    (ra)->first[i] = (const char *)((base) ? &(base)[0].member : NULL); \
+    (ra)->n[i] = (base) ? (cnt) : 0;                            \
+    (ra)->stride[i] = sizeof(base)[0];                          \
+  } while (0)
+
+/* The ten arrays in column order (reasons; dkim; spf). */
+static void row_arrays(struct row_arrays *ra, const dp_record_t *rec) {
+  SET_ARR(ra, 0, rec->reasons, rec->n_reasons, type);
+  SET_ARR(ra, 1, rec->reasons, rec->n_reasons, comment);
+  SET_ARR(ra, 2, rec->dkim, rec->n_dkim, domain);
+  SET_ARR(ra, 3, rec->dkim, rec->n_dkim, selector);
+  SET_ARR(ra, 4, rec->dkim, rec->n_dkim, result);
+  SET_ARR(ra, 5, rec->dkim, rec->n_dkim, human_result);
+  SET_ARR(ra, 6, rec->spf, rec->n_spf, domain);
+  SET_ARR(ra, 7, rec->spf, rec->n_spf, scope);
+  SET_ARR(ra, 8, rec->spf, rec->n_spf, result);
+  SET_ARR(ra, 9, rec->spf, rec->n_spf, human_result);
+}
+#undef SET_ARR
+
+static const char *arr_str(const struct row_arrays *ra, int a, size_t i) {
+  const char *s;
+  memcpy(&s, ra->first[a] + i * ra->stride[a], sizeof s);
+  return s;
+}
+
+/* Bytes of the row but for its text: field count, 27 lengths, int8 key,
+ * timestamp and count, seq (4, or 8 when out of range), the inet payload
+ * (exact: as bin_inet writes it; else its upper bound for the family),
+ * 5 booleans, array headers (12, 20 with a dimension), element lengths. */
+static size_t row_fixed(const struct row_arrays *ra, const dp_record_t *rec, bool exact) {
+  size_t n = 2 + 4 * REC_FIELDS + 3 * 8 + (rec->index > (uint64_t)INT32_MAX ? 8 : 4) + 5;
+  unsigned char a[16];
+  bool v6 = rec->ip_family == 6;
+  if (!exact || inet_pton(v6 ? AF_INET6 : AF_INET, rec->source_ip, a) == 1) n += v6 ? 20 : 8;
+  for (int i = 0; i < 10; i++) n += (ra->n[i] ? 20 : 12) + 4 * ra->n[i];
+  return n;
+}
+
+#define FOR_ROW_TEXT(rec, ra, s, BODY)                                                       \
+  do {                                                                                       \
+    const char *const scal_[7] = {(rec)->disposition, (rec)->pe_dkim, (rec)->pe_spf,         \
+                                  (rec)->header_from, (rec)->envelope_from,                  \
+                                  (rec)->envelope_to, (rec)->sender};                        \
+    for (int k_ = 0; k_ < 7; k_++) {                                                         \
+      const char *s = scal_[k_];                                                             \
+      BODY;                                                                                  \
+    }                                                                                        \
+    for (int a_ = 0; a_ < 10; a_++)                                                          \
+      for (size_t i_ = 0; i_ < (ra)->n[a_]; i_++) {                                          \
+        const char *s = arr_str((ra), a_, i_);                                               \
+        BODY;                                                                                \
+      }                                                                                      \
+  } while (0)
+
+/* The row, written at o (room for it was reserved); the new end. */
+static char *write_row(char *o, int64_t key, int64_t begin, const dp_record_t *rec,
+                       const struct row_arrays *ra) {
+  o = be16(o, REC_FIELDS);
+  o = bin_i64(o, (uint64_t)key);
+  o = bin_ts(o, begin);
+  o = bin_seq(o, rec->index);
+  o = bin_inet(o, rec->source_ip, rec->ip_family);
+  o = bin_i64(o, rec->count);
+  o = bin_text(o, rec->disposition);
+  o = bin_text(o, rec->pe_dkim);
+  o = bin_text(o, rec->pe_spf);
+  o = bin_array(o, ra->first[0], ra->n[0], ra->stride[0]);
+  o = bin_array(o, ra->first[1], ra->n[1], ra->stride[1]);
+  o = bin_text(o, rec->header_from);
+  o = bin_text(o, rec->envelope_from);
+  o = bin_text(o, rec->envelope_to);
+  for (int a = 2; a < 10; a++) o = bin_array(o, ra->first[a], ra->n[a], ra->stride[a]);
+  o = bin_bool(o, rec->dkim_aligned);
+  o = bin_bool(o, rec->dkim_aligned_strict);
+  o = bin_bool(o, rec->spf_aligned);
+  o = bin_bool(o, rec->spf_aligned_strict);
+  o = bin_text(o, rec->sender);
+  return bin_bool(o, rec->third_party);
+}
+
+/** Append one record's COPY binary tuple (columns as in dp_store_record_columns). */
+int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec) {
+  struct row_arrays ra;
+  row_arrays(&ra, rec);
+  /* one reservation for the worst case (every text byte invalid: 3x) */
+  size_t text = 0;
+  FOR_ROW_TEXT(rec, &ra, s, text += slen(s));
+  int rc = dp_buf_reserve(b, row_fixed(&ra, rec, false) + 3 * text);
+  if (rc == DP_ELIMIT) {
+    /* near the cap: reserve what the row really takes, so that DP_ELIMIT
+     * means the row does not fit, as with the text encoder */
+    size_t exact = 0;
+    FOR_ROW_TEXT(rec, &ra, s, exact += s ? utf8_fixed_len(s, strlen(s)) : 0);
+    rc = dp_buf_reserve(b, row_fixed(&ra, rec, true) + exact);
+  }
+  if (rc) return rc;
+  char *o = write_row(b->data + b->len, key, r->begin, rec, &ra);
+  b->len = (size_t)(o - b->data);
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+/** Length of the whole binary record row at p (n bytes available), 0 when
+ *  p holds no whole row (truncated, or not a row of 27 fields). */
+size_t dp_store_record_bin_row_len(const char *p, size_t n) {
+  const unsigned char *u = (const unsigned char *)p;
+  if (n < 2 || ((unsigned)u[0] << 8 | u[1]) != REC_FIELDS) return 0;
+  size_t off = 2;
+  for (int f = 0; f < REC_FIELDS; f++) {
+    if (n - off < 4) return 0;
+    uint32_t len = (uint32_t)u[off] << 24 | (uint32_t)u[off + 1] << 16 |
+                   (uint32_t)u[off + 2] << 8 | u[off + 3];
+    off += 4;
+    if (len == UINT32_MAX) continue; /* NULL */
+    if (len > n - off) return 0;
+    off += len;
+  }
+  return off;
 }

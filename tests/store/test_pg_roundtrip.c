@@ -46,10 +46,13 @@ static int array_is(PGconn *c, const char *table, const char *col, const char *w
   return ok;
 }
 
-/* COPY table (cols) FROM STDIN with data; 0 or -1 (message printed). */
+/* COPY table (cols) FROM STDIN with data; 0 or -1 (message printed). Record
+ * rows are binary: framed by the header and trailer, as the loader sends them. */
 static int copy_in(PGconn *c, const char *table, const char *cols, const dp_buf_t *data) {
   char sql[1024];
-  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, cols);
+  bool bin = cols == dp_store_record_columns;
+  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN%s", table, cols,
+           bin ? " WITH (FORMAT binary)" : "");
   PGresult *res = PQexec(c, sql);
   if (PQresultStatus(res) != PGRES_COPY_IN) {
     fprintf(stderr, "  %s: %s", sql, PQresultErrorMessage(res));
@@ -57,7 +60,12 @@ static int copy_in(PGconn *c, const char *table, const char *cols, const dp_buf_
     return -1;
   }
   PQclear(res);
-  if (PQputCopyData(c, data->data, (int)data->len) != 1 || PQputCopyEnd(c, NULL) != 1) return -1;
+  if (bin && PQputCopyData(c, dp_store_copy_bin_header, DP_STORE_COPY_BIN_HEADER_LEN) != 1)
+    return -1;
+  if (PQputCopyData(c, data->data ? data->data : "", (int)data->len) != 1) return -1;
+  if (bin && PQputCopyData(c, dp_store_copy_bin_trailer, DP_STORE_COPY_BIN_TRAILER_LEN) != 1)
+    return -1;
+  if (PQputCopyEnd(c, NULL) != 1) return -1;
   int rc = 0;
   while ((res = PQgetResult(c))) {
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
