@@ -6,6 +6,8 @@
  * checked in tests/store/test_pg_roundtrip.c. */
 #include "store/store.h"
 
+#include <arpa/inet.h>
+
 #include "tests/test.h"
 
 /* One decoded row: each field's length (-1 NULL) and bytes. */
@@ -387,5 +389,35 @@ TEST(store_bin_reservation_exact_near_cap) {
     dp_buf_free(&fast);
     dp_buf_free(&exact);
     dp_buf_free(&less);
+  }
+}
+
+/* The IPv4 fast path agrees with inet_pton on what it accepts and what not. */
+TEST(store_bin_ipv4_like_inet_pton) {
+  static const char *const v4[] = {"0.0.0.0", "1.2.3.4", "255.255.255.255", "10.0.0.255",
+                                   "192.0.2.100", "01.2.3.4", "1.2.3.04", "256.1.1.1",
+                                   "1.2.3.256", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", " 1.2.3.4",
+                                   "1..2.3", "1.2.3.", "a.b.c.d", "1.2.3.4/32", "999.1.1.1",
+                                   "100.200.250.199", "0.00.0.0", "", "2001:db8::1"};
+  dp_report_t r = sample_report();
+  dp_record_t rec = sample_record();
+  rec.ip_family = 4;
+  for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+    snprintf(rec.source_ip, sizeof rec.source_ip, "%s", v4[i]);
+    unsigned char a[4];
+    bool ok = inet_pton(AF_INET, v4[i], a) == 1;
+    dp_buf_t b;
+    dp_buf_init(&b, 0);
+    ASSERT_OK(dp_store_encode_record(&b, 1, &r, &rec));
+    struct brow w;
+    ASSERT_TRUE(decode(b.data, b.len, &w));
+    if (!ok) {
+      ASSERT_EQ(w.len[3], 0);
+    } else {
+      ASSERT_EQ(w.len[3], 8);
+      ASSERT_TRUE(!memcmp(w.val[3], "\x02\x20\x00\x04", 4));
+      ASSERT_TRUE(!memcmp(w.val[3] + 4, a, 4));
+    }
+    dp_buf_free(&b);
   }
 }
