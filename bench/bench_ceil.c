@@ -234,13 +234,11 @@ int dp_bench_copy_table(PGconn *c, char *err, size_t errlen) {
 
 int dp_bench_copy_begin(PGconn *c, char *err, size_t errlen) {
   char sql[1024];
-  /* the format the loader sends record rows in: binary, framed by the header */
-  snprintf(sql, sizeof sql, "COPY pg_temp.dp_bench_copy (%s) FROM STDIN WITH (FORMAT binary)",
-           dp_store_record_columns);
+  snprintf(sql, sizeof sql, "COPY pg_temp.dp_bench_copy (%s) FROM STDIN", dp_store_record_columns);
   PGresult *res = PQexec(c, sql);
   if (PQresultStatus(res) != PGRES_COPY_IN) return pg_fail(c, res, "COPY", err, errlen);
   PQclear(res);
-  return dp_bench_copy_put(c, dp_store_copy_bin_header, DP_STORE_COPY_BIN_HEADER_LEN, err, errlen);
+  return 0;
 }
 
 int dp_bench_copy_put(PGconn *c, const char *buf, size_t n, char *err, size_t errlen) {
@@ -255,8 +253,6 @@ int dp_bench_copy_put(PGconn *c, const char *buf, size_t n, char *err, size_t er
 
 int dp_bench_copy_end(PGconn *c, uint64_t *rows, char *err, size_t errlen) {
   *rows = 0;
-  int trc = dp_bench_copy_put(c, dp_store_copy_bin_trailer, DP_STORE_COPY_BIN_TRAILER_LEN, err, errlen);
-  if (trc) return trc;
   if (PQputCopyEnd(c, NULL) != 1) return pg_fail(c, NULL, "COPY end", err, errlen);
   PGresult *res = PQgetResult(c);
   int rc = 0;

@@ -52,7 +52,7 @@ int dp_bench_inflate(const void *data, size_t len, uint64_t *out_bytes);
 typedef int (*dp_bench_rows_fn)(void *ud, const char *buf, size_t n);
 
 /** Parse the report in xml (needs dp_align_global_init) and encode each record
- *  as a COPY (binary) row for table record; rows go to emit in pieces of about 1 MiB.
+ *  as a COPY row for table record; rows go to emit in pieces of about 1 MiB.
  *  *rows receives the number of rows. 0, a parse/ error, DP_ENOMEM or emit's
  *  value. */
 int dp_bench_copy_rows(const char *xml, size_t len, dp_bench_rows_fn emit, void *ud,
@@ -63,13 +63,11 @@ size_t dp_bench_copy_columns(void);
  *  column types of table record, on connection c (blocking mode).
  *  0 or DP_EPG with a one-line reason in err. */
 int dp_bench_copy_table(PGconn *c, char *err, size_t errlen);
-/** Start COPY dp_bench_copy FROM STDIN (binary, as the loader) on c and send
- *  the binary header. 0 or DP_EPG with reason in err. */
+/** Start COPY dp_bench_copy FROM STDIN on c. 0 or DP_EPG with reason in err. */
 int dp_bench_copy_begin(PGconn *c, char *err, size_t errlen);
 /** Send n bytes of rows (PQputCopyData). 0 or DP_EPG with reason in err. */
 int dp_bench_copy_put(PGconn *c, const char *buf, size_t n, char *err, size_t errlen);
-/** Send the binary trailer and end the COPY; *rows receives the rows the
- *  server stored. 0 or DP_EPG. */
+/** End the COPY; *rows receives the rows the server stored. 0 or DP_EPG. */
 int dp_bench_copy_end(PGconn *c, uint64_t *rows, char *err, size_t errlen);
 
 #endif

@@ -66,9 +66,6 @@ struct dp_loader {
   uint64_t rbuf_off, rbuf_gen;
   size_t rbuf_len;
   bool copy_ended;
-  bool copy_bin;        /* record rows: COPY binary, framed by header and trailer */
-  bool copy_head_sent;  /* ... once per COPY statement: a replay sends it again */
-  bool copy_trail_sent;
   /* claimed keys of the current batch, sorted */
   int64_t *claimed;
   size_t n_claimed, cap_claimed;
@@ -491,12 +488,7 @@ static void send_query(dp_loader_t *l, enum phase ph, const char *sql) {
 static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const char *table,
                       const char *columns) {
   char sql[1024];
-  /* record rows are binary (no text input functions on the server's side);
-   * report and ingest_error rows are few and stay text */
-  l->copy_bin = kind == COPY_RECORDS;
-  l->copy_head_sent = l->copy_trail_sent = false;
-  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN%s", table, columns,
-           l->copy_bin ? " WITH (FORMAT binary)" : "");
+  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, columns);
   l->copy_kind = kind;
   l->copy_cur = l->batch->head;
   l->copy_off = 0;
@@ -597,12 +589,6 @@ static int pump_copy(dp_loader_t *l) {
   const char *p;
   size_t n;
   int pc = 0;
-  if (!l->copy_ended && l->copy_bin && !l->copy_head_sent) {
-    int rc = PQputCopyData(l->conn, dp_store_copy_bin_header, DP_STORE_COPY_BIN_HEADER_LEN);
-    if (rc < 0) return -1;
-    if (rc == 0) return 1;
-    l->copy_head_sent = true;
-  }
   while (!l->copy_ended && (pc = copy_piece(l, &p, &n)) == 1) {
     if (n > DP_LOADER_CHUNK) n = DP_LOADER_CHUNK;
     int rc = PQputCopyData(l->conn, p, (int)n);
@@ -617,13 +603,6 @@ static int pump_copy(dp_loader_t *l) {
     if (f > 0) return 1;
   }
   if (!l->copy_ended && pc == 2) return 2;
-  if (!l->copy_ended && l->copy_bin && !l->copy_trail_sent && !l->spool_error &&
-      !l->abort_copy) {
-    int rc = PQputCopyData(l->conn, dp_store_copy_bin_trailer, DP_STORE_COPY_BIN_TRAILER_LEN);
-    if (rc < 0) return -1;
-    if (rc == 0) return 1;
-    l->copy_trail_sent = true;
-  }
   if (!l->copy_ended) {
     /* a spool file that cannot be read back aborts the COPY: the batch
      * is then refused by the server and replayed report by report; so does

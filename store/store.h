@@ -64,11 +64,9 @@ int dp_store_migrate(PGconn *c, char *err, size_t errlen);
 int dp_store_schema_version(void);
 
 /* ------------------------------------------------------------------------ */
-/* COPY encoding (store/copy_encode.c). Record rows are COPY binary tuples
- * (see dp_store_encode_record). Report and ingest_error rows, and the
- * reference record rows, are in COPY text format: tab-separated,
- * newline-terminated, \N for NULL; text escapes backslash, tab, newline and
- * carriage return; arrays are array literals
+/* COPY text encoding (store/copy_encode.c). Rows are in PostgreSQL COPY text
+ * format: tab-separated, newline-terminated, \N for NULL; text escapes
+ * backslash, tab, newline and carriage return; arrays are array literals
  * ({"a","b"}) with their own quoting, then COPY-escaped. Input is UTF-8 from
  * the parser; NUL bytes cannot occur (C strings). All functions return 0 or
  * DP_ELIMIT/DP_ENOMEM from the buffer. */
@@ -87,24 +85,8 @@ int64_t dp_store_report_key(const dp_report_t *r);
  *  dp_store_report_columns) with the given source and content hash. */
 int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
                            const char *source, uint64_t content_hash);
-/** Append one record row for table record (columns as in
- *  dp_store_record_columns) as a COPY *binary* tuple: what the loader sends
- *  (COPY record ... WITH (FORMAT binary), header and trailer once per COPY).
- *  Text is stored byte for byte, invalid UTF-8 replaced as in text rows. */
+/** Append one record row for table record (columns as in dp_store_record_columns). */
 int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec);
-/** The same record as a COPY text row: the reference the binary tuples are
- *  tested against (both must store the same values). */
-int dp_store_encode_record_text(dp_buf_t *b, int64_t key, const dp_report_t *r,
-                                const dp_record_t *rec);
-/** Length of the whole binary record row at p (n bytes available); 0 when p
- *  does not start with a whole row. */
-size_t dp_store_record_bin_row_len(const char *p, size_t n);
-/** COPY binary format: the header that starts and the trailer that ends the
- *  data of one COPY of record rows (static bytes). */
-#define DP_STORE_COPY_BIN_HEADER_LEN 19
-#define DP_STORE_COPY_BIN_TRAILER_LEN 2
-extern const char dp_store_copy_bin_header[DP_STORE_COPY_BIN_HEADER_LEN];
-extern const char dp_store_copy_bin_trailer[DP_STORE_COPY_BIN_TRAILER_LEN];
 /** Append one ingest_error row (columns as in dp_store_error_columns); org_name
  *  and report_id may be "" when unknown; code is a DP_E* value. */
 int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
@@ -136,7 +118,7 @@ typedef struct dp_staged {
   int64_t key;           /* dp_store_report_key() */
   int64_t begin;         /* report begin, for the record partition */
   dp_buf_t report_row;   /* one COPY row for table report */
-  dp_buf_t record_rows;  /* COPY binary rows for table record (after the spooled ones) */
+  dp_buf_t record_rows;  /* COPY rows for table record (after the spooled ones) */
   int spool_fd;          /* -1, or an unlinked temp file holding the first rows */
   uint64_t spool_len;    /* bytes of rows in the spool file */
   struct dp_stream *stream; /* owned reference, or NULL: the report streams (see below) */

@@ -58,22 +58,11 @@ TEST(input_job_xml_report) {
   ASSERT_U64_EQ(j.head->messages, 7);
   ASSERT_STR_EQ(j.head->org_name, "rx.example");
   ASSERT_STR_EQ(j.head->source, path);
-  /* two (binary) record rows, the IPv6 address parsed: inet field of
-   * length 20, family PGSQL_AF_INET6, 128 bits, not cidr, 16 bytes */
+  /* two record rows, the IPv6 address canonical */
   int lines = 0;
-  size_t off = 0, k;
-  const dp_buf_t *rows = &j.head->record_rows;
-  while ((k = dp_store_record_bin_row_len(rows->data + off, rows->len - off))) {
-    off += k;
-    lines++;
-  }
+  for (const char *p = j.head->record_rows.data; *p; p++) lines += *p == '\n';
   ASSERT_EQ(lines, 2);
-  ASSERT_EQ(off, rows->len);
-  static const char v6[] = "\0\0\0\x14\x03\x80\0\x10\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01";
-  bool found = false;
-  for (size_t i = 0; !found && i + sizeof v6 - 1 <= rows->len; i++)
-    found = !memcmp(rows->data + i, v6, sizeof v6 - 1);
-  ASSERT_TRUE(found);
+  ASSERT_CONTAINS(j.head->record_rows.data, "\t2001:db8::1\t");
   ASSERT_CONTAINS(j.head->report_row.data, "rx.example");
   dp_job_free(&j);
   unlink(path);

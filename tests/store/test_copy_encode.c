@@ -201,7 +201,7 @@ TEST(store_encode_record_row) {
   dp_record_t rec = sample_record();
   dp_buf_t b;
   dp_buf_init(&b, 0);
-  ASSERT_OK(dp_store_encode_record_text(&b, 42, &r, &rec));
+  ASSERT_OK(dp_store_encode_record(&b, 42, &r, &rec));
   ASSERT_STR_EQ(b.data,
                 "42\t2024-03-01 00:00:00+00\t1\t2001:db8::1\t3\tnone\tpass\tfail\t"
                 "{\"forwarded\",\"other\"}\t{\"via list\\tX\",\"\"}\t"
@@ -220,7 +220,7 @@ TEST(store_encode_record_row) {
   rec.third_party = true;
   rec.sender = "unauthenticated 192.0.2.0/24";
   snprintf(rec.source_ip, sizeof rec.source_ip, "%s", "192.0.2.1");
-  ASSERT_OK(dp_store_encode_record_text(&b, 42, &r, &rec));
+  ASSERT_OK(dp_store_encode_record(&b, 42, &r, &rec));
   ASSERT_STR_EQ(b.data,
                 "42\t2024-03-01 00:00:00+00\t7\t192.0.2.1\t3\tnone\tpass\tfail\t{}\t{}\t"
                 "example.com\tbounce.esp.net\t\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t"
@@ -236,7 +236,7 @@ static void ts_of(int64_t t, char *out, size_t outlen) {
   dp_buf_t b;
   dp_buf_init(&b, 0);
   out[0] = '\0';
-  if (dp_store_encode_record_text(&b, 1, &r, &rec) == 0) {
+  if (dp_store_encode_record(&b, 1, &r, &rec) == 0) {
     const char *s = strchr(b.data, '\t') + 1;
     snprintf(out, outlen, "%.*s", (int)strcspn(s, "\t"), s);
   }
@@ -275,7 +275,7 @@ TEST(store_encode_limit_leaves_buffer) {
   dp_buf_init(&b, 64);
   ASSERT_OK(dp_buf_puts(&b, "keep\n"));
   /* A row that does not fit is not half-written. */
-  ASSERT_EQ(dp_store_encode_record_text(&b, 42, &r, &rec), DP_ELIMIT);
+  ASSERT_EQ(dp_store_encode_record(&b, 42, &r, &rec), DP_ELIMIT);
   ASSERT_EQ(b.len, 5);
   ASSERT_STR_EQ(b.data, "keep\n");
   ASSERT_EQ(dp_store_encode_report(&b, &r, 1, "f", 1), DP_ELIMIT);
@@ -364,15 +364,15 @@ TEST(store_encode_record_fast_path_matches_exact) {
     dp_buf_t fast, exact, less;
     dp_buf_init(&fast, 0);
     ASSERT_OK(dp_buf_puts(&fast, "x\n"));
-    ASSERT_OK(dp_store_encode_record_text(&fast, key, &r, &rec));
+    ASSERT_OK(dp_store_encode_record(&fast, key, &r, &rec));
     dp_buf_init(&exact, fast.len); /* room for the row and no more */
     ASSERT_OK(dp_buf_puts(&exact, "x\n"));
-    ASSERT_OK(dp_store_encode_record_text(&exact, key, &r, &rec));
+    ASSERT_OK(dp_store_encode_record(&exact, key, &r, &rec));
     ASSERT_EQ(exact.len, fast.len);
     ASSERT_TRUE(memcmp(exact.data, fast.data, fast.len) == 0);
     dp_buf_init(&less, fast.len - 1);
     ASSERT_OK(dp_buf_puts(&less, "x\n"));
-    ASSERT_EQ(dp_store_encode_record_text(&less, key, &r, &rec), DP_ELIMIT);
+    ASSERT_EQ(dp_store_encode_record(&less, key, &r, &rec), DP_ELIMIT);
     ASSERT_STR_EQ(less.data, "x\n");
     dp_buf_free(&fast);
     dp_buf_free(&exact);

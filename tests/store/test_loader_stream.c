@@ -62,19 +62,14 @@ static uint64_t messages_of(int n) {
   return m;
 }
 
-/* The offset just past the last whole (binary) row that ends at or below
- * at: the rows are walked from the start of the spool. */
+/* The offset just past the row break nearest below at: whole rows only. */
 static uint64_t row_boundary(const dp_staged_t *s, uint64_t at) {
-  char *buf = malloc(at ? (size_t)at : 1);
-  if (!buf) return 0;
-  ssize_t n = pread(s->spool_fd, buf, (size_t)at, 0);
-  uint64_t off = 0;
-  size_t k;
-  while (n > 0 && off < (uint64_t)n &&
-         (k = dp_store_record_bin_row_len(buf + off, (size_t)n - (size_t)off)))
-    off += k;
-  free(buf);
-  return off;
+  char buf[4096];
+  uint64_t from = at > sizeof buf ? at - sizeof buf : 0;
+  ssize_t n = pread(s->spool_fd, buf, (size_t)(at - from), (off_t)from);
+  for (ssize_t i = n - 1; i >= 0; i--)
+    if (buf[i] == '\n') return from + (uint64_t)i + 1;
+  return 0;
 }
 
 /* A stream of s with only its first `published` bytes published. */

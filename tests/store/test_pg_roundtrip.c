@@ -46,14 +46,10 @@ static int array_is(PGconn *c, const char *table, const char *col, const char *w
   return ok;
 }
 
-/* COPY table (cols) FROM STDIN with data, binary (framed by the header and
- * trailer, as the loader sends record rows) or text; 0 or -1 (message
- * printed, unless quiet). */
-static int copy_fmt(PGconn *c, const char *table, const char *cols, const dp_buf_t *data, bool bin,
-                    bool quiet) {
+/* COPY table (cols) FROM STDIN with data; 0 or -1 (message printed). */
+static int copy_in(PGconn *c, const char *table, const char *cols, const dp_buf_t *data) {
   char sql[1024];
-  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN%s", table, cols,
-           bin ? " WITH (FORMAT binary)" : "");
+  snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, cols);
   PGresult *res = PQexec(c, sql);
   if (PQresultStatus(res) != PGRES_COPY_IN) {
     fprintf(stderr, "  %s: %s", sql, PQresultErrorMessage(res));
@@ -61,26 +57,16 @@ static int copy_fmt(PGconn *c, const char *table, const char *cols, const dp_buf
     return -1;
   }
   PQclear(res);
-  if (bin && PQputCopyData(c, dp_store_copy_bin_header, DP_STORE_COPY_BIN_HEADER_LEN) != 1)
-    return -1;
-  if (PQputCopyData(c, data->data ? data->data : "", (int)data->len) != 1) return -1;
-  if (bin && PQputCopyData(c, dp_store_copy_bin_trailer, DP_STORE_COPY_BIN_TRAILER_LEN) != 1)
-    return -1;
-  if (PQputCopyEnd(c, NULL) != 1) return -1;
+  if (PQputCopyData(c, data->data, (int)data->len) != 1 || PQputCopyEnd(c, NULL) != 1) return -1;
   int rc = 0;
   while ((res = PQgetResult(c))) {
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-      if (!quiet) fprintf(stderr, "  COPY %s: %s", table, PQresultErrorMessage(res));
+      fprintf(stderr, "  COPY %s: %s", table, PQresultErrorMessage(res));
       rc = -1;
     }
     PQclear(res);
   }
   return rc;
-}
-
-/* Record rows go in binary, the others in text: as the loader sends them. */
-static int copy_in(PGconn *c, const char *table, const char *cols, const dp_buf_t *data) {
-  return copy_fmt(c, table, cols, data, cols == dp_store_record_columns, false);
 }
 
 TEST(store_pg_migrate_concurrent) {
@@ -276,196 +262,5 @@ TEST(store_pg_copy_roundtrip) {
   PQclear(res);
   snprintf(want, sizeof want, "%d", (int)N_HOSTILE - 3);
   ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM ingest_error WHERE at > now() - interval '1 hour'", want));
-  PQfinish(c);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Binary rows against their text twins: the same random hostile records
- * COPYed both ways store the same values, column for column; edge values
- * (IPv4, IPv6, IPv4-mapped IPv6, 64-bit counts, int4 seq, timestamps at the
- * ends of the parser's range and before year 1) included. */
-
-static uint64_t rnd_state = 0x2545F4914F6CDD1Dull;
-static unsigned rnd(unsigned n) {
-  rnd_state ^= rnd_state << 13;
-  rnd_state ^= rnd_state >> 7;
-  rnd_state ^= rnd_state << 17;
-  return (unsigned)(rnd_state % n);
-}
-
-static const char *const pieces[] = {"a", "Z", "\\", "\"", "\t", "\n", "\r", "\x01", "\x7f",
-                                     "\xc3\xa9", "\xff", "\xe2\x82", "\xed\xa0\x80", ",", "{",
-                                     "}", " ", "\xf0\x9f\x98\x80", "example.com", "NULL", "\\N",
-                                     "\\.", "'"};
-
-static const char *rnd_text(char *buf, size_t cap) {
-  size_t n = 0, k = rnd(7);
-  buf[0] = '\0';
-  for (size_t i = 0; i < k; i++) {
-    const char *p = pieces[rnd(sizeof pieces / sizeof pieces[0])];
-    size_t l = strlen(p);
-    if (n + l + 1 > cap) break;
-    memcpy(buf + n, p, l + 1);
-    n += l;
-  }
-  return buf;
-}
-
-TEST(store_pg_binary_rows_store_what_text_rows_store) {
-  if (!setup()) return;
-  char err[512];
-  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
-  ASSERT_NOT_NULL(c);
-  PQclear(PQexec(c, "SET TimeZone = 'Asia/Kolkata'"));
-  ASSERT_TRUE(scalar_is(c, "CREATE TEMP TABLE rt_text (LIKE record INCLUDING ALL); "
-                           "CREATE TEMP TABLE rt_bin (LIKE record INCLUDING ALL); SELECT 1", "1"));
-  static const char *const ips[][2] = {
-      {"192.0.2.1", "4"}, {"0.0.0.0", "4"}, {"255.255.255.255", "4"}, {"2001:db8::1", "6"},
-      {"::", "6"}, {"::ffff:192.0.2.1", "6"}, {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "6"},
-      {"fe80::1:2:3:4", "6"}};
-  static const int64_t begins[] = {0, 1, 946684800, 1709251200, 253402300799, -1,
-                                   -62135596800 - 86400, INT64_C(-210866803200)};
-  static char pool[40][64];
-  dp_buf_t tb, bb;
-  dp_buf_init(&tb, 0);
-  dp_buf_init(&bb, 0);
-  const unsigned n_rows = 600;
-  for (unsigned i = 0; i < n_rows; i++) {
-    size_t np = 0;
-#define S() rnd_text(pool[np++], sizeof pool[0])
-    dp_report_t r = {0};
-    r.begin = begins[i % (sizeof begins / sizeof begins[0])];
-    dp_reason_t rs[3];
-    dp_dkim_auth_t dk[3];
-    dp_spf_auth_t sp[3];
-    dp_record_t rec = {0};
-    rec.index = i % 5 == 4 ? (uint64_t)INT32_MAX - i : i + 1;
-    snprintf(rec.source_ip, sizeof rec.source_ip, "%s", ips[i % 8][0]);
-    rec.ip_family = ips[i % 8][1][0] - '0';
-    rec.count = i % 3 == 0 ? (uint64_t)INT64_MAX - i : i % 3 == 1 ? 0 : (uint64_t)1 << 40;
-    rec.disposition = S();
-    rec.pe_dkim = S();
-    rec.pe_spf = S();
-    rec.header_from = S();
-    rec.envelope_from = S();
-    rec.envelope_to = S();
-    rec.sender = S();
-    rec.n_reasons = rnd(4);
-    rec.n_dkim = rnd(4);
-    rec.n_spf = rnd(4);
-    for (size_t k = 0; k < 3; k++) {
-      rs[k] = (dp_reason_t){S(), S()};
-      dk[k] = (dp_dkim_auth_t){S(), S(), S(), S()};
-      sp[k] = (dp_spf_auth_t){S(), S(), S(), S()};
-    }
-#undef S
-    rec.reasons = rec.n_reasons ? rs : NULL;
-    rec.dkim = rec.n_dkim ? dk : NULL;
-    rec.spf = rec.n_spf ? sp : NULL;
-    rec.dkim_aligned = rnd(2);
-    rec.dkim_aligned_strict = rnd(2);
-    rec.spf_aligned = rnd(2);
-    rec.spf_aligned_strict = rnd(2);
-    rec.third_party = rnd(2);
-    int64_t key = i % 2 ? INT64_MIN + i : INT64_MAX - i;
-    ASSERT_OK(dp_store_encode_record_text(&tb, key, &r, &rec));
-    ASSERT_OK(dp_store_encode_record(&bb, key, &r, &rec));
-  }
-  ASSERT_EQ(copy_fmt(c, "rt_text", dp_store_record_columns, &tb, false, false), 0);
-  ASSERT_EQ(copy_fmt(c, "rt_bin", dp_store_record_columns, &bb, true, false), 0);
-  char want[32];
-  snprintf(want, sizeof want, "%u", n_rows);
-  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM rt_bin", want));
-  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM rt_text", want));
-  /* every column equal, byte for byte: text compared as bytea, arrays as
-   * their text form, inet with its family and mask, timestamps as epoch
-   * microseconds */
-  static const char cmp[] =
-      "SELECT count(*) FROM rt_text t FULL JOIN rt_bin b ON t.report_key = b.report_key "
-      "WHERE (t.begin_ts, t.seq, t.count, t.dkim_aligned, t.dkim_aligned_strict, t.spf_aligned, "
-      "t.spf_aligned_strict, t.third_party) IS DISTINCT FROM (b.begin_ts, b.seq, b.count, "
-      "b.dkim_aligned, b.dkim_aligned_strict, b.spf_aligned, b.spf_aligned_strict, b.third_party) "
-      "OR extract(epoch FROM t.begin_ts) IS DISTINCT FROM extract(epoch FROM b.begin_ts) "
-      "OR (family(t.source_ip), masklen(t.source_ip), host(t.source_ip)) IS DISTINCT FROM "
-      "(family(b.source_ip), masklen(b.source_ip), host(b.source_ip)) "
-      "OR (convert_to(t.disposition, 'UTF8'), convert_to(t.pe_dkim, 'UTF8'), "
-      "convert_to(t.pe_spf, 'UTF8'), convert_to(t.header_from, 'UTF8'), "
-      "convert_to(t.envelope_from, 'UTF8'), convert_to(t.envelope_to, 'UTF8'), "
-      "convert_to(t.sender, 'UTF8')) IS DISTINCT FROM (convert_to(b.disposition, 'UTF8'), "
-      "convert_to(b.pe_dkim, 'UTF8'), convert_to(b.pe_spf, 'UTF8'), "
-      "convert_to(b.header_from, 'UTF8'), convert_to(b.envelope_from, 'UTF8'), "
-      "convert_to(b.envelope_to, 'UTF8'), convert_to(b.sender, 'UTF8')) "
-      "OR (t.reason_types::text, t.reason_comments::text, t.dkim_domains::text, "
-      "t.dkim_selectors::text, t.dkim_results::text, t.dkim_human::text, t.spf_domains::text, "
-      "t.spf_scopes::text, t.spf_results::text, t.spf_human::text, "
-      "array_dims(t.reason_types), array_dims(t.dkim_human), array_dims(t.spf_human)) "
-      "IS DISTINCT FROM (b.reason_types::text, b.reason_comments::text, b.dkim_domains::text, "
-      "b.dkim_selectors::text, b.dkim_results::text, b.dkim_human::text, b.spf_domains::text, "
-      "b.spf_scopes::text, b.spf_results::text, b.spf_human::text, "
-      "array_dims(b.reason_types), array_dims(b.dkim_human), array_dims(b.spf_human))";
-  ASSERT_TRUE(scalar_is(c, cmp, "0"));
-  /* the edges arrived as such */
-  ASSERT_TRUE(scalar_is(c, "SELECT string_agg(DISTINCT source_ip::text, ' ' ORDER BY source_ip::text) "
-                           "FROM rt_bin",
-                        "0.0.0.0/32 192.0.2.1/32 2001:db8::1/128 255.255.255.255/32 ::/128 "
-                        "::ffff:192.0.2.1/128 fe80::1:2:3:4/128 "
-                        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"));
-  ASSERT_TRUE(scalar_is(c, "SELECT min(begin_ts AT TIME ZONE 'UTC')::text || ' / ' || "
-                           "max(begin_ts AT TIME ZONE 'UTC')::text || ' / ' || max(count) || ' / ' || "
-                           "max(seq) FROM rt_bin",
-                        "4714-11-24 00:00:00 BC / 9999-12-31 23:59:59 / 9223372036854775807 / "
-                        "2147483643"));
-  dp_buf_free(&tb);
-  dp_buf_free(&bb);
-  PQfinish(c);
-}
-
-/* Values the server refuses through text COPY are refused through binary
- * COPY too (nothing truncated or silently changed): seq past int4, an
- * address that does not parse, a timestamp past PostgreSQL's range. */
-TEST(store_pg_binary_refuses_what_text_refuses) {
-  if (!setup()) return;
-  char err[512];
-  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
-  ASSERT_NOT_NULL(c);
-  ASSERT_TRUE(scalar_is(c, "CREATE TEMP TABLE rf (LIKE record INCLUDING ALL); SELECT 1", "1"));
-  for (int k = 0; k < 4; k++) {
-    dp_report_t r = {0};
-    r.begin = 1709251200;
-    dp_record_t rec = {0};
-    rec.index = 1;
-    snprintf(rec.source_ip, sizeof rec.source_ip, "192.0.2.1");
-    rec.ip_family = 4;
-    rec.disposition = rec.pe_dkim = rec.pe_spf = rec.header_from = "";
-    rec.envelope_from = rec.envelope_to = rec.sender = "";
-    if (k == 0) rec.index = (uint64_t)INT32_MAX + 1;
-    if (k == 1) snprintf(rec.source_ip, sizeof rec.source_ip, "not-an-ip");
-    if (k == 2) r.begin = INT64_C(9300000000000);
-    if (k == 3) r.begin = INT64_C(-211900000000); /* before 4713 BC */
-    for (int bin = 0; bin < 2; bin++) {
-      dp_buf_t b;
-      dp_buf_init(&b, 0);
-      ASSERT_OK(bin ? dp_store_encode_record(&b, 1, &r, &rec)
-                    : dp_store_encode_record_text(&b, 1, &r, &rec));
-      if (copy_fmt(c, "rf", dp_store_record_columns, &b, bin, true) == 0)
-        fprintf(stderr, "  case %d (%s) was stored\n", k, bin ? "binary" : "text");
-      ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM rf", "0"));
-      dp_buf_free(&b);
-    }
-  }
-  /* and a good row goes in after all that on the same connection */
-  dp_report_t r = {0};
-  r.begin = 1709251200;
-  dp_record_t rec = {0};
-  rec.index = (uint64_t)INT32_MAX;
-  snprintf(rec.source_ip, sizeof rec.source_ip, "192.0.2.1");
-  rec.ip_family = 4;
-  dp_buf_t b;
-  dp_buf_init(&b, 0);
-  ASSERT_OK(dp_store_encode_record(&b, 1, &r, &rec));
-  ASSERT_EQ(copy_fmt(c, "rf", dp_store_record_columns, &b, true, false), 0);
-  ASSERT_TRUE(scalar_is(c, "SELECT seq || ' ' || source_ip || ' ' || disposition || '|' FROM rf",
-                        "2147483647 192.0.2.1/32 |"));
-  dp_buf_free(&b);
   PQfinish(c);
 }
