@@ -23,8 +23,9 @@
 /* State of the document being parsed. */
 struct doc {
   dp_job_t *job;
+  dp_job_ctx_t *ctx;   /* owns the parser */
   char *part;          /* where in the input */
-  dp_parser_t *parser;
+  dp_parser_t *parser; /* ctx->parser while a document is open */
   dp_staged_t *staged; /* the report being encoded, once its identity is known */
   unsigned long crc;    /* Adler-32 of the XML bytes fed so far */
   uint64_t fed;         /* how many */
@@ -53,15 +54,28 @@ static void job_refuse(dp_job_t *j, const char *part, const char *org, const cha
   j->n_errors++;
 }
 
+/* "display: part" (or display alone); caller owns result. No printf: this
+ * runs once per report. */
 static char *source_of(const dp_job_t *j, const char *part) {
-  size_t n = strlen(j->display) + (part ? strlen(part) : 0) + 3;
-  char *s = malloc(n);
+  size_t nd = strlen(j->display), np = part && *part ? strlen(part) : 0;
+  char *s = malloc(nd + np + 3);
   if (!s) return NULL;
-  if (part && *part)
-    snprintf(s, n, "%s: %s", j->display, part);
-  else
-    snprintf(s, n, "%s", j->display);
+  memcpy(s, j->display, nd);
+  if (np) {
+    memcpy(s + nd, ": ", 2);
+    memcpy(s + nd + 2, part, np);
+    nd += np + 2;
+  }
+  s[nd] = '\0';
   return s;
+}
+
+/* snprintf(dst, n, "%s", src) without printf, for per-report copies. */
+static void copy_trunc(char *dst, size_t n, const char *src) {
+  size_t l = strlen(src);
+  if (l >= n) l = n - 1;
+  memcpy(dst, src, l);
+  dst[l] = '\0';
 }
 
 static void doc_fail(struct doc *d, int status, const char *reason) {
@@ -75,8 +89,8 @@ static void doc_fail(struct doc *d, int status, const char *reason) {
 
 static int on_report_begin(void *ud, const dp_report_t *r) {
   struct doc *d = ud;
-  snprintf(d->org_name, sizeof d->org_name, "%s", r->org_name);
-  snprintf(d->report_id, sizeof d->report_id, "%s", r->report_id);
+  copy_trunc(d->org_name, sizeof d->org_name, r->org_name);
+  copy_trunc(d->report_id, sizeof d->report_id, r->report_id);
   dp_staged_t *s = dp_staged_create();
   if (!s) return DP_ENOMEM;
   s->key = dp_store_report_key(r);
@@ -161,8 +175,7 @@ static const dp_parse_cb_t parse_cb = {on_report_begin, on_record, on_report_end
 /* Unpack callbacks: one parser per document. */
 
 static void doc_reset(struct doc *d) {
-  dp_parser_destroy(d->parser);
-  d->parser = NULL;
+  d->parser = NULL; /* stays in the context for the next document */
   dp_staged_free(d->staged);
   d->staged = NULL;
   free(d->part);
@@ -182,8 +195,15 @@ static int on_doc_begin(void *ud, const char *part) {
   d->fed = 0;
   d->job->docs++;
   d->part = strdup(part ? part : "");
-  d->parser = dp_parser_create(d->job->lim, &parse_cb, d);
-  if (!d->part || !d->parser) return DP_ENOMEM;
+  if (!d->part) return DP_ENOMEM;
+  dp_job_ctx_t *c = d->ctx;
+  if (c->parser && dp_parser_reset(c->parser, &parse_cb, d)) {
+    dp_parser_destroy(c->parser);
+    c->parser = NULL;
+    return DP_ENOMEM;
+  }
+  if (!c->parser && !(c->parser = dp_parser_create(d->job->lim, &parse_cb, d))) return DP_ENOMEM;
+  d->parser = c->parser;
   return 0;
 }
 
@@ -282,10 +302,31 @@ void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
   dp_buf_init(&j->note_lines, 64 * 1024);
 }
 
+void dp_job_ctx_init(dp_job_ctx_t *c) { memset(c, 0, sizeof *c); }
+
+void dp_job_ctx_close(dp_job_ctx_t *c) {
+  free(c->chunk);
+  dp_parser_destroy(c->parser);
+  memset(c, 0, sizeof *c);
+}
+
+void dp_job_run(dp_job_t *j) {
+  dp_job_ctx_t c;
+  dp_job_ctx_init(&c);
+  dp_job_run_in(j, &c);
+  dp_job_ctx_close(&c);
+}
+
 /* The input is read in chunks and streamed through the unpacker, so a plain
  * XML or gzip input of any size holds one chunk in memory (zip and mail are
  * held whole by the unpacker, capped by --max-input-size). */
-void dp_job_run(dp_job_t *j) {
+void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
+  if (ctx->parser && memcmp(&ctx->lim, j->lim, sizeof ctx->lim)) {
+    /* a parser made for other limits does not suit this job */
+    dp_parser_destroy(ctx->parser);
+    ctx->parser = NULL;
+  }
+  ctx->lim = *j->lim;
   char err[512] = "";
   int rc = 0;
   int fd = 0;
@@ -299,26 +340,27 @@ void dp_job_run(dp_job_t *j) {
       rc = DP_ELIMIT;
       snprintf(err, sizeof err, "input of %lld bytes is larger than the limit of %" PRIu64 " bytes",
                (long long)st.st_size, j->lim->max_input_size);
-    } else {
+    } else if (!S_ISREG(st.st_mode) || st.st_size > DP_JOB_READ_CHUNK) {
+      /* read-ahead matters for inputs of more than one read only */
       posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
   }
   struct doc d;
   memset(&d, 0, sizeof d);
   d.job = j;
+  d.ctx = ctx;
   dp_unpack_stream_t *us = NULL;
-  char *chunk = NULL;
   if (!rc) {
     us = dp_unpack_stream_create(j->lim, &unpack_cb, &d);
-    chunk = malloc(DP_JOB_READ_CHUNK);
-    if (!us || !chunk) {
+    if (!ctx->chunk) ctx->chunk = malloc(DP_JOB_READ_CHUNK);
+    if (!us || !ctx->chunk) {
       rc = DP_ENOMEM;
       snprintf(err, sizeof err, "out of memory");
     }
   }
   int cbrc = 0;
   while (!rc && !cbrc) {
-    ssize_t n = read(fd, chunk, DP_JOB_READ_CHUNK);
+    ssize_t n = read(fd, ctx->chunk, DP_JOB_READ_CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       rc = DP_EIO;
@@ -327,7 +369,7 @@ void dp_job_run(dp_job_t *j) {
     }
     if (n == 0) break;
     j->bytes_in += (uint64_t)n;
-    cbrc = dp_unpack_stream_write(us, chunk, (size_t)n);
+    cbrc = dp_unpack_stream_write(us, ctx->chunk, (size_t)n);
   }
   if (us) {
     int frc = dp_unpack_stream_finish(us, rc ? NULL : err, sizeof err);
@@ -336,7 +378,6 @@ void dp_job_run(dp_job_t *j) {
   }
   dp_unpack_stream_destroy(us);
   doc_reset(&d);
-  free(chunk);
   if (fd > 0) close(fd);
   if (rc) {
     j->input_refused = 1;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "parse/parse.h"
 #include "store/store.h"
 
 typedef struct dp_job {
@@ -34,11 +35,29 @@ typedef struct dp_job {
   void *data;                /* for the pipeline */
 } dp_job_t;
 
+/* What a pool job keeps from one input to the next, so that a run of small
+ * inputs pays for its setup once: the read buffer and a report parser that
+ * is reset (dp_parser_reset) for each document. Used by one thread at a
+ * time; every input still gets its own dp_job_t and its own results. */
+typedef struct dp_job_ctx {
+  char *chunk;         /* read buffer, allocated on first use */
+  dp_parser_t *parser; /* made on first use, reset per document */
+  dp_limits_t lim;     /* the parser's limits */
+} dp_job_ctx_t;
+
+/** Prepare an empty context; allocates nothing. */
+void dp_job_ctx_init(dp_job_ctx_t *c);
+/** Free what the context holds. */
+void dp_job_ctx_close(dp_job_ctx_t *c);
+
 /** Prepare a job for path with limits lim (both borrowed for the job's life). */
 void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim);
 /** Do the work; thread-safe with respect to other jobs. Never fails as a
  *  whole: refusals are recorded in error_rows and lines. */
 void dp_job_run(dp_job_t *j);
+/** The same, borrowing ctx's buffer and parser (which must not be in use
+ *  by another thread). Results are identical to dp_job_run's. */
+void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx);
 /** Free whatever results the job still owns. */
 void dp_job_free(dp_job_t *j);
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* ingest/pipeline.c - the libuv ingest pipeline: walks the inputs, runs one
- * input job per input in the thread pool (a bounded number at once), gathers
- * their reports into batches and keeps the sink fed, one batch at a time.
- * Backpressure: no new job starts while the bytes waiting for the sink pass
- * max_batch_bytes, so memory is set by configuration, not by input count. */
+/* ingest/pipeline.c - the libuv ingest pipeline: walks the inputs, runs them
+ * in the thread pool (a bounded number of jobs at once, a run of small inputs
+ * per job), gathers their reports into batches and keeps the sink fed, one
+ * batch at a time. Backpressure: no new job starts while the bytes waiting
+ * for the sink pass max_batch_bytes, so memory is set by configuration, not
+ * by input count. */
 #include "pipeline_int.h"
 
 #include <errno.h>
@@ -29,15 +30,19 @@ struct dp_pipeline {
   dp_loader_t *loader;
   uv_timer_t progress;
   bool progress_on;
-  /* inputs waiting for a job */
+  /* inputs waiting for a job; back: handed back by a job that ran out of
+   * budget, taken first (a stack, so they keep their order) */
   char **inputs;
   size_t n_inputs, cap_inputs, next_input;
+  char **back;
+  size_t n_back, cap_back;
+  size_t inputs_in_jobs;     /* given to jobs and not collected or handed back */
   /* dp_pipeline_run's walk of its arguments, in the thread pool */
   char *const *args;
   size_t n_args;
   uv_work_t walk_req;
   /* jobs */
-  size_t in_flight;          /* running, or parked until their streams settle */
+  size_t in_flight;          /* jobs running, or parked until their streams settle */
   struct job_req *parked;
   /* batches: open collects job results; loading is with the sink */
   dp_batch_t batches[2];
@@ -52,12 +57,29 @@ struct dp_pipeline {
   uint64_t start_ms;
 };
 
+/* A pool job: up to JOB_MAX_INPUTS inputs run one after the other with one
+ * dp_job_ctx_t (one parser context and read buffer), so thousands of small
+ * reports do not each pay for a thread hand-off, a completion and a parser.
+ * Each input keeps its own dp_job_t: its results, refusals and input_done
+ * are exactly those of a job of its own. The job stops taking its inputs
+ * once it has read or staged JOB_BUDGET bytes or opened a stream (a big
+ * report); the rest go back to the queue for other jobs. */
+#define JOB_MAX_INPUTS 32
+#define JOB_BUDGET ((uint64_t)1 << 20)
+
+struct job_item {
+  dp_job_t job;
+  char *path; /* "path\0display\0", owned */
+};
+
 struct job_req {
   uv_work_t req;
-  dp_job_t job;
   struct dp_pipeline *p;
-  char *path;
+  size_t n;           /* inputs given */
+  size_t n_run;       /* inputs run, in order; the rest are handed back */
+  size_t n_collected; /* inputs collected, in order */
   struct job_req *next_parked;
+  struct job_item items[];
 };
 
 static void pump(struct dp_pipeline *p);
@@ -115,9 +137,25 @@ static void walk_done(uv_work_t *req, int status) {
 /* ------------------------------------------------------------------------ */
 /* Jobs */
 
+static bool opened_stream(const dp_job_t *j) {
+  for (const dp_staged_t *s = j->head; s; s = s->next)
+    if (s->stream) return true;
+  return false;
+}
+
 static void job_work(uv_work_t *req) {
   struct job_req *jr = req->data;
-  dp_job_run(&jr->job);
+  dp_job_ctx_t ctx;
+  dp_job_ctx_init(&ctx);
+  uint64_t spent = 0;
+  for (size_t i = 0; i < jr->n; i++) {
+    dp_job_t *j = &jr->items[i].job;
+    dp_job_run_in(j, &ctx);
+    jr->n_run = i + 1;
+    spent += j->bytes_in + j->bytes;
+    if (spent >= JOB_BUDGET || opened_stream(j)) break;
+  }
+  dp_job_ctx_close(&ctx);
 }
 
 static bool streams_settled(const dp_job_t *j) {
@@ -160,11 +198,11 @@ static void settle_streamed(struct dp_pipeline *p, dp_job_t *j, dp_staged_t *s) 
   }
 }
 
-/* Move a finished job's results into the open batch (streamed reports are
- * settled already and counted here); the job slot frees up. */
-static void collect(struct dp_pipeline *p, struct job_req *jr) {
-  dp_job_t *j = &jr->job;
-  p->in_flight--;
+/* Move a finished input's results into the open batch (streamed reports are
+ * settled already and counted here). */
+static void collect(struct dp_pipeline *p, struct job_item *it) {
+  dp_job_t *j = &it->job;
+  p->inputs_in_jobs--;
   size_t batched = 0;
   dp_staged_t *s = j->head;
   while (s) {
@@ -186,12 +224,12 @@ static void collect(struct dp_pipeline *p, struct job_req *jr) {
   }
   bool refused = j->input_refused || j->docs_refused;
   if (p->fatal) {
-    free(jr->path); /* not stored for sure: not done */
+    free(it->path); /* not stored for sure: not done */
   } else if (!batched && !j->error_rows.len) {
     /* nothing (more) to commit: a mail without a report, or streamed
      * reports only, committed already */
-    if (p->o->input_done) p->o->input_done(p->o->data, jr->path, refused);
-    free(jr->path);
+    if (p->o->input_done) p->o->input_done(p->o->data, it->path, refused);
+    free(it->path);
   } else {
     struct batch_inputs *bi = &p->binputs[p->open == &p->batches[0] ? 0 : 1];
     if (bi->n == bi->cap) {
@@ -203,21 +241,54 @@ static void collect(struct dp_pipeline *p, struct job_req *jr) {
       if (np && nr) bi->cap = nc;
     }
     if (bi->n < bi->cap) {
-      bi->paths[bi->n] = jr->path;
+      bi->paths[bi->n] = it->path;
       bi->refused[bi->n++] = refused;
     } else {
-      free(jr->path); /* out of memory: the input is loaded but not reported done */
+      free(it->path); /* out of memory: the input is loaded but not reported done */
     }
   }
+  it->path = NULL;
   dp_job_free(j);
-  free(jr);
 }
 
-static void job_done(uv_work_t *req, int status) {
-  struct job_req *jr = req->data;
-  struct dp_pipeline *p = jr->p;
-  dp_job_t *j = &jr->job;
-  (void)status;
+/* Collect a job's inputs in order, as far as their streams are settled;
+ * true when all are, and the job slot is free. */
+static bool collect_ready(struct dp_pipeline *p, struct job_req *jr) {
+  while (jr->n_collected < jr->n_run) {
+    struct job_item *it = &jr->items[jr->n_collected];
+    if (!streams_settled(&it->job)) return false;
+    collect(p, it);
+    jr->n_collected++;
+  }
+  p->in_flight--;
+  free(jr);
+  return true;
+}
+
+/* Inputs a job did not run go back to the front of the queue, in order. */
+static void hand_back(struct dp_pipeline *p, struct job_req *jr) {
+  for (size_t i = jr->n; i-- > jr->n_run;) {
+    struct job_item *it = &jr->items[i];
+    dp_job_free(&it->job);
+    p->inputs_in_jobs--;
+    if (p->n_back == p->cap_back) {
+      size_t nc = p->cap_back ? p->cap_back * 2 : JOB_MAX_INPUTS;
+      char **v = realloc(p->back, nc * sizeof *v);
+      if (!v) {
+        /* out of memory: the input is neither run nor reported done */
+        free(it->path);
+        p->fatal = true;
+        continue;
+      }
+      p->back = v;
+      p->cap_back = nc;
+    }
+    p->back[p->n_back++] = it->path;
+  }
+}
+
+/* What an input's run adds to the counters and to stderr. */
+static void input_ran(struct dp_pipeline *p, dp_job_t *j) {
   p->st->inputs++;
   p->st->bytes_in += j->bytes_in;
   if (j->input_refused) p->st->inputs_refused++;
@@ -228,14 +299,21 @@ static void job_done(uv_work_t *req, int status) {
   if (j->lines.len) fwrite(j->lines.data, 1, j->lines.len, p->o->err);
   if (j->note_lines.len && !p->o->quiet)
     fwrite(j->note_lines.data, 1, j->note_lines.len, p->o->err);
-  if (!streams_settled(j)) {
-    /* its big reports are still being committed by the loader's stream
+}
+
+static void job_done(uv_work_t *req, int status) {
+  struct job_req *jr = req->data;
+  struct dp_pipeline *p = jr->p;
+  (void)status;
+  for (size_t i = 0; i < jr->n_run; i++) input_ran(p, &jr->items[i].job);
+  hand_back(p, jr);
+  if (!collect_ready(p, jr)) {
+    /* big reports of it are still being committed by the loader's stream
      * lane; the job keeps its slot until they are */
     jr->next_parked = p->parked;
     p->parked = jr;
     return;
   }
-  collect(p, jr);
   pump(p);
 }
 
@@ -246,11 +324,13 @@ static void on_stream_settled(void *data) {
   bool any = false;
   while (*pp) {
     struct job_req *jr = *pp;
-    if (streams_settled(&jr->job)) {
-      *pp = jr->next_parked;
-      collect(p, jr);
+    struct job_req *next = jr->next_parked;
+    size_t before = jr->n_collected;
+    if (collect_ready(p, jr)) {
+      *pp = next; /* jr is freed */
       any = true;
     } else {
+      any = any || jr->n_collected != before;
       pp = &jr->next_parked;
     }
   }
@@ -360,32 +440,47 @@ static void pump(struct dp_pipeline *p) {
       }
     }
   }
-  while (!p->fatal && p->next_input < p->n_inputs &&
+  while (!p->fatal && (p->n_back || p->next_input < p->n_inputs) &&
          p->in_flight < o->max_in_flight && p->open->bytes < o->max_batch_bytes) {
-    struct job_req *jr = calloc(1, sizeof *jr);
+    /* Inputs per job: enough that hand-offs stop mattering, few enough that
+     * every pool thread still gets work until the queue runs dry. */
+    size_t waiting = p->n_back + (p->n_inputs - p->next_input);
+    size_t k = waiting / (2 * (o->max_in_flight ? o->max_in_flight : 1));
+    if (k < 1) k = 1;
+    if (k > JOB_MAX_INPUTS) k = JOB_MAX_INPUTS;
+    struct job_req *jr = calloc(1, sizeof *jr + k * sizeof jr->items[0]);
     if (!jr) {
       p->fatal = true;
       break;
     }
     jr->p = p;
-    jr->path = p->inputs[p->next_input];
-    p->inputs[p->next_input++] = NULL;
-    dp_job_init(&jr->job, jr->path, &o->limits);
-    const char *display = jr->path + strlen(jr->path) + 1;
-    if (*display) jr->job.display = display;
-    jr->job.jsonl = o->sink == DP_SINK_JSONL;
-    jr->job.loader = p->loader;
+    for (size_t i = 0; i < k; i++) {
+      struct job_item *it = &jr->items[jr->n++];
+      if (p->n_back) {
+        it->path = p->back[--p->n_back];
+      } else {
+        it->path = p->inputs[p->next_input];
+        p->inputs[p->next_input++] = NULL;
+      }
+      dp_job_init(&it->job, it->path, &o->limits);
+      const char *display = it->path + strlen(it->path) + 1;
+      if (*display) it->job.display = display;
+      it->job.jsonl = o->sink == DP_SINK_JSONL;
+      it->job.loader = p->loader;
+    }
     jr->req.data = jr;
     if (uv_queue_work(p->loop, &jr->req, job_work, job_done)) {
-      free(jr->path);
+      for (size_t i = 0; i < jr->n; i++) free(jr->items[i].path);
       free(jr);
       p->fatal = true;
       break;
     }
     p->in_flight++;
+    p->inputs_in_jobs += jr->n;
   }
   bool done = p->closing && !p->closed && p->in_flight == 0 && !p->loading &&
-              batch_empty(p->open) && (p->fatal || p->next_input == p->n_inputs);
+              batch_empty(p->open) &&
+              (p->fatal || (p->next_input == p->n_inputs && !p->n_back));
   if (done) {
     p->closed = true;
     if (p->progress_on) {
@@ -471,7 +566,8 @@ int dp_pipeline_add_named(dp_pipeline_t *p, const char *path, const char *displa
 }
 
 size_t dp_pipeline_pending(const dp_pipeline_t *p) {
-  size_t n = p->n_inputs - p->next_input + p->in_flight + p->binputs[0].n + p->binputs[1].n;
+  size_t n = p->n_inputs - p->next_input + p->n_back + p->inputs_in_jobs + p->binputs[0].n +
+             p->binputs[1].n;
   return n;
 }
 
@@ -487,6 +583,8 @@ void dp_pipeline_destroy(dp_pipeline_t *p) {
   if (!p) return;
   for (size_t i = p->next_input; i < p->n_inputs; i++) free(p->inputs[i]);
   free(p->inputs);
+  for (size_t i = 0; i < p->n_back; i++) free(p->back[i]);
+  free(p->back);
   for (int i = 0; i < 2; i++) {
     drop_inputs(p, &p->batches[i]);
     free(p->binputs[i].paths);

@@ -23,19 +23,26 @@ struct walker {
   void *ud;
 };
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
+/* A directory entry: its name and what readdir says it is (d_type), which
+ * spares a stat per file on file systems that fill it in. */
+struct entry {
+  char *name;
+  unsigned char type; /* DT_REG, DT_DIR, DT_LNK, ... or DT_UNKNOWN */
+};
+
+static int cmp_entry(const void *a, const void *b) {
+  return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
 }
 
-static void free_names(char **names, size_t n) {
+static void free_entries(struct entry *e, size_t n) {
   for (size_t i = 0; i < n; i++)
-    free(names[i]);
-  free(names);
+    free(e[i].name);
+  free(e);
 }
 
 /* The entries of dir but "." and "..", sorted by name; caller owns *out
- * (free_names). Returns 0, DP_ENOMEM, or 1 when dir cannot be read (reported). */
-static int list_dir(struct walker *w, const char *dir, char ***out, size_t *nout) {
+ * (free_entries). Returns 0, DP_ENOMEM, or 1 when dir cannot be read (reported). */
+static int list_dir(struct walker *w, const char *dir, struct entry **out, size_t *nout) {
   *out = NULL;
   *nout = 0;
   DIR *d = opendir(dir);
@@ -45,7 +52,7 @@ static int list_dir(struct walker *w, const char *dir, char ***out, size_t *nout
     w->err(w->ud, dir, r);
     return 1;
   }
-  char **names = NULL;
+  struct entry *ents = NULL;
   size_t n = 0, cap = 0;
   struct dirent *e;
   int rc = 0;
@@ -53,27 +60,28 @@ static int list_dir(struct walker *w, const char *dir, char ***out, size_t *nout
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 64;
-      char **v = realloc(names, nc * sizeof *v);
+      struct entry *v = realloc(ents, nc * sizeof *v);
       if (!v) {
         rc = DP_ENOMEM;
         break;
       }
-      names = v;
+      ents = v;
       cap = nc;
     }
-    names[n] = strdup(e->d_name);
-    if (!names[n])
+    ents[n].name = strdup(e->d_name);
+    ents[n].type = e->d_type;
+    if (!ents[n].name)
       rc = DP_ENOMEM;
     else
       n++;
   }
   closedir(d);
   if (rc) {
-    free_names(names, n);
+    free_entries(ents, n);
     return rc;
   }
-  if (n) qsort(names, n, sizeof *names, cmp_str);
-  *out = names;
+  if (n) qsort(ents, n, sizeof *ents, cmp_entry);
+  *out = ents;
   *nout = n;
   return 0;
 }
@@ -98,6 +106,14 @@ static int is_file(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The same for a directory entry: readdir's d_type answers without a stat
+ * for a regular file (and rules out what is neither file nor link). */
+static int entry_is_file(const struct entry *e, const char *path) {
+  if (e->type == DT_REG) return 1;
+  if (e->type != DT_LNK && e->type != DT_UNKNOWN) return 0;
+  return is_file(path);
+}
+
 int dp_source_is_maildir(const char *dir) {
   char *cur = join(dir, "cur"), *nw = join(dir, "new");
   int r = cur && nw && is_real_dir(cur) && is_real_dir(nw);
@@ -109,32 +125,32 @@ int dp_source_is_maildir(const char *dir) {
 /* The messages of one Maildir folder's cur/ or new/: files only, no
  * recursion; names starting with '.' are not messages (Maildir convention). */
 static int walk_msgdir(struct walker *w, const char *dir) {
-  char **names;
+  struct entry *ents;
   size_t n;
-  int rc = list_dir(w, dir, &names, &n);
+  int rc = list_dir(w, dir, &ents, &n);
   if (rc) return rc > 0 ? 0 : rc;
   for (size_t i = 0; i < n && !rc; i++) {
-    if (names[i][0] == '.') continue;
-    char *path = join(dir, names[i]);
+    if (ents[i].name[0] == '.') continue;
+    char *path = join(dir, ents[i].name);
     if (!path)
       rc = DP_ENOMEM;
-    else if (is_file(path))
+    else if (entry_is_file(&ents[i], path))
       rc = w->add(w->ud, path);
     free(path);
   }
-  free_names(names, n);
+  free_entries(ents, n);
   return rc;
 }
 
 static int walk_maildir(struct walker *w, const char *dir, unsigned depth) {
   if (depth > WALK_MAX_DEPTH) return 0;
-  char **names;
+  struct entry *ents;
   size_t n;
-  int rc = list_dir(w, dir, &names, &n);
+  int rc = list_dir(w, dir, &ents, &n);
   if (rc) return rc > 0 ? 0 : rc;
   /* name order: ".Folder"s sort before "cur" and "new" */
   for (size_t i = 0; i < n && !rc; i++) {
-    const char *nm = names[i];
+    const char *nm = ents[i].name;
     int msgdir = !strcmp(nm, "cur") || !strcmp(nm, "new");
     int folder = nm[0] == '.';
     if (!msgdir && !folder) continue; /* tmp/, dovecot-uidlist, maildirfolder, ... */
@@ -149,33 +165,42 @@ static int walk_maildir(struct walker *w, const char *dir, unsigned depth) {
       rc = walk_maildir(w, path, depth + 1);
     free(path);
   }
-  free_names(names, n);
+  free_entries(ents, n);
   return rc;
 }
 
 static int walk_dir(struct walker *w, const char *dir, unsigned depth) {
   if (depth > WALK_MAX_DEPTH) return 0;
   if (dp_source_is_maildir(dir)) return walk_maildir(w, dir, depth);
-  char **names;
+  struct entry *ents;
   size_t n;
-  int rc = list_dir(w, dir, &names, &n);
+  int rc = list_dir(w, dir, &ents, &n);
   if (rc) return rc > 0 ? 0 : rc;
   for (size_t i = 0; i < n && !rc; i++) {
-    char *path = join(dir, names[i]);
+    char *path = join(dir, ents[i].name);
     if (!path) {
       rc = DP_ENOMEM;
       break;
     }
-    struct stat lst;
-    if (lstat(path, &lst) == 0) {
-      if (S_ISDIR(lst.st_mode))
-        rc = walk_dir(w, path, depth + 1);
-      else if (is_file(path))
-        rc = w->add(w->ud, path);
+    unsigned char t = ents[i].type;
+    if (t == DT_UNKNOWN) {
+      /* the file system does not say: ask (lstat: a link is not a directory) */
+      struct stat lst;
+      t = lstat(path, &lst) != 0 ? DT_UNKNOWN : S_ISDIR(lst.st_mode) ? DT_DIR
+          : S_ISLNK(lst.st_mode) ? DT_LNK : S_ISREG(lst.st_mode) ? DT_REG : DT_FIFO;
+      if (t == DT_UNKNOWN) {
+        free(path);
+        continue; /* vanished */
+      }
     }
+    struct entry e = {ents[i].name, t};
+    if (t == DT_DIR)
+      rc = walk_dir(w, path, depth + 1);
+    else if (entry_is_file(&e, path))
+      rc = w->add(w->ud, path);
     free(path);
   }
-  free_names(names, n);
+  free_entries(ents, n);
   return rc;
 }
 

@@ -1211,6 +1211,81 @@ raw:
 /* ======================================================================== */
 /* Public API                                                               */
 
+/* The per-document state, as a fresh parser has it. Buffers, the element
+ * stack and the arena's first block are kept; strings handed out for the
+ * previous document are dead from here on. */
+static void doc_state_init(dp_parser_t *p) {
+  static const char empty[] = "";
+  p->rc = 0;
+  p->err[0] = '\0';
+  p->mode = M_SNIFF;
+  p->prolog = PS_MISC;
+  p->wrapped = p->emitted = false;
+  p->head_len = p->carry_len = 0;
+  p->decl_quote = 0;
+  p->decl_cmt = false;
+  p->decl_depth = p->decl_match = 0;
+  p->depth = 0;
+  p->stack[0] = S_OUT;
+  p->seen_feedback = p->done = p->begun = false;
+  p->text_on = false;
+  p->root_name[0] = '\0';
+  dp_buf_reset(&p->text);
+  memset(&p->rep, 0, sizeof p->rep);
+  dp_report_t *r = &p->rep;
+  r->schema = 1;
+  r->version = r->org_name = r->email = r->extra_contact = r->report_id = empty;
+  r->generator = r->domain = r->adkim = r->aspf = r->p = r->sp = r->np = empty;
+  r->fo = r->testing = r->discovery_method = empty;
+  r->pct = -1;
+  p->arena_total = 0;
+  p->begin_txt = p->end_txt = empty;
+  p->have_begin = p->have_end = false;
+  dp_buf_reset(&p->rbuf);
+  memset(p->roff, 0, sizeof p->roff);
+  p->rseen = 0;
+  p->n_dk = p->n_sp = p->n_rs = 0;
+  memset(&p->rec, 0, sizeof p->rec);
+  p->sender[0] = '\0';
+}
+
+/* A new libxml2 push context with dmarcpipe's handlers and options. */
+static xmlParserCtxtPtr new_ctxt(dp_parser_t *p) {
+  xmlSAXHandler sax;
+  memset(&sax, 0, sizeof sax);
+  sax.initialized = XML_SAX2_MAGIC;
+  sax.startElementNs = on_start;
+  sax.endElementNs = on_end;
+  /* characters, cdataBlock, ignorableWhitespace: set by text_follow() */
+  sax.serror = on_xml_error;
+  sax.entityDecl = on_entity_decl;
+  sax.unparsedEntityDecl = on_unparsed_entity_decl;
+  sax.getEntity = on_get_entity;
+  sax.getParameterEntity = on_get_entity;
+  sax.resolveEntity = on_resolve_entity;
+  sax.externalSubset = on_external_subset;
+  sax.internalSubset = on_internal_subset;
+  return xmlCreatePushParserCtxt(&sax, p, NULL, 0, NULL);
+}
+
+/* The options every document is parsed with, on a new or a reset context. */
+static void ctxt_options(xmlParserCtxtPtr c) {
+  /* Never XML_PARSE_NOENT (substitution), DTDLOAD, DTDATTR, XINCLUDE or HUGE. */
+  xmlCtxtUseOptions(c, XML_PARSE_NONET | XML_PARSE_NOXINCNODE);
+  c->replaceEntities = 0;
+  c->loadsubset = 0;
+  c->validate = 0;
+}
+
+static void free_ctxt(dp_parser_t *p) {
+  if (!p->ctxt) return;
+  /* libxml2 keeps declared entities in a fake document even in SAX mode
+   * ("expat compatibility"); the context does not own it. */
+  if (p->ctxt->myDoc) xmlFreeDoc(p->ctxt->myDoc);
+  xmlFreeParserCtxt(p->ctxt);
+  p->ctxt = NULL;
+}
+
 dp_parser_t *dp_parser_create(const dp_limits_t *lim, const dp_parse_cb_t *cb, void *ud) {
   pthread_once(&g_xml_once, xml_global_init);
   dp_align_global_init();
@@ -1234,43 +1309,86 @@ dp_parser_t *dp_parser_create(const dp_limits_t *lim, const dp_parse_cb_t *cb, v
   size_t big = fl > ((size_t)1 << 24) ? (size_t)1 << 30 : fl * 64;
   dp_buf_init(&p->rbuf, big + 1024);
   p->arena_cap = big + 4096;
-
-  static const char empty[] = "";
-  dp_report_t *r = &p->rep;
-  r->schema = 1;
-  r->version = r->org_name = r->email = r->extra_contact = r->report_id = empty;
-  r->generator = r->domain = r->adkim = r->aspf = r->p = r->sp = r->np = empty;
-  r->fo = r->testing = r->discovery_method = empty;
-  r->pct = -1;
-  p->begin_txt = p->end_txt = empty;
-  p->mode = M_SNIFF;
-  p->prolog = PS_MISC;
-
-  xmlSAXHandler sax;
-  memset(&sax, 0, sizeof sax);
-  sax.initialized = XML_SAX2_MAGIC;
-  sax.startElementNs = on_start;
-  sax.endElementNs = on_end;
-  /* characters, cdataBlock, ignorableWhitespace: set by text_follow() */
-  sax.serror = on_xml_error;
-  sax.entityDecl = on_entity_decl;
-  sax.unparsedEntityDecl = on_unparsed_entity_decl;
-  sax.getEntity = on_get_entity;
-  sax.getParameterEntity = on_get_entity;
-  sax.resolveEntity = on_resolve_entity;
-  sax.externalSubset = on_external_subset;
-  sax.internalSubset = on_internal_subset;
-  if (p->stack && p->names) p->ctxt = xmlCreatePushParserCtxt(&sax, p, NULL, 0, NULL);
+  if (p->stack && p->names) {
+    doc_state_init(p);
+    p->ctxt = new_ctxt(p);
+  }
   if (!p->ctxt) {
     dp_parser_destroy(p);
     return NULL;
   }
-  /* Never XML_PARSE_NOENT (substitution), DTDLOAD, DTDATTR, XINCLUDE or HUGE. */
-  xmlCtxtUseOptions(p->ctxt, XML_PARSE_NONET | XML_PARSE_NOXINCNODE);
-  p->ctxt->replaceEntities = 0;
-  p->ctxt->loadsubset = 0;
-  p->ctxt->validate = 0;
+  ctxt_options(p->ctxt);
   return p;
+}
+
+/* What a reused parser may keep from one document to the next. Past these,
+ * the memory goes back (a hostile document must not pin its peak). */
+#define REUSE_KEEP_BUF ((size_t)64 * 1024)
+#define REUSE_MAX_DICT ((size_t)256 * 1024) /* bytes of names interned by libxml2 */
+
+static void shrink_buf(dp_buf_t *b) {
+  if (b->alloc <= REUSE_KEEP_BUF) return;
+  size_t cap = b->cap;
+  dp_buf_free(b);
+  dp_buf_init(b, cap);
+}
+
+int dp_parser_reset(dp_parser_t *p, const dp_parse_cb_t *cb, void *ud) {
+  p->cb = cb ? *cb : (dp_parse_cb_t){0};
+  p->ud = ud;
+  /* arena: keep one standard block, free the rest */
+  struct blk *keep = NULL;
+  for (struct blk *b = p->blocks, *nx; b; b = nx) {
+    nx = b->next;
+    if (!keep && b->size == 4000) {
+      keep = b;
+    } else {
+      free(b);
+    }
+  }
+  if (keep) {
+    keep->next = NULL;
+    keep->used = 0;
+  }
+  p->blocks = keep;
+  shrink_buf(&p->text);
+  shrink_buf(&p->rbuf);
+  doc_state_init(p);
+  /* The context is reset in place (xmlCtxtResetPush: its input, entities,
+   * errors and state go; its dictionary stays, and so does the name cache,
+   * which maps dictionary pointers). A context that converted an encoding
+   * (UTF-16, ...) or interned many names is replaced by a new one. */
+  bool fresh = !p->ctxt ||
+               (p->ctxt->input && p->ctxt->input->buf && p->ctxt->input->buf->encoder) ||
+               xmlDictGetUsage(p->ctxt->dict) > REUSE_MAX_DICT;
+  if (!fresh) {
+    if (p->ctxt->myDoc) {
+      xmlFreeDoc(p->ctxt->myDoc);
+      p->ctxt->myDoc = NULL;
+    }
+    if (xmlCtxtResetPush(p->ctxt, NULL, 0, NULL, NULL)) fresh = true;
+  }
+  if (fresh) {
+    free_ctxt(p);
+    memset(p->cache, 0, sizeof p->cache);
+    p->ctxt = new_ctxt(p);
+    if (!p->ctxt) {
+      p->rc = DP_ENOMEM;
+      snprintf(p->err, sizeof p->err, "out of memory");
+      return DP_ENOMEM;
+    }
+  } else {
+    /* as xmlCreatePushParserCtxt leaves it: detect the encoding from the
+     * first bytes (a reset context assumes UTF-8) */
+    p->ctxt->charset = XML_CHAR_ENCODING_NONE;
+    xmlSAXHandlerPtr sax = p->ctxt->sax;
+    sax->characters = sax->cdataBlock = sax->ignorableWhitespace = NULL;
+  }
+  ctxt_options(p->ctxt);
+  /* The dictionary's size limit (set when the context was made) is meant
+   * for one document: the names kept from earlier ones do not count. */
+  if (!fresh) xmlDictSetLimit(p->ctxt->dict, XML_MAX_DICTIONARY_LIMIT + xmlDictGetUsage(p->ctxt->dict));
+  return 0;
 }
 
 int dp_parser_feed(dp_parser_t *p, const char *buf, size_t n) {
@@ -1344,12 +1462,7 @@ const char *dp_parser_error(const dp_parser_t *p) { return p->err; }
 
 void dp_parser_destroy(dp_parser_t *p) {
   if (!p) return;
-  if (p->ctxt) {
-    /* libxml2 keeps declared entities in a fake document even in SAX mode
-     * ("expat compatibility"); the context does not own it. */
-    if (p->ctxt->myDoc) xmlFreeDoc(p->ctxt->myDoc);
-    xmlFreeParserCtxt(p->ctxt);
-  }
+  free_ctxt(p);
   for (struct blk *b = p->blocks, *nx; b; b = nx) {
     nx = b->next;
     free(b);

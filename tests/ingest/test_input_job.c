@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/ingest/test_input_job.c - one input's work end to end without a
  * database: staged reports and their COPY rows, refusals with file, part and
- * reason, and notes shown only when an input holds no report. */
+ * reason, notes shown only when an input holds no report, and a context
+ * shared by many jobs changing nothing on the real and hostile corpora. */
 #include <stdio.h>
 #include <unistd.h>
 
@@ -163,4 +164,108 @@ TEST(input_job_mbox_counts_messages_without_report) {
   dp_job_free(&j);
   unlink(path);
   dp_buf_free(&m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A context shared by many jobs (as a pool job runs a run of inputs) gives
+ * every input exactly what a job of its own gives it. */
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+/* Everything a job produced, as text. */
+static void job_text(const dp_job_t *j, dp_buf_t *out) {
+  dp_buf_printf(out, "staged %zu errors %zu refused %d docs %" PRIu64 "/%" PRIu64 " notes %" PRIu64
+                     " skipped %" PRIu64 " bytes %zu\n",
+                j->n_staged, j->n_errors, j->input_refused, j->docs, j->docs_refused, j->notes,
+                j->skipped_messages, j->bytes);
+  for (const dp_staged_t *s = j->head; s; s = s->next) {
+    dp_buf_printf(out, "report %s|%s|%s|%" PRIu64 "|%" PRIu64 "|%" PRId64 "|spool %" PRIu64 "\n",
+                  s->source, s->org_name, s->report_id, s->n_records, s->messages, s->key,
+                  s->spool_len);
+    if (s->report_row.len) dp_buf_append(out, s->report_row.data, s->report_row.len);
+    if (s->record_rows.len) dp_buf_append(out, s->record_rows.data, s->record_rows.len);
+  }
+  if (j->error_rows.len) dp_buf_append(out, j->error_rows.data, j->error_rows.len);
+  if (j->lines.len) dp_buf_append(out, j->lines.data, j->lines.len);
+  if (j->note_lines.len) dp_buf_append(out, j->note_lines.data, j->note_lines.len);
+}
+
+/* Every file under dir (recursively), skipping the corpora's notes. */
+static void list_files(const char *dir, char ***v, size_t *n) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    size_t l = strlen(e->d_name);
+    if (l > 3 && (!strcmp(e->d_name + l - 3, ".md") || !strcmp(e->d_name + l - 4, ".tsv"))) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (stat(path, &st)) continue;
+    if (S_ISDIR(st.st_mode)) {
+      list_files(path, v, n);
+    } else if (S_ISREG(st.st_mode)) {
+      *v = realloc(*v, (*n + 1) * sizeof **v);
+      (*v)[(*n)++] = strdup(path);
+    }
+  }
+  closedir(d);
+}
+
+static int cmp_path(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+TEST(input_job_shared_context_equals_own_job) {
+  dp_align_global_init();
+  dp_limits_default(&lim);
+  char **files = NULL;
+  size_t nf = 0;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/corpus/real", dp_test_shared_dir());
+  list_files(dir, &files, &nf);
+  snprintf(dir, sizeof dir, "%s/corpus/hostile", dp_test_shared_dir());
+  list_files(dir, &files, &nf);
+  qsort(files, nf, sizeof *files, cmp_path);
+  /* each on its own */
+  char **want = calloc(nf, sizeof *want);
+  size_t n_refusing = 0;
+  for (size_t i = 0; i < nf; i++) {
+    dp_job_t j;
+    dp_job_init(&j, files[i], &lim);
+    dp_job_run(&j);
+    n_refusing += j.input_refused || j.docs_refused;
+    dp_buf_t t;
+    dp_buf_init(&t, 0);
+    job_text(&j, &t);
+    want[i] = dp_buf_steal(&t, NULL);
+    dp_job_free(&j);
+  }
+  ASSERT_EQ(nf, 92);
+  ASSERT_EQ(n_refusing, 19); /* refusals of every kind are among them */
+  /* all through one context, forwards then backwards */
+  dp_job_ctx_t ctx;
+  dp_job_ctx_init(&ctx);
+  bool good = true;
+  for (size_t k = 0; k < 2 * nf && good; k++) {
+    size_t i = k < nf ? k : 2 * nf - 1 - k;
+    dp_job_t j;
+    dp_job_init(&j, files[i], &lim);
+    dp_job_run_in(&j, &ctx);
+    dp_buf_t t;
+    dp_buf_init(&t, 0);
+    job_text(&j, &t);
+    good = t.data && !strcmp(t.data, want[i]);
+    if (!good) fprintf(stderr, "%s differs with a shared context:\n%s\n--- own job:\n%s\n", files[i], t.data, want[i]);
+    dp_buf_free(&t);
+    dp_job_free(&j);
+  }
+  dp_job_ctx_close(&ctx);
+  for (size_t i = 0; i < nf; i++) {
+    free(files[i]);
+    free(want[i]);
+  }
+  free(files);
+  free(want);
+  ASSERT_TRUE(good);
 }

@@ -928,6 +928,172 @@ TEST(xml_stream_hostile_messages) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Reuse: dp_parser_reset must give what a fresh parser gives, whatever the
+ * previous document did (refused, malformed, UTF-16, entities, limits). */
+
+struct corpus_doc {
+  char *name;
+  char *data;
+  size_t n;
+  int rc;        /* with a fresh parser */
+  char err[512];
+  char *log;
+};
+
+/* Feed doc into p (reset first) like parse_lim does into a fresh parser. */
+static int parse_reused(dp_parser_t *p, const char *doc, size_t n, size_t chunk, struct coll *c,
+                        char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  dp_buf_init(&c->log, 0);
+  if (dp_parser_reset(p, &CB, c)) return DP_ENOMEM;
+  int rc = 0;
+  if (chunk == 0) chunk = n ? n : 1;
+  for (size_t off = 0; off < n && !rc; off += chunk)
+    rc = dp_parser_feed(p, doc + off, n - off < chunk ? n - off : chunk);
+  if (!rc) rc = dp_parser_finish(p);
+  if (rc) {
+    if (dp_parser_feed(p, "x", 1) != rc || dp_parser_finish(p) != rc) rc = -999;
+  } else if (dp_parser_error(p)[0]) {
+    rc = -998;
+  }
+  snprintf(err, errlen, "%s", dp_parser_error(p));
+  return rc;
+}
+
+static size_t load_corpus(struct corpus_doc *docs, size_t max) {
+  size_t nd = 0;
+  char path[4096], line[4096];
+  const char *lists[2] = {"real/MANIFEST.tsv", "hostile/EXPECTED.tsv"};
+  for (int l = 0; l < 2; l++) {
+    snprintf(path, sizeof path, "%s/corpus/%s", dp_test_shared_dir(), lists[l]);
+    FILE *m = fopen(path, "r");
+    if (!m) return 0;
+    while (fgets(line, sizeof line, m) && nd < max) {
+      char *f[10];
+      if (split_tsv(line, f, 10) < 2) continue;
+      size_t fl = strlen(f[0]);
+      if (fl < 4 || strcmp(f[0] + fl - 4, ".xml") != 0) continue;
+      snprintf(path, sizeof path, "%s/corpus/%s/%s", dp_test_shared_dir(), l ? "hostile" : "real", f[0]);
+      struct corpus_doc *d = &docs[nd];
+      d->data = read_file(path, &d->n);
+      if (!d->data) continue;
+      d->name = strdup(f[0]);
+      struct coll c;
+      d->rc = parse_lim(d->data, d->n, 0, &c, NULL, d->err, sizeof d->err);
+      d->log = strdup(c.log.data ? c.log.data : "");
+      coll_free(&c);
+      nd++;
+    }
+    fclose(m);
+  }
+  /* and documents of the unit tests above: UTF-16, Latin-1, refusals */
+  static const char *extra[] = {
+      DOC(REC("192.0.2.1", "1")),
+      "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><feedback>" META POLICY
+      "<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row><identifiers>"
+      "<header_from>caf\xe9.example</header_from></identifiers><auth_results/></record></feedback>",
+      "<?xml version=\"1.0\"?><!DOCTYPE f [<!ENTITY a \"aaaa\">]><feedback>&a;</feedback>",
+      "<feedback><report_metadata><org_name>x</org_name></report_metadata>",
+      "\xef\xbb\xbf  <?xml version=\"1.0\"?><junk/><feedback>" META POLICY REC("2001:DB8::1", "7")
+      "</feedback><more/>",
+  };
+  for (size_t i = 0; i < sizeof extra / sizeof *extra && nd + 2 <= max; i++) {
+    struct corpus_doc *d = &docs[nd++];
+    d->name = strdup("unit document");
+    d->data = strdup(extra[i]);
+    d->n = strlen(extra[i]);
+    if (i == 0) { /* the same in UTF-16 LE, with its BOM */
+      struct corpus_doc *u = &docs[nd++];
+      u->name = strdup("unit document, UTF-16");
+      u->data = malloc(2 * d->n + 4);
+      u->n = utf16(extra[i], u->data, true);
+    }
+  }
+  for (size_t i = 0; i < nd; i++) {
+    struct corpus_doc *d = &docs[i];
+    if (d->log) continue;
+    struct coll c;
+    d->rc = parse_lim(d->data, d->n, 0, &c, NULL, d->err, sizeof d->err);
+    d->log = strdup(c.log.data ? c.log.data : "");
+    coll_free(&c);
+  }
+  return nd;
+}
+
+static void free_corpus(struct corpus_doc *docs, size_t nd) {
+  for (size_t i = 0; i < nd; i++) {
+    free(docs[i].name);
+    free(docs[i].data);
+    free(docs[i].log);
+  }
+}
+
+/* Parse docs[i] on the reused p and compare with the fresh result. */
+static bool same_as_fresh(dp_parser_t *p, const struct corpus_doc *d, size_t chunk, const char *after) {
+  struct coll c;
+  char err[512];
+  int rc = parse_reused(p, d->data, d->n, chunk, &c, err, sizeof err);
+  bool same = rc == d->rc && !strcmp(err, d->err) && !strcmp(c.log.data ? c.log.data : "", d->log);
+  if (!same)
+    fprintf(stderr, "%s (after %s, chunk %zu): reused rc %d \"%s\", fresh rc %d \"%s\"\n", d->name,
+            after, chunk, rc, err, d->rc, d->err);
+  coll_free(&c);
+  return same;
+}
+
+TEST(xml_stream_reset_equals_fresh_on_corpora) {
+  static struct corpus_doc docs[128];
+  memset(docs, 0, sizeof docs);
+  size_t nd = load_corpus(docs, 128);
+  ASSERT_EQ(nd, 49 + 17 + 6); /* real, hostile, unit documents */
+  size_t n_refused = 0;
+  for (size_t i = 0; i < nd; i++) n_refused += docs[i].rc != 0;
+  ASSERT_TRUE(n_refused >= 15); /* refusals of every kind are among them */
+  dp_parser_t *p = dp_parser_create(NULL, NULL, NULL);
+  ASSERT_NOT_NULL(p);
+  bool good = true;
+  /* one parser through the whole corpus, forwards whole and backwards in
+   * 7-byte chunks */
+  for (size_t i = 0; i < nd && good; i++) good = same_as_fresh(p, &docs[i], 0, i ? docs[i - 1].name : "nothing");
+  for (size_t i = nd; i-- > 0 && good;) good = same_as_fresh(p, &docs[i], 7, i + 1 < nd ? docs[i + 1].name : docs[0].name);
+  /* every document right after every refused one */
+  for (size_t r = 0; r < nd && good; r++) {
+    if (!docs[r].rc) continue;
+    for (size_t i = 0; i < nd && good; i++) {
+      good = same_as_fresh(p, &docs[r], 0, "anything");
+      good = good && same_as_fresh(p, &docs[i], 0, docs[r].name);
+    }
+  }
+  dp_parser_destroy(p);
+  free_corpus(docs, nd);
+  ASSERT_TRUE(good);
+}
+
+TEST(xml_stream_reset_keeps_limits) {
+  /* limits stay those the parser was made with, document after document */
+  dp_limits_t lim;
+  dp_limits_default(&lim);
+  lim.max_records = 2;
+  dp_parser_t *p = dp_parser_create(&lim, NULL, NULL);
+  ASSERT_NOT_NULL(p);
+  const char *three = DOC(REC("192.0.2.1", "1") REC("192.0.2.2", "1") REC("192.0.2.3", "1"));
+  const char *two = DOC(REC("192.0.2.1", "1") REC("192.0.2.2", "1"));
+  for (int round = 0; round < 3; round++) {
+    struct coll c;
+    char err[512];
+    ASSERT_EQ(parse_reused(p, three, strlen(three), 0, &c, err, sizeof err), DP_ELIMIT);
+    ASSERT_STR_EQ(err, "more than 2 records");
+    ASSERT_EQ(c.nrec, 2);
+    coll_free(&c);
+    ASSERT_OK(parse_reused(p, two, strlen(two), 0, &c, err, sizeof err));
+    ASSERT_EQ(c.nrec, 2);
+    ASSERT_EQ(c.ends, 1);
+    coll_free(&c);
+  }
+  dp_parser_destroy(p);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Throughput: a generated report of ~20 MB must parse well above the rate at
  * which reports arrive; the figure is printed for the record. */
 
