@@ -4,6 +4,7 @@
  * Unix socket in a private directory (no TCP). As root the server runs as the
  * 'postgres' system user, since PostgreSQL refuses to run as root. */
 /* nftw() is XSI. */
+#define _GNU_SOURCE /* renameat2 (RENAME_NOREPLACE) */
 #define _XOPEN_SOURCE 700
 
 #include "store/store.h"
@@ -126,6 +127,30 @@ static bool file_exists(const char *dir, const char *name) {
   return stat(p, &st) == 0;
 }
 
+/* Create directory p with exactly mode, whatever the umask (often 077 for
+ * root, which would lock 'postgres' out). A plain mkdir + chmod leaves a
+ * moment in which a second dmarcpipe starting at the same time finds the
+ * directory but cannot let 'postgres' through it yet; so the directory is
+ * made under a private name, given its mode, and only then renamed into
+ * place (never replacing one that appeared meanwhile). -1 with errno
+ * EEXIST when p exists. */
+static int mkdir_exact(const char *p, mode_t mode) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.new-%ld", p, (long)getpid());
+  if (mkdir(tmp, 0700) && (errno != EEXIST || rmdir(tmp) || mkdir(tmp, 0700))) {
+    /* no such parent, read-only, ... : say it about p itself */
+    return mkdir(p, mode) == 0 ? chmod(p, mode) : -1;
+  }
+  if (chmod(tmp, mode) == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE) == 0)
+    return 0;
+  int e = errno;
+  rmdir(tmp);
+  if (e == EINVAL || e == ENOSYS) /* a file system without RENAME_NOREPLACE */
+    return mkdir(p, mode) == 0 ? chmod(p, mode) : -1;
+  errno = e;
+  return -1;
+}
+
 /* mkdir -p; new directories get mode (parents 0755 so that others can pass). */
 static int mkdirs(const char *path, mode_t mode) {
   char p[4096];
@@ -134,15 +159,10 @@ static int mkdirs(const char *path, mode_t mode) {
   for (char *s = p + 1; *s; s++) {
     if (*s != '/') continue;
     *s = '\0';
-    /* chmod: the umask (often 077 for root) must not lock 'postgres' out. */
-    if (mkdir(p, 0755) == 0) {
-      if (chmod(p, 0755)) return -1;
-    } else if (errno != EEXIST) {
-      return -1;
-    }
+    if (mkdir_exact(p, 0755) && errno != EEXIST) return -1;
     *s = '/';
   }
-  if (mkdir(p, mode) == 0) return chmod(p, mode);
+  if (mkdir_exact(p, mode) == 0) return 0;
   return errno == EEXIST ? 0 : -1;
 }
 
