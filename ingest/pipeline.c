@@ -164,6 +164,27 @@ static bool streams_settled(const dp_job_t *j) {
   return true;
 }
 
+/* Count one loaded report's outcome in the run's totals; a refusal is also
+ * said on stderr. */
+static void count_outcome(struct dp_pipeline *p, const dp_staged_t *s, int status,
+                          const char *err) {
+  switch (status) {
+  case DP_STAGED_NEW:
+    p->st->reports_new++;
+    p->st->records += s->n_records;
+    p->st->messages += s->messages;
+    break;
+  case DP_STAGED_DUPLICATE:
+    p->st->reports_dup++;
+    break;
+  default:
+    p->st->reports_refused++;
+    fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", s->source, s->org_name, s->report_id,
+            err ? err : "not stored");
+    break;
+  }
+}
+
 /* A streamed report was loaded on its own (the loader's stream lane): count
  * its outcome now; a database refusal not yet recorded becomes one of the
  * job's ingest_error rows, so it is stored with the job's batch. */
@@ -173,17 +194,11 @@ static void settle_streamed(struct dp_pipeline *p, dp_job_t *j, dp_staged_t *s) 
   int r = dp_stream_result(s->stream, &err, &recorded);
   switch (r) {
   case DP_STAGED_NEW:
-    p->st->reports_new++;
-    p->st->records += s->n_records;
-    p->st->messages += s->messages;
-    break;
   case DP_STAGED_DUPLICATE:
-    p->st->reports_dup++;
+    count_outcome(p, s, r, NULL);
     break;
   case DP_STAGED_FAILED:
-    p->st->reports_refused++;
-    fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", s->source, s->org_name, s->report_id,
-            err ? err : "not stored");
+    count_outcome(p, s, r, err);
     if (!recorded) {
       dp_store_encode_error(&j->error_rows, j->display, "", s->org_name, s->report_id, DP_EPG,
                             err ? err : "not stored");
@@ -341,23 +356,7 @@ static void on_stream_settled(void *data) {
 /* Sink */
 
 static void settle(struct dp_pipeline *p, dp_batch_t *b) {
-  for (dp_staged_t *s = b->head; s; s = s->next) {
-    switch (s->status) {
-    case DP_STAGED_NEW:
-      p->st->reports_new++;
-      p->st->records += s->n_records;
-      p->st->messages += s->messages;
-      break;
-    case DP_STAGED_DUPLICATE:
-      p->st->reports_dup++;
-      break;
-    default:
-      p->st->reports_refused++;
-      fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", s->source, s->org_name,
-              s->report_id, s->error ? s->error : "not stored");
-      break;
-    }
-  }
+  for (dp_staged_t *s = b->head; s; s = s->next) count_outcome(p, s, s->status, s->error);
   struct batch_inputs *bi = &p->binputs[b == &p->batches[0] ? 0 : 1];
   for (size_t i = 0; i < bi->n; i++) {
     if (p->o->input_done) p->o->input_done(p->o->data, bi->paths[i], bi->refused[i]);
