@@ -510,8 +510,8 @@ static int write_conf(const struct runas *ra, const char *pgdata, const char *ru
                                 "synchronous_commit = on\nfull_page_writes = on\n");
   /* Memory: PostgreSQL's default shared_buffers (128 MB) is far smaller than
    * the aggregates of a large database, and the catch-up upserts all of them:
-   * with 128 MB, backends spent their time evicting dirty pages (4M backend
-   * buffer writes for one 10.6M-record catch-up, docs/performance.md). An
+   * with 128 MB, pg_stat_bgwriter counted 4M buffers (32 GB) written by the
+   * backends themselves after an ingest and a catch-up of 10.6M records. An
    * eighth of RAM, between 128 MB and 1 GB, leaves most memory to the rest of
    * the machine (and the OS page cache, which PostgreSQL relies on too).
    * Fewer WAL-forced checkpoints during a large ingest or catch-up: each one
