@@ -265,12 +265,13 @@ typedef struct dp_agg_stats {
   double seconds;  /* wall-clock time of the call */
 } dp_agg_stats_t;
 
-/** Reports folded per transaction unless told otherwise. */
-#define DP_AGG_BATCH 32
+/** Records folded per transaction unless told otherwise (whole reports:
+ *  a batch ends with the report that reaches it). */
+#define DP_AGG_BATCH 500000
 
-/** Fold every pending report into the aggregates (blocking), batch reports
- *  per transaction (0: DP_AGG_BATCH); batches another process is folding are
- *  waited for, so on success nothing committed before the call is pending.
+/** Fold every pending report into the aggregates (blocking), about batch
+ *  records per transaction (0: DP_AGG_BATCH); batches another process is
+ *  folding are waited for, so on success nothing committed before the call is pending.
  *  c must be idle (no transaction open). Deadlocks and serialization failures
  *  are retried. st may be NULL. 0 or DP_EPG with reason in err. */
 int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen);

@@ -796,3 +796,57 @@ TEST(agg_rebuild_equals_incremental) {
   PQclear(res);
   ASSERT_TRUE(exec(c, "ROLLBACK"));
 }
+
+/* A catch-up batch claims whole reports in (begin_ts, report_key) order until
+ * their records reach its budget: at least one report, and the one that
+ * reaches the budget is included. */
+TEST(agg_batch_claims_by_records_in_range_order) {
+  NEED_DB();
+  ASSERT_TRUE(exec(c, "BEGIN"));
+  ASSERT_TRUE(exec(c, "SELECT dp_agg_rebuild()"));
+  PGresult *o = PQexec(c, "SELECT p.report_key, r.n_records FROM agg_pending p"
+                          " JOIN report r ON r.id = p.report_key"
+                          " ORDER BY p.begin_ts, p.report_key LIMIT 3");
+  ASSERT_EQ(PQresultStatus(o), PGRES_TUPLES_OK);
+  ASSERT_EQ(PQntuples(o), 3);
+  if (PQresultStatus(o) == PGRES_TUPLES_OK && PQntuples(o) == 3) {
+    long long n[3];
+    for (int i = 0; i < 3; i++) n[i] = atoll(PQgetvalue(o, i, 1));
+    ASSERT_TRUE(n[1] > 0 && n[2] > 0);
+    char sql[256], want[64];
+    /* a budget of 1 record: the first report alone */
+    PGresult *b = PQexec(c, "SELECT reports, records FROM dp_agg_catch_up_batch(1)");
+    ASSERT_EQ(PQresultStatus(b), PGRES_TUPLES_OK);
+    if (PQresultStatus(b) == PGRES_TUPLES_OK) {
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 0), "1");
+      snprintf(want, sizeof want, "%lld", n[0]);
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 1), want);
+    }
+    PQclear(b);
+    /* one record more than the second holds: the second and the third */
+    snprintf(sql, sizeof sql, "SELECT reports, records FROM dp_agg_catch_up_batch(%lld)",
+             n[1] + 1);
+    b = PQexec(c, sql);
+    ASSERT_EQ(PQresultStatus(b), PGRES_TUPLES_OK);
+    if (PQresultStatus(b) == PGRES_TUPLES_OK) {
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 0), "2");
+      snprintf(want, sizeof want, "%lld", n[1] + n[2]);
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 1), want);
+    }
+    PQclear(b);
+    /* exactly those three marks are gone */
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM agg_pending WHERE report_key IN (%s, %s, %s)),"
+             " (SELECT count(*) FROM report) - (SELECT count(*) FROM agg_pending)",
+             PQgetvalue(o, 0, 0), PQgetvalue(o, 1, 0), PQgetvalue(o, 2, 0));
+    b = PQexec(c, sql);
+    ASSERT_EQ(PQresultStatus(b), PGRES_TUPLES_OK);
+    if (PQresultStatus(b) == PGRES_TUPLES_OK) {
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 0), "0");
+      ASSERT_STR_EQ(PQgetvalue(b, 0, 1), "3");
+    }
+    PQclear(b);
+  }
+  PQclear(o);
+  ASSERT_TRUE(exec(c, "ROLLBACK"));
+}
