@@ -19,6 +19,8 @@
 #include "query/query_int.h"
 #include "store/store.h"
 
+#include "query_test_db.h"
+
 /* The record-level statements as they were before migration 0003
  * (query/senders.c and query/readiness.c), kept as the reference. */
 #define REC_WHERE                                                                                  \
@@ -203,41 +205,7 @@ static const char *const rec_disagree_sql[] = {
     "   FROM flagged ORDER BY messages DESC, source_ip, header_from LIMIT 10",
 };
 
-static PGconn *conn;
-static char dbname[64];
 static bool setup_done, setup_failed;
-
-static PGconn *admin_connect(const char *dbn) {
-  const char *keys[] = {"dbname", "dbname", "client_encoding", NULL};
-  const char *vals[] = {getenv("DP_TEST_DB"), dbn, "UTF8", NULL};
-  PGconn *c = PQconnectdbParams(keys, vals, 1);
-  if (PQstatus(c) != CONNECTION_OK) {
-    fprintf(stderr, "connect: %s", PQerrorMessage(c));
-    PQfinish(c);
-    return NULL;
-  }
-  return c;
-}
-
-static bool exec(PGconn *c, const char *sql) {
-  PGresult *res = PQexec(c, sql);
-  bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-  if (!ok) fprintf(stderr, "SQL failed: %s\n%s\n", PQresultErrorMessage(res), sql);
-  PQclear(res);
-  return ok;
-}
-
-static void drop_db(void) {
-  if (conn) PQfinish(conn);
-  conn = NULL;
-  if (!*dbname) return;
-  PGconn *a = admin_connect(NULL);
-  if (!a) return;
-  char sql[128];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  exec(a, sql);
-  PQfinish(a);
-}
 
 /* Reports $1..$2 (48 at first: 4 receivers over 12 days), some starting at
  * 06:00, ranges of 86399 and 86400 seconds, three policy domains, adkim/aspf
@@ -321,31 +289,8 @@ static PGconn *db(void) {
   if (setup_done) return setup_failed ? NULL : conn;
   setup_done = true;
   setup_failed = true;
-  const char *dsn = getenv("DP_TEST_DB");
-  if (!dsn || !*dsn) {
-    printf("skipped: DP_TEST_DB unset\n");
-    return NULL;
-  }
-  PGconn *a = admin_connect(NULL);
-  if (!a) return NULL;
-  exec(a, "SET client_min_messages = warning");
-  snprintf(dbname, sizeof dbname, "dp_test_aggregates_%ld", (long)getpid());
-  char sql[256];
-  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", dbname);
-  bool ok = exec(a, sql);
-  snprintf(sql, sizeof sql,
-           "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'",
-           dbname);
-  ok = ok && exec(a, sql);
-  PQfinish(a);
-  if (!ok) return NULL;
-  atexit(drop_db);
-  if (!(conn = admin_connect(dbname))) return NULL;
-  char err[512];
-  if (dp_store_migrate(conn, err, sizeof err)) {
-    fprintf(stderr, "migrate: %s\n", err);
-    return NULL;
-  }
+  if (!query_test_db_create("dp_test_aggregates")) return NULL;
+  bool ok;
   const char *all[2] = {"1", "48"};
   PGresult *rr = PQexecParams(conn, fixture_reports, 2, NULL, all, NULL, NULL, 0);
   ok = PQresultStatus(rr) == PGRES_COMMAND_OK;
@@ -367,12 +312,6 @@ static PGconn *db(void) {
   return conn;
 }
 
-#define NEED_DB()                                                                                  \
-  PGconn *c = db();                                                                                \
-  if (!c) {                                                                                        \
-    ASSERT_FALSE(getenv("DP_TEST_DB") && *getenv("DP_TEST_DB"));                                   \
-    return;                                                                                        \
-  }
 
 static PGresult *run(PGconn *c, const char *const *parts, size_t nparts, int nparams,
                      const char *const *params) {
