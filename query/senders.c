@@ -692,7 +692,9 @@ static int add_table_row(dp_qres_t *r, const dp_sender_t *s) {
   dp__query_res_set_pct(r, T_SPF, s->spf_aligned, s->messages);
   dp__query_res_set_pct(r, T_DKIM, s->dkim_aligned, s->messages);
   dp__query_res_set_pct(r, T_DMARC, s->dmarc_pass, s->messages);
-  dp__query_res_set_int(r, T_REPORTERS, (int64_t)s->n_reporters);
+  /* Every real sender has a reporter; the folded networks line has no
+   * reporter count of its own, so it shows "-" rather than a false 0. */
+  if (s->n_reporters) dp__query_res_set_int(r, T_REPORTERS, (int64_t)s->n_reporters);
   if (!rc) rc = dp__query_res_set_text(r, T_FIX, s->fix);
   return rc;
 }

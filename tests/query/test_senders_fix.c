@@ -73,6 +73,15 @@ TEST(senders_table_folds_small_unauthenticated_networks) {
   ASSERT_CONTAINS(buf, "unauthenticated 192.0.5.0/24");
   ASSERT_TRUE(strstr(buf, "unauthenticated 192.0.6.0/24") == NULL);
   ASSERT_CONTAINS(buf, "unauthenticated (3 more networks)");
+  /* the folded line has no reporter count: "-", not 0 */
+  const char *fl = strstr(buf, "unauthenticated (3 more networks)");
+  const char *pct = NULL;
+  for (const char *q = fl; *q && *q != '\n'; q++)
+    if (*q == '%') pct = q;
+  ASSERT_TRUE(pct != NULL);
+  pct++;
+  while (*pct == ' ') pct++;
+  ASSERT_TRUE(*pct == '-');
   ASSERT_CONTAINS(buf, "1044 messages from 9 senders"); /* totals keep every row */
   free(buf);
   /* JSON lists every network */
