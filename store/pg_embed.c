@@ -135,6 +135,11 @@ static bool file_exists(const char *dir, const char *name) {
  * place (never replacing one that appeared meanwhile). -1 with errno
  * EEXIST when p exists. */
 static int mkdir_exact(const char *p, mode_t mode) {
+  struct stat st;
+  if (stat(p, &st) == 0) { /* the usual case: touch nothing */
+    errno = EEXIST;
+    return -1;
+  }
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.new-%ld", p, (long)getpid());
   if (mkdir(tmp, 0700) && (errno != EEXIST || rmdir(tmp) || mkdir(tmp, 0700))) {
