@@ -35,14 +35,7 @@ static const char *const domains_sql[] = {
     "   GROUP BY rep.domain"
     ")",
     ", fv AS ("
-    "  SELECT rep.domain, f.ord, f.k, f.v, rep.begin_ts, rep.end_ts, rep.ingested_at, rep.id"
-    "    FROM rep CROSS JOIN LATERAL (VALUES (1, 'p', lower(rep.p)), (2, 'sp', lower(rep.sp)),"
-    "         (3, 'np', lower(rep.np)), (4, 'pct', rep.pct::text),"
-    "         (5, 'adkim', lower(rep.adkim)), (6, 'aspf', lower(rep.aspf))) AS f(ord, k, v)"
-    "   WHERE coalesce(f.v, '') <> ''"
-    "), lastv AS ("
-    "  SELECT DISTINCT ON (domain, ord) domain, ord, v FROM fv"
-    "   ORDER BY domain, ord, begin_ts DESC, end_ts DESC, ingested_at DESC, id DESC"
+    DP_POLICY_FIELDS_SQL
     "), lastp AS ("
     "  SELECT domain, max(v) FILTER (WHERE ord = 1) AS p, max(v) FILTER (WHERE ord = 2) AS sp,"
     "         max(v) FILTER (WHERE ord = 3) AS np, max(v) FILTER (WHERE ord = 4) AS pct,"

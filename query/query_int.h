@@ -126,11 +126,26 @@ int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, s
   "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
   "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
 
+/* The body of CTE fv (one row per published policy field of each report of
+ * CTE rep: p, sp, np, pct, adkim, aspf, lower-cased, empty ones dropped)
+ * followed by CTE lastv (each domain's latest value of each field), shared by
+ * `domains` and the HTML report so both read the policy the same way. */
+#define DP_POLICY_FIELDS_SQL                                                                       \
+  "  SELECT rep.domain, f.ord, f.k, f.v, rep.begin_ts, rep.end_ts, rep.ingested_at, rep.id"      \
+  "    FROM rep CROSS JOIN LATERAL (VALUES (1, 'p', lower(rep.p)), (2, 'sp', lower(rep.sp)),"    \
+  "         (3, 'np', lower(rep.np)), (4, 'pct', rep.pct::text),"                                 \
+  "         (5, 'adkim', lower(rep.adkim)), (6, 'aspf', lower(rep.aspf))) AS f(ord, k, v)"       \
+  "   WHERE coalesce(f.v, '') <> ''"                                                              \
+  "), lastv AS ("                                                                                 \
+  "  SELECT DISTINCT ON (domain, ord) domain, ord, v FROM fv"                                     \
+  "   ORDER BY domain, ord, begin_ts DESC, end_ts DESC, ingested_at DESC, id DESC"
+
 /** Make the aggregates (migration 0003) current before reading them: when c
- *  is idle, fold every pending report (dp_agg_catch_up) and open a REPEATABLE
- *  READ READ ONLY transaction whose snapshot has no pending report (*opened
- *  true); inside a transaction already, do nothing (*opened false). 0 or
- *  DP_EPG with reason in err. */
+ *  is idle, open a REPEATABLE READ READ ONLY transaction whose snapshot has
+ *  no pending report (*opened true), folding pending reports first
+ *  (dp_agg_catch_up) only when there are some, so a read-only role can query
+ *  current aggregates; inside a transaction already, do nothing (*opened
+ *  false). 0 or DP_EPG with reason in err. */
 int dp__query_agg_begin(PGconn *c, bool *opened, char *err, size_t errlen);
 /** Commit the transaction dp__query_agg_begin opened, if it opened one. */
 void dp__query_agg_end(PGconn *c, bool opened);
