@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# bench/copy_costs.sh - where PostgreSQL's time goes when it takes record rows.
+# COPYs the big report's rows (the exact rows dmarcpipe sends, written by
+# `dmarcpipe bench --workdir`) into tables that differ by one property at a
+# time - temp (no WAL), unlogged, logged, + the primary key, the real
+# partitioned `record` - and into a temp table whose array columns are plain
+# text, so the cost of each layer is the difference of two medians.
+# Not a test: figures go to docs/performance.md ("Server cost per record row").
+#
+# usage: bench/copy_costs.sh [RECORDS]   (default 200000)
+#   DMARCPIPE=path  the binary (default: build a Release one in build/bench)
+#   RUNS=n          runs per table (default 5)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+records=${1:-200000}
+runs=${RUNS:-5}
+
+if [[ -z "${DMARCPIPE:-}" ]]; then
+  cmake -S "$here" -B "$here/build/bench" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS="-Wno-error=format-truncation" >/dev/null
+  cmake --build "$here/build/bench" -j"$(nproc)" --target dmarcpipe >/dev/null
+  DMARCPIPE=$here/build/bench/dmarcpipe
+fi
+dp=$DMARCPIPE
+
+work=$(mktemp -d /tmp/dp-copy-costs.XXXXXX)
+chmod 755 "$work"
+export DMARCPIPE_HOME=$work/home
+mkdir -p "$DMARCPIPE_HOME"
+chmod 755 "$DMARCPIPE_HOME"
+cleanup() { "$dp" db stop >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+unset PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGSERVICE
+
+"$dp" bench --runs 1 --big-records "$records" --reports 1 --sink null \
+  --workdir "$work/corpus" >/dev/null
+rows=$work/corpus/big.copy
+chmod 644 "$rows"
+"$dp" db start >/dev/null
+db=$("$dp" db conninfo)
+"$dp" db migrate --db "$db" >/dev/null
+begin_ts=$(head -n 1 "$rows" | cut -f 2)
+psql "$db" -qAt -v ON_ERROR_STOP=1 -c "SELECT dp_ensure_record_partition('$begin_ts')" >/dev/null
+
+# the record columns with every array as text: what the arrays cost to parse
+astext=$(psql "$db" -qAt -c "SELECT string_agg(format('%I %s', attname,
+  CASE WHEN t.typcategory = 'A' THEN 'text' ELSE format_type(atttypid, atttypmod) END), ', '
+  ORDER BY attnum) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  WHERE attrelid = 'record'::regclass AND attnum > 0 AND NOT attisdropped")
+
+# one COPY into the table made by $2, in its own transaction rolled back (so
+# every run starts from the same empty table); prints milliseconds
+copy_ms() {
+  local setup=$1 target=$2
+  psql "$db" -qAt -v ON_ERROR_STOP=1 <<SQL | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+BEGIN;
+$setup
+\timing on
+\copy $target from '$rows'
+\timing off
+ROLLBACK;
+SQL
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -a names setups targets
+add() { names+=("$1"); setups+=("$2"); targets+=("$3"); }
+add "temp table, no index (the bench's COPY ceiling)" "CREATE TEMP TABLE t (LIKE record);" t
+add "temp table, arrays as text" "CREATE TEMP TABLE t ($astext);" t
+add "unlogged table" "CREATE UNLOGGED TABLE t (LIKE record);" t
+add "logged table (WAL)" "CREATE TABLE t (LIKE record);" t
+add "logged + primary key" "CREATE TABLE t (LIKE record); ALTER TABLE t ADD PRIMARY KEY (report_key, seq, begin_ts);" t
+add "record (partitioned, primary key)" "" record
+
+echo "COPY of $records record rows ($(du -m "$rows" | cut -f1) MB), median of $runs runs:"
+printf '%-52s %10s %12s\n' "table" "ms" "rows/s"
+for i in "${!names[@]}"; do
+  ms=$(for _ in $(seq "$runs"); do copy_ms "${setups[$i]}" "${targets[$i]}"; done | median)
+  printf '%-52s %10.0f %12.0f\n' "${names[$i]}" "$ms" "$(echo "$records * 1000 / $ms" | bc -l)"
+done
