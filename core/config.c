@@ -12,7 +12,8 @@
 /* Keys a config file may set; anything else is a typo worth an error. */
 static const char *const known_keys[] = {
     "db", "jobs", "max-input-size", "max-report-size", "max-ratio", "max-zip-entries",
-    "max-nesting", "max-xml-depth", "max-field-len", "max-records", "services",
+    "max-nesting", "max-xml-depth", "max-field-len", "max-records", "max-future-days",
+    "services",
     "imap-password-file", "imap-oauth2-token-file", "imap-oauth2-token-cmd", "imap-archive",
     "imap-rejected", "imap-nonreport", "imap-poll", "insecure-imap", NULL,
 };

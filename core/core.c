@@ -123,6 +123,9 @@ void dp_limits_default(dp_limits_t *l) {
   l->max_xml_depth = 64; /* a report is at most ~6 levels deep */
   l->max_field_len = 64 * 1024;
   l->max_records = 10 * 1000 * 1000;
+  /* reports describe the past; a week covers clock skew and time zones, and a
+   * report dated years ahead would create partitions and skew "last seen" */
+  l->max_future_days = 7;
 }
 
 uint64_t dp_hash64(uint64_t h, const void *p, size_t n) {

@@ -84,6 +84,7 @@ typedef struct dp_limits {
   uint32_t max_xml_depth;    /* element nesting depth inside one report */
   uint32_t max_field_len;    /* bytes of one text field in a report */
   uint64_t max_records;      /* records in one report */
+  uint32_t max_future_days;  /* days a date_range end may lie past the clock (0: any) */
 } dp_limits_t;
 
 /** Fill *l with the built-in defaults (documented in README "Limits"). */

@@ -38,6 +38,8 @@ static void usage(FILE *f) {
           "  --max-xml-depth N       XML element depth (default 64)\n"
           "  --max-field-len N       bytes of one text field (default 64K)\n"
           "  --max-records N         records in one report (default 10000000)\n"
+          "  --max-future-days N     days a report's date range may end after now (default 7;\n"
+          "                          0: no check)\n"
           DP_IMAP_USAGE
           "exit status: 0 all loaded, 1 some inputs or reports refused, 2 usage or fatal error\n");
 }
@@ -61,7 +63,8 @@ static int parse_size(const char *s, uint64_t *out) {
 
 enum {
   OPT_DB = 256, OPT_OUTPUT, OPT_QUIET, OPT_JOBS, OPT_MAX_INPUT, OPT_MAX_REPORT, OPT_MAX_RATIO,
-  OPT_MAX_ZIP, OPT_MAX_NEST, OPT_MAX_DEPTH, OPT_MAX_FIELD, OPT_MAX_RECORDS, OPT_HELP,
+  OPT_MAX_ZIP, OPT_MAX_NEST, OPT_MAX_DEPTH, OPT_MAX_FIELD, OPT_MAX_RECORDS, OPT_MAX_FUTURE,
+  OPT_HELP,
   OPT_NO_AGG
 };
 
@@ -78,6 +81,7 @@ static const struct option opts[] = {
   {"max-xml-depth", required_argument, NULL, OPT_MAX_DEPTH},
   {"max-field-len", required_argument, NULL, OPT_MAX_FIELD},
   {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
+  {"max-future-days", required_argument, NULL, OPT_MAX_FUTURE},
   DP_IMAP_LONG_OPTIONS,
   {"no-aggregate", no_argument, NULL, OPT_NO_AGG},
   {"help", no_argument, NULL, OPT_HELP},
@@ -107,6 +111,7 @@ static int set_limit(dp_pipeline_opts_t *o, int code, const char *arg, const cha
   case OPT_MAX_DEPTH: o->limits.max_xml_depth = v32; break;
   case OPT_MAX_FIELD: o->limits.max_field_len = v32; break;
   case OPT_MAX_RECORDS: o->limits.max_records = v; break;
+  case OPT_MAX_FUTURE: o->limits.max_future_days = v32; break;
   default: break;
   }
   return 0;
@@ -114,7 +119,7 @@ static int set_limit(dp_pipeline_opts_t *o, int code, const char *arg, const cha
 
 int dp__ingest_apply_config(dp_pipeline_opts_t *o) {
   for (const struct option *op = opts; op->name; op++) {
-    if (op->val < OPT_JOBS || op->val > OPT_MAX_RECORDS) continue;
+    if (op->val < OPT_JOBS || op->val > OPT_MAX_FUTURE) continue;
     const char *v = dp_config_get(op->name);
     if (v && set_limit(o, op->val, v, dp_config_path())) return 2;
   }
@@ -154,7 +159,7 @@ int dp_ingest_cmd(int argc, char **argv) {
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
-    if (c >= OPT_JOBS && c <= OPT_MAX_RECORDS) {
+    if (c >= OPT_JOBS && c <= OPT_MAX_FUTURE) {
       if (set_limit(&o, c, optarg, NULL)) return 2;
       continue;
     }

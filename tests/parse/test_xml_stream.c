@@ -684,6 +684,52 @@ TEST(xml_stream_limits) {
   coll_free(&c);
 }
 
+/* A date_range ending past the clock plus max_future_days is refused (a
+ * report dated years ahead would create partitions and skew "last seen");
+ * the documents are built from the clock so the test holds on any date. */
+static void doc_ending_at(int64_t end, char *out, size_t len) {
+  snprintf(out, len,
+           "<feedback><report_metadata><org_name>Org</org_name><email>r@org.test</email>"
+           "<report_id>id-f</report_id><date_range><begin>%" PRId64 "</begin><end>%" PRId64
+           "</end></date_range></report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+           end - 86400, end);
+}
+
+TEST(xml_stream_future_dates_limit) {
+  struct coll c;
+  char err[256], d[2048];
+  dp_limits_t lim;
+  dp_limits_default(&lim);
+  ASSERT_EQ(lim.max_future_days, 7);
+  int64_t now = (int64_t)time(NULL);
+  /* six days ahead (clock skew, time zones): accepted */
+  doc_ending_at(now + 6 * 86400, d, sizeof d);
+  ASSERT_OK(parse_lim(d, strlen(d), 0, &c, &lim, err, sizeof err));
+  ASSERT_U64_EQ(c.nrec, 1);
+  coll_free(&c);
+  /* year 5138: refused, with the date in the reason */
+  doc_ending_at(INT64_C(99999993600), d, sizeof d);
+  ASSERT_EQ(parse_lim(d, strlen(d), 0, &c, &lim, err, sizeof err), DP_EREPORT);
+  ASSERT_STR_EQ(err, "date_range end 5138-11-16T08:00:00Z is more than 7 days after this "
+                     "machine's clock (--max-future-days)");
+  ASSERT_U64_EQ(c.nrec, 0);
+  coll_free(&c);
+  /* eight days ahead with the default: refused; with 30 days: accepted */
+  doc_ending_at(now + 8 * 86400, d, sizeof d);
+  ASSERT_EQ(parse_lim(d, strlen(d), 0, &c, &lim, err, sizeof err), DP_EREPORT);
+  ASSERT_CONTAINS(err, "more than 7 days after");
+  coll_free(&c);
+  lim.max_future_days = 30;
+  ASSERT_OK(parse_lim(d, strlen(d), 0, &c, &lim, err, sizeof err));
+  coll_free(&c);
+  /* 0 turns the check off: even year 9999 is taken */
+  lim.max_future_days = 0;
+  doc_ending_at(INT64_C(253402300799), d, sizeof d);
+  ASSERT_OK(parse_lim(d, strlen(d), 0, &c, &lim, err, sizeof err));
+  ASSERT_U64_EQ(c.nrec, 1);
+  coll_free(&c);
+}
+
 TEST(xml_stream_callback_abort_is_sticky) {
   struct coll c;
   char err[256];
