@@ -36,6 +36,10 @@ struct doc {
   uint64_t records_seen;
   uint64_t fingerprint; /* content hash, at </feedback> */
   bool dropping;        /* the report's stream found it stored: encode no more rows */
+  /* no_rows: the COPY row bytes a row-building sink would hold in memory and
+   * in its spool file at this point, so that the size limit refuses exactly
+   * where it refuses for those sinks */
+  uint64_t rows_mem, rows_spooled;
 };
 
 static void job_line(dp_job_t *j, const char *kind, const char *part, const char *org,
@@ -131,13 +135,33 @@ static void stream_progress(struct doc *d, const dp_report_t *r) {
   }
 }
 
+/* The null sink's stand-in for encoding and spooling: the same limit checks
+ * on the same byte counts (the row's exact COPY length), nothing built. */
+static int measure_row(struct doc *d, const dp_report_t *r, const dp_record_t *rec) {
+  uint64_t cap = d->job->lim->max_report_size, row = dp_store_record_row_len(d->staged->key, r, rec);
+  /* the in-memory rows' buffer is capped at the limit (dp_buf_reserve) */
+  if (row > cap || d->rows_mem > cap - row) return DP_ELIMIT;
+  d->rows_mem += row;
+  if (d->rows_mem >= DP_STAGED_SPOOL_CHUNK) {
+    /* dp_staged_spool's check */
+    if (d->rows_spooled + d->rows_mem > cap) return DP_ELIMIT;
+    d->rows_spooled += d->rows_mem;
+    d->rows_mem = 0;
+  }
+  return 0;
+}
+
 static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   struct doc *d = ud;
   d->records_seen++;
   if (d->dropping) return 0;
   dp_staged_t *s = d->staged;
-  int rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, r, rec, s->source)
-                         : dp_store_encode_record(&s->record_rows, s->key, r, rec);
+  int rc;
+  if (d->job->no_rows)
+    rc = measure_row(d, r, rec);
+  else
+    rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, r, rec, s->source)
+                       : dp_store_encode_record(&s->record_rows, s->key, r, rec);
   /* Past a chunk, rows go to the report's spool file: memory stays flat
    * whatever the report's size. */
   if (!rc && s->record_rows.len >= DP_STAGED_SPOOL_CHUNK) {
@@ -165,6 +189,7 @@ static int on_report_end(void *ud, const dp_report_t *r) {
    * length (zlib.s Adler-32 runs at memory speed; a byte-wise hash did not) */
   uint64_t fingerprint = ((d->fed & UINT64_C(0xffffffff)) << 32) | (uint64_t)(d->crc & 0xffffffffu);
   d->fingerprint = fingerprint;
+  if (d->job->no_rows) return 0;
   return dp_store_encode_report(&d->staged->report_row, r, d->staged->key, d->staged->source,
                                 fingerprint);
 }
@@ -191,6 +216,7 @@ static int on_doc_begin(void *ud, const char *part) {
   d->report_id[0] = '\0';
   d->records_seen = 0;
   d->dropping = false;
+  d->rows_mem = d->rows_spooled = 0;
   d->crc = adler32_z(0, NULL, 0);
   d->fed = 0;
   d->job->docs++;
@@ -228,6 +254,13 @@ static int on_doc_end(void *ud, int status, const char *reason) {
     if (rc) doc_fail(d, rc, dp_parser_error(d->parser));
   }
   if (!d->status && !d->staged) doc_fail(d, DP_EREPORT, "no report in document");
+  if (!d->status && !d->staged->stream) {
+    /* The last rows (less than a spool chunk) count against the limit as a
+     * stream's last spool does below, whether they are built or measured. */
+    uint64_t cap = j->lim->max_report_size;
+    uint64_t held = j->no_rows ? d->rows_spooled + d->rows_mem : dp_staged_rows_len(d->staged);
+    if (held > cap) doc_fail(d, DP_ELIMIT, "report exceeds the size limit");
+  }
   if (!d->status && d->staged->stream) {
     /* the whole document is good: the stream may commit once the last rows
      * are in its spool (a refused document aborts it in doc_reset) */

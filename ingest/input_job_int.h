@@ -17,6 +17,8 @@ typedef struct dp_job {
   const char *display;       /* how messages name the input */
   const dp_limits_t *lim;    /* borrowed */
   bool jsonl;                /* encode records as JSON lines, not COPY rows */
+  bool no_rows;              /* build no rows (null sink): records are only
+                              * measured, for the same size limit as COPY rows */
   dp_loader_t *loader;       /* borrowed, or NULL: where big reports stream to */
   /* results, owned by the job until taken */
   dp_staged_t *head, *tail;  /* parsed reports, in input order */

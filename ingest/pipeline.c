@@ -465,6 +465,7 @@ static void pump(struct dp_pipeline *p) {
       const char *display = it->path + strlen(it->path) + 1;
       if (*display) it->job.display = display;
       it->job.jsonl = o->sink == DP_SINK_JSONL;
+      it->job.no_rows = o->sink == DP_SINK_NULL;
       it->job.loader = p->loader;
     }
     jr->req.data = jr;

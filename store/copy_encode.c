@@ -554,6 +554,108 @@ int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const
   return rc == DP_ELIMIT ? encode_record_exact(b, key, r, rec) : rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Row lengths without the rows: what a sink that stores nothing needs to
+ * apply the same size limit (the report's rows are capped like its XML) as
+ * the sinks that build them. Must agree with esc_fast byte for byte. */
+
+static size_t esc_len(const char *str, size_t n, bool in_array) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + n;
+  size_t len = n;
+  while (s < end) {
+    while (end - s >= 8) {
+      uint64_t x;
+      memcpy(&x, s, 8);
+      if (word_special(x, in_array)) break;
+      s += 8;
+    }
+    if (s >= end) break;
+    if (n >= 8 && end - s < 8) {
+      uint64_t x;
+      memcpy(&x, end - 8, 8);
+      if (!word_special(x, in_array)) break;
+    }
+    unsigned c = *s;
+    if (!needs_look[in_array][c]) {
+      s++;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t k = utf8_seq_len(s);
+      if (k) {
+        s += k;
+      } else {
+        len += 2; /* one byte becomes U+FFFD's three */
+        s++;
+      }
+      continue;
+    }
+    if (c == '\\')
+      len += in_array ? 3 : 1;
+    else if (c == '"')
+      len += 2; /* needs_look flags '"' only inside arrays */
+    else if (c == '\t' || c == '\n' || c == '\r')
+      len += 1;
+    s++;
+  }
+  return len;
+}
+
+static size_t arr_len(const char *first, size_t n, size_t stride) {
+  size_t len = 3; /* braces and the tab */
+  for (size_t i = 0; i < n; i++, first += stride) {
+    const char *s;
+    memcpy(&s, first, sizeof s);
+    len += (i ? 3 : 2) + (s ? esc_len(s, strlen(s), true) : 0);
+  }
+  return len;
+}
+
+static size_t text_len(const char *s) { return 1 + (s ? esc_len(s, strlen(s), false) : 0); }
+
+static size_t u64_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 10) {
+    v /= 10;
+    n++;
+  }
+  return n;
+}
+
+/** Bytes dp_store_encode_record would append for rec (no buffer, no cap). */
+size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_record_t *rec) {
+  /* the begin timestamp's length, once per thread and report */
+  static _Thread_local int64_t ts_t;
+  static _Thread_local size_t ts_len;
+  if (!ts_len || ts_t != r->begin) {
+    dp_buf_t tb;
+    dp_buf_init(&tb, 0);
+    size_t l = put_ts_uncached(&tb, r->begin) ? 0 : tb.len;
+    dp_buf_free(&tb);
+    if (!l) return SIZE_MAX; /* out of memory: no row fits */
+    ts_len = l;
+    ts_t = r->begin;
+  }
+  size_t nr = rec->reasons ? rec->n_reasons : 0, nd = rec->dkim ? rec->n_dkim : 0,
+         ns = rec->spf ? rec->n_spf : 0;
+  /* key, timestamp, index, count and their four tabs; the four booleans
+   * with their tabs; third_party and the newline */
+  size_t len = (key < 0 ? 1 + u64_len((uint64_t)0 - (uint64_t)key) : u64_len((uint64_t)key)) +
+               ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2;
+  len += text_len(rec->source_ip) + text_len(rec->disposition) + text_len(rec->pe_dkim) +
+         text_len(rec->pe_spf) + text_len(rec->header_from) + text_len(rec->envelope_from) +
+         text_len(rec->envelope_to) + text_len(rec->sender);
+#define ARR_ARGS(base, n, member) \
+  (const char *)((base) ? &(base)[0].member : NULL), (base) ? (n) : 0, sizeof(base)[0]
+  len += arr_len(ARR_ARGS(rec->reasons, nr, type)) + arr_len(ARR_ARGS(rec->reasons, nr, comment));
+  len += arr_len(ARR_ARGS(rec->dkim, nd, domain)) + arr_len(ARR_ARGS(rec->dkim, nd, selector)) +
+         arr_len(ARR_ARGS(rec->dkim, nd, result)) + arr_len(ARR_ARGS(rec->dkim, nd, human_result));
+  len += arr_len(ARR_ARGS(rec->spf, ns, domain)) + arr_len(ARR_ARGS(rec->spf, ns, scope)) +
+         arr_len(ARR_ARGS(rec->spf, ns, result)) + arr_len(ARR_ARGS(rec->spf, ns, human_result));
+#undef ARR_ARGS
+  return len;
+}
+
 /** Append one ingest_error COPY row (columns as in dp_store_error_columns). */
 int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
                           const char *org_name, const char *report_id, int code,

@@ -87,6 +87,9 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
                            const char *source, uint64_t content_hash);
 /** Append one record row for table record (columns as in dp_store_record_columns). */
 int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec);
+/** The exact number of bytes dp_store_encode_record would append for rec,
+ *  computed without building the row (SIZE_MAX when out of memory). */
+size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_record_t *rec);
 /** Append one ingest_error row (columns as in dp_store_error_columns); org_name
  *  and report_id may be "" when unknown; code is a DP_E* value. */
 int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,

@@ -269,3 +269,113 @@ TEST(input_job_shared_context_equals_own_job) {
   free(want);
   ASSERT_TRUE(good);
 }
+
+/* The null sink builds no rows but applies the size limit to the same COPY
+ * row bytes: for every limit, a job that measures refuses exactly what a job
+ * that encodes refuses, with the same lines, rows and counts. Backslashes in
+ * array fields make the rows four times their XML, so the rows' limit is
+ * what refuses: in memory (under one spool chunk), at a spool point, and on
+ * the last rows at </feedback>. */
+static char *big_backslash_report(size_t n_records, size_t n_bs, size_t *len) {
+  dp_buf_t x;
+  dp_buf_init(&x, 0);
+  char *bs = malloc(n_bs + 1);
+  memset(bs, '\\', n_bs);
+  bs[n_bs] = '\0';
+  dp_buf_puts(&x, "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>lim.example"
+                  "</org_name><email>a@lim.example</email><report_id>big</report_id><date_range>"
+                  "<begin>1700000000</begin><end>1700086399</end></date_range></report_metadata>"
+                  "<policy_published><domain>example.com</domain><p>none</p></policy_published>");
+  for (size_t i = 0; i < n_records; i++)
+    dp_buf_printf(&x, "<record><row><source_ip>10.0.%zu.%zu</source_ip><count>%zu</count>"
+                      "<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail"
+                      "</spf></policy_evaluated></row><identifiers><header_from>example.com"
+                      "</header_from></identifiers><auth_results><dkim><domain>%s</domain><result>"
+                      "pass</result></dkim><spf><domain>%s</domain><result>pass</result></spf>"
+                      "</auth_results></record>",
+                  i / 256, i % 256, 1 + i % 5, bs, bs);
+  dp_buf_puts(&x, "</feedback>");
+  free(bs);
+  return dp_buf_steal(&x, len);
+}
+
+static void run_limited(dp_job_t *j, const char *path, uint64_t max_report, bool no_rows,
+                        dp_limits_t *l) {
+  dp_limits_default(l);
+  l->max_report_size = max_report;
+  dp_job_init(j, path, l);
+  j->no_rows = no_rows;
+  dp_job_run(j);
+}
+
+/* What must not depend on whether rows are built. */
+static char *refusal_text(const dp_job_t *j) {
+  dp_buf_t t;
+  dp_buf_init(&t, 0);
+  dp_buf_printf(&t, "staged %zu errors %zu refused %d docs %" PRIu64 "/%" PRIu64 "\n", j->n_staged,
+                j->n_errors, j->input_refused, j->docs, j->docs_refused);
+  for (const dp_staged_t *s = j->head; s; s = s->next)
+    dp_buf_printf(&t, "report %s|%s|%" PRIu64 "|%" PRIu64 "\n", s->org_name, s->report_id,
+                  s->n_records, s->messages);
+  if (j->error_rows.len) dp_buf_append(&t, j->error_rows.data, j->error_rows.len);
+  if (j->lines.len) dp_buf_append(&t, j->lines.data, j->lines.len);
+  return dp_buf_steal(&t, NULL);
+}
+
+TEST(input_job_null_sink_same_size_refusals) {
+  dp_align_global_init();
+  size_t xlen = 0;
+  char *xml = big_backslash_report(150, 2000, &xlen);
+  char *path = write_tmp(xml, xlen);
+  free(xml);
+  ASSERT_NOT_NULL(path);
+  dp_limits_t l;
+  dp_job_t j;
+  /* the rows' total, from a job that builds them */
+  run_limited(&j, path, 64u << 20, false, &l);
+  ASSERT_EQ(j.n_staged, 1);
+  ASSERT_TRUE(j.head->spool_len > 0); /* past a spool chunk */
+  uint64_t total = dp_staged_rows_len(j.head);
+  dp_job_free(&j);
+  ASSERT_TRUE(xlen < 900 * 1024 && total > 2 * xlen);
+  const struct {
+    uint64_t cap;
+    const char *want; /* in the refusal line, or NULL: stored */
+  } cases[] = {
+      {64u << 20, NULL},
+      {total, NULL},
+      {total - 1, ": report exceeds the size limit\n"}, /* the last rows */
+      {3u << 19, "exceeds the size limit"},             /* at a spool point */
+      {900 * 1024, "exceeds the size limit"},           /* in memory */
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    dp_job_t a, b;
+    dp_limits_t la, lb;
+    run_limited(&a, path, cases[c].cap, false, &la);
+    run_limited(&b, path, cases[c].cap, true, &lb);
+    char *ta = refusal_text(&a), *tb = refusal_text(&b);
+    if (strcmp(ta, tb)) fprintf(stderr, "cap %" PRIu64 ": rows:\n%s\nmeasured:\n%s\n", cases[c].cap, ta, tb);
+    bool same = !strcmp(ta, tb);
+    ASSERT_TRUE(same);
+    if (cases[c].want) {
+      ASSERT_EQ(b.n_staged, 0);
+      ASSERT_EQ(b.docs_refused, 1);
+      ASSERT_CONTAINS(b.lines.data, cases[c].want);
+      ASSERT_CONTAINS(b.error_rows.data, "DP_ELIMIT");
+      /* refused by the rows' limit, not by the XML's */
+      ASSERT_TRUE(strstr(b.lines.data, "decompressed") == NULL);
+      if (c >= 3) ASSERT_CONTAINS(b.lines.data, ": record ");
+    } else {
+      ASSERT_EQ(b.n_staged, 1);
+      ASSERT_EQ(b.head->n_records, 150);
+      ASSERT_EQ(b.head->spool_len, 0); /* nothing built, nothing spooled */
+      ASSERT_EQ(b.head->record_rows.len, 0);
+      ASSERT_EQ(b.head->report_row.len, 0);
+    }
+    free(ta);
+    free(tb);
+    dp_job_free(&a);
+    dp_job_free(&b);
+  }
+  unlink(path);
+}
