@@ -60,6 +60,11 @@ typedef struct dp_record {
   bool spf_aligned_strict;  /* strict: passing SPF domain equals header_from */
   const char *sender;       /* grouping key, see dp_align_record() */
   bool third_party;         /* sender is not header_from's own organization */
+  /* The record's leaf text, NUL-separated, text_len bytes: every string
+   * above except source_ip and sender points into it (NULL when unknown).
+   * Lets a consumer look at all of a record's text in one pass. */
+  const char *text;
+  size_t text_len;
 } dp_record_t;
 
 typedef struct dp_report {

@@ -544,6 +544,8 @@ static int record_end(dp_parser_t *p) {
                 idx, INT64_MAX, quote_value(cnt, q, sizeof q));
 
   rec->index = idx;
+  rec->text = base;
+  rec->text_len = p->rbuf.len;
   rec->disposition = base + p->roff[F_DISPOSITION];
   rec->pe_dkim = base + p->roff[F_PE_DKIM];
   rec->pe_spf = base + p->roff[F_PE_SPF];

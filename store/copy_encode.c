@@ -7,6 +7,10 @@
 #include <inttypes.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* Must list the columns in the order the encoders below write them. */
 const char dp_store_report_columns[] =
     "id, org_name, email, extra_contact, report_id, domain, begin_ts, end_ts, "
@@ -601,24 +605,55 @@ static size_t esc_len(const char *str, size_t n, bool in_array) {
   return len;
 }
 
-static size_t arr_len(const char *first, size_t n, size_t stride) {
+/* True when no byte of s[0..n) but NUL needs escaping anywhere (inside an
+ * array or not): then every string inside s is its own COPY text. */
+static bool block_plain(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i sp = _mm_set1_epi8(0x20), bs = _mm_set1_epi8('\\'), dq = _mm_set1_epi8('"'),
+                zero = _mm_setzero_si128();
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+    /* signed: bytes >= 0x80 are negative, so "< 0x20" takes them too */
+    __m128i m = _mm_andnot_si128(_mm_cmpeq_epi8(v, zero), _mm_cmplt_epi8(v, sp));
+    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, dq)));
+    if (_mm_movemask_epi8(m)) return false;
+  }
+#endif
+  for (; i < n; i++)
+    if (s[i] && needs_look[1][s[i]]) return false;
+  return true;
+}
+
+/* Where a record's strings are known plain (inside its text block, which
+ * block_plain passed), their length is their COPY length. */
+struct plain {
+  uintptr_t lo, hi;
+};
+
+static size_t field_len(const struct plain *pl, const char *s, bool in_array) {
+  if (!s) return 0;
+  size_t n = strlen(s);
+  return (uintptr_t)s >= pl->lo && (uintptr_t)s < pl->hi ? n : esc_len(s, n, in_array);
+}
+
+static size_t arr_len(const struct plain *pl, const char *first, size_t n, size_t stride) {
   size_t len = 3; /* braces and the tab */
   for (size_t i = 0; i < n; i++, first += stride) {
     const char *s;
     memcpy(&s, first, sizeof s);
-    len += (i ? 3 : 2) + (s ? esc_len(s, strlen(s), true) : 0);
+    len += (i ? 3 : 2) + field_len(pl, s, true);
   }
   return len;
 }
 
-static size_t text_len(const char *s) { return 1 + (s ? esc_len(s, strlen(s), false) : 0); }
+static size_t text_len(const struct plain *pl, const char *s) { return 1 + field_len(pl, s, false); }
 
 static size_t u64_len(uint64_t v) {
   size_t n = 1;
-  while (v >= 10) {
-    v /= 10;
-    n++;
-  }
+  for (uint64_t p = 10; v >= p; p *= 10)
+    if (++n == 20) break; /* 10^19 <= v: 20 digits; 10^20 would overflow */
   return n;
 }
 
@@ -640,18 +675,30 @@ size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_recor
          ns = rec->spf ? rec->n_spf : 0;
   /* key, timestamp, index, count and their four tabs; the four booleans
    * with their tabs; third_party and the newline */
-  size_t len = (key < 0 ? 1 + u64_len((uint64_t)0 - (uint64_t)key) : u64_len((uint64_t)key)) +
-               ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2;
-  len += text_len(rec->source_ip) + text_len(rec->disposition) + text_len(rec->pe_dkim) +
-         text_len(rec->pe_spf) + text_len(rec->header_from) + text_len(rec->envelope_from) +
-         text_len(rec->envelope_to) + text_len(rec->sender);
+  /* the key's length, once per report */
+  static _Thread_local int64_t key_v;
+  static _Thread_local size_t key_len;
+  if (!key_len || key_v != key) {
+    key_len = key < 0 ? 1 + u64_len((uint64_t)0 - (uint64_t)key) : u64_len((uint64_t)key);
+    key_v = key;
+  }
+  size_t len = key_len + ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2;
+  struct plain pl = {0, 0};
+  if (rec->text && block_plain(rec->text, rec->text_len)) {
+    pl.lo = (uintptr_t)rec->text;
+    pl.hi = pl.lo + rec->text_len;
+  }
+  len += text_len(&pl, rec->source_ip) + text_len(&pl, rec->disposition) +
+         text_len(&pl, rec->pe_dkim) + text_len(&pl, rec->pe_spf) + text_len(&pl, rec->header_from) +
+         text_len(&pl, rec->envelope_from) + text_len(&pl, rec->envelope_to) +
+         text_len(&pl, rec->sender);
 #define ARR_ARGS(base, n, member) \
   (const char *)((base) ? &(base)[0].member : NULL), (base) ? (n) : 0, sizeof(base)[0]
-  len += arr_len(ARR_ARGS(rec->reasons, nr, type)) + arr_len(ARR_ARGS(rec->reasons, nr, comment));
-  len += arr_len(ARR_ARGS(rec->dkim, nd, domain)) + arr_len(ARR_ARGS(rec->dkim, nd, selector)) +
-         arr_len(ARR_ARGS(rec->dkim, nd, result)) + arr_len(ARR_ARGS(rec->dkim, nd, human_result));
-  len += arr_len(ARR_ARGS(rec->spf, ns, domain)) + arr_len(ARR_ARGS(rec->spf, ns, scope)) +
-         arr_len(ARR_ARGS(rec->spf, ns, result)) + arr_len(ARR_ARGS(rec->spf, ns, human_result));
+  len += arr_len(&pl, ARR_ARGS(rec->reasons, nr, type)) + arr_len(&pl, ARR_ARGS(rec->reasons, nr, comment));
+  len += arr_len(&pl, ARR_ARGS(rec->dkim, nd, domain)) + arr_len(&pl, ARR_ARGS(rec->dkim, nd, selector)) +
+         arr_len(&pl, ARR_ARGS(rec->dkim, nd, result)) + arr_len(&pl, ARR_ARGS(rec->dkim, nd, human_result));
+  len += arr_len(&pl, ARR_ARGS(rec->spf, ns, domain)) + arr_len(&pl, ARR_ARGS(rec->spf, ns, scope)) +
+         arr_len(&pl, ARR_ARGS(rec->spf, ns, result)) + arr_len(&pl, ARR_ARGS(rec->spf, ns, human_result));
 #undef ARR_ARGS
   return len;
 }
