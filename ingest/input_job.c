@@ -26,6 +26,7 @@ struct doc {
   dp_job_ctx_t *ctx;   /* owns the parser */
   char *part;          /* where in the input */
   dp_parser_t *parser; /* ctx->parser while a document is open */
+  dp_unpack_stream_t *us; /* the unpacker feeding it */
   dp_staged_t *staged; /* the report being encoded, once its identity is known */
   unsigned long crc;    /* Adler-32 of the XML bytes fed so far */
   uint64_t fed;         /* how many */
@@ -236,7 +237,13 @@ static int on_doc_begin(void *ud, const char *part) {
 static int on_doc_data(void *ud, const char *buf, size_t n) {
   struct doc *d = ud;
   if (d->status) return 0; /* already refused: drain the rest of the stream */
-  d->crc = adler32_z(d->crc, (const unsigned char *)buf, n);
+  /* the content fingerprint; a big gzip's helper thread has summed its
+   * windows already: then only the combination is done here */
+  unsigned long sum;
+  if (dp_unpack_stream_adler(d->us, buf, n, &sum))
+    d->crc = adler32_combine(d->crc, sum, (z_off_t)n);
+  else
+    d->crc = adler32_z(d->crc, (const unsigned char *)buf, n);
   d->fed += n;
   int rc = dp_parser_feed(d->parser, buf, n);
   if (rc == DP_ENOMEM) return rc;
@@ -385,6 +392,8 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
   dp_unpack_stream_t *us = NULL;
   if (!rc) {
     us = dp_unpack_stream_create(j->lim, &unpack_cb, &d);
+    d.us = us;
+    if (us) dp_unpack_stream_want_adler(us);
     if (!ctx->chunk) ctx->chunk = malloc(DP_JOB_READ_CHUNK);
     if (!us || !ctx->chunk) {
       rc = DP_ENOMEM;

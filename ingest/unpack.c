@@ -492,6 +492,15 @@ dp_unpack_stream_t *dp_unpack_stream_create(const dp_limits_t *lim, const dp_unp
   return st;
 }
 
+void dp_unpack_stream_want_adler(dp_unpack_stream_t *st) { st->u.want_sums = 1; }
+
+int dp_unpack_stream_adler(const dp_unpack_stream_t *st, const char *buf, size_t n,
+                           unsigned long *adler) {
+  if (!st->u.sum_p || (const unsigned char *)buf != st->u.sum_p || n != st->u.sum_n) return 0;
+  *adler = st->u.sum;
+  return 1;
+}
+
 int dp_unpack_stream_write(dp_unpack_stream_t *st, const void *p, size_t n) {
   if (st->failed) return 0;
   if (st->u.abort_rc) return st->u.abort_rc;

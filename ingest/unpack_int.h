@@ -82,6 +82,14 @@ typedef struct dp_unpack_stream dp_unpack_stream_t;
  *  Caller owns result; free with dp_unpack_stream_destroy. NULL on OOM. */
 dp_unpack_stream_t *dp_unpack_stream_create(const dp_limits_t *lim, const dp_unpack_cb_t *cb,
                                             void *ud);
+/** Ask st to compute, where it can off the calling thread (the helper that
+ *  inflates a big gzip/zlib stream), the Adler-32 of the document bytes it
+ *  hands to doc_data; see dp_unpack_stream_adler. */
+void dp_unpack_stream_want_adler(dp_unpack_stream_t *st);
+/** Inside doc_data: 1 with *adler set to adler32(1, buf, n) when st already
+ *  knows it for exactly these bytes, else 0 (the consumer computes it). */
+int dp_unpack_stream_adler(const dp_unpack_stream_t *st, const char *buf, size_t n,
+                           unsigned long *adler);
 /** Feed the next n bytes; 0, or a callback's non-zero value (stop feeding). */
 int dp_unpack_stream_write(dp_unpack_stream_t *st, const void *p, size_t n);
 /** End of input: returns as dp_unpack does (0, or the input's refusal with

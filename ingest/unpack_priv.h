@@ -30,6 +30,13 @@ struct dp__unpack {
   void *ud;
   int abort_rc;        /* non-zero once a doc callback asked to stop */
   int root_status;     /* failure of the input as a whole (part "") */
+  /* Adler-32 of document bytes (dp_unpack_stream_want_adler): want_sums
+   * asks the inflater's helper thread for them; sum_p..sum_n are the bytes
+   * being handed over now whose sum is known (sum_p NULL when none) */
+  int want_sums;
+  const unsigned char *sum_p;
+  size_t sum_n;
+  unsigned long sum;
   char root_reason[256];
 };
 
@@ -122,6 +129,9 @@ struct dp__inflate {
 extern uint64_t dp__inflate_thread_min;
 /* How many writes went through the helper thread (for tests). */
 extern _Atomic unsigned long dp__inflate_helper_runs;
+/* How many windows went to a document with their Adler-32 from the helper
+ * thread (for tests). */
+extern _Atomic unsigned long dp__inflate_sums_handed;
 
 /** Create an inflater (gzip: 1, zlib: 0) whose output goes to a child sink at part/depth+1; NULL on ENOMEM. */
 struct dp__inflate *dp__inflate_create(struct dp__unpack *u, int gzip, const char *part, unsigned depth);

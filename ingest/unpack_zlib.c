@@ -201,6 +201,7 @@ static int feed(struct dp__inflate *f, const unsigned char *in, size_t n, size_t
 
 uint64_t dp__inflate_thread_min = UINT64_C(4) << 20;
 _Atomic unsigned long dp__inflate_helper_runs;
+_Atomic unsigned long dp__inflate_sums_handed;
 
 struct helper {
   struct dp__inflate *f;
@@ -208,6 +209,8 @@ struct helper {
   pthread_cond_t cv;
   unsigned head, tail;              /* full windows: [head, tail), slot = index % RING */
   uint64_t in_at[DP__INF_RING], out_at[DP__INF_RING];
+  unsigned long adler_at[DP__INF_RING]; /* Adler-32 of each full window, when sums */
+  int sums;                         /* the child is a document whose consumer takes them */
   int stop, done;
   int prod_waiting, cons_waiting;   /* who sleeps on cv: wake only them */
   size_t left;                      /* input not yet given to zlib */
@@ -242,7 +245,10 @@ static void *helper_main(void *arg) {
     f->out_total += out0 - f->z.avail_out;
     wlen = DP__UNPACK_CHUNK - f->z.avail_out;
     if (wlen == DP__UNPACK_CHUNK) {
+      /* the document's fingerprint, here rather than on the parsing thread */
+      unsigned long sum = h->sums ? adler32_z(1, f->ring[slot], DP__UNPACK_CHUNK) : 0;
       pthread_mutex_lock(&h->mu);
+      h->adler_at[slot] = sum;
       h->in_at[slot] = f->in_total;
       h->out_at[slot] = f->out_total;
       h->tail++;
@@ -311,6 +317,8 @@ static int feed_threaded(struct dp__inflate *f, const unsigned char *in, size_t 
   h.f = f;
   h.left = n;
   h.wlen = f->wlen;
+  /* decided once: the consumer thread may change the child while it runs */
+  h.sums = f->child.mode == DP__SINK_DOC && f->u->want_sums;
   if (pthread_mutex_init(&h.mu, NULL)) return 0;
   if (pthread_cond_init(&h.cv, NULL)) {
     pthread_mutex_destroy(&h.mu);
@@ -339,8 +347,16 @@ static int feed_threaded(struct dp__inflate *f, const unsigned char *in, size_t 
     }
     unsigned s = h.head % DP__INF_RING;
     uint64_t in_at = h.in_at[s], out_at = h.out_at[s];
+    unsigned long sum = h.adler_at[s];
     pthread_mutex_unlock(&h.mu);
+    if (h.sums) {
+      f->u->sum_p = f->ring[s];
+      f->u->sum_n = DP__UNPACK_CHUNK;
+      f->u->sum = sum;
+      dp__inflate_sums_handed++;
+    }
     rc = flush_buf(f, f->ring[s], DP__UNPACK_CHUNK, in_at, out_at);
+    f->u->sum_p = NULL;
     pthread_mutex_lock(&h.mu);
     h.head++;
     if (rc || f->state == DP__INF_FAILED) h.stop = stopped = 1;
