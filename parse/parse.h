@@ -61,10 +61,12 @@ typedef struct dp_record {
   const char *sender;       /* grouping key, see dp_align_record() */
   bool third_party;         /* sender is not header_from's own organization */
   /* The record's leaf text, NUL-separated, text_len bytes: every string
-   * above except source_ip and sender points into it (NULL when unknown).
-   * Lets a consumer look at all of a record's text in one pass. */
+   * above except source_ip and sender points into it (NULL when unknown),
+   * and text_used is the sum of their lengths (strlen; a string pointed to
+   * twice counts twice). Lets a consumer size a record in one pass. */
   const char *text;
   size_t text_len;
+  size_t text_used;
 } dp_record_t;
 
 typedef struct dp_report {

@@ -281,6 +281,7 @@ struct dp_parser {
   dp_buf_t rbuf;
   size_t roff[F__N];
   unsigned rseen;              /* bitmask: source_ip, count seen */
+  size_t rused;                /* bytes of the stored strings a field points to (dp_record_t.text_used) */
   struct dkim_off *dk;
   size_t n_dk, a_dk;
   struct spf_off *sp;
@@ -521,6 +522,7 @@ static int record_reset(dp_parser_t *p) {
   dp_buf_reset(&p->rbuf);
   memset(p->roff, 0, sizeof p->roff);
   p->rseen = 0;
+  p->rused = 0;
   p->n_dk = p->n_sp = p->n_rs = 0;
   return dp_buf_putc(&p->rbuf, '\0'); /* offset 0 is the empty string */
 }
@@ -546,6 +548,7 @@ static int record_end(dp_parser_t *p) {
   rec->index = idx;
   rec->text = base;
   rec->text_len = p->rbuf.len;
+  rec->text_used = p->rused;
   rec->disposition = base + p->roff[F_DISPOSITION];
   rec->pe_dkim = base + p->roff[F_PE_DKIM];
   rec->pe_spf = base + p->roff[F_PE_SPF];
@@ -693,21 +696,27 @@ static int leaf_end(dp_parser_t *p, int f) {
   p->rbuf.data[off + n] = '\0';
   p->rbuf.len += n + 1;
 
+  size_t *slot;
   switch (f) {
-  case F_SOURCE_IP: p->rseen |= SEEN_IP; p->roff[f] = off; break;
-  case F_COUNT: p->rseen |= SEEN_COUNT; p->roff[f] = off; break;
-  case F_REASON_TYPE: p->rs[p->n_rs - 1].type = off; break;
-  case F_REASON_COMMENT: p->rs[p->n_rs - 1].comment = off; break;
-  case F_DKIM_DOMAIN: p->dk[p->n_dk - 1].domain = off; break;
-  case F_DKIM_SELECTOR: p->dk[p->n_dk - 1].selector = off; break;
-  case F_DKIM_RESULT: p->dk[p->n_dk - 1].result = off; break;
-  case F_DKIM_HUMAN: p->dk[p->n_dk - 1].human = off; break;
-  case F_SPF_DOMAIN: p->sp[p->n_sp - 1].domain = off; break;
-  case F_SPF_SCOPE: p->sp[p->n_sp - 1].scope = off; break;
-  case F_SPF_RESULT: p->sp[p->n_sp - 1].result = off; break;
-  case F_SPF_HUMAN: p->sp[p->n_sp - 1].human = off; break;
-  default: p->roff[f] = off; break;
+  /* parsed, not handed out as stored: not in text_used */
+  case F_SOURCE_IP: p->rseen |= SEEN_IP; p->roff[f] = off; return 0;
+  case F_COUNT: p->rseen |= SEEN_COUNT; p->roff[f] = off; return 0;
+  case F_REASON_TYPE: slot = &p->rs[p->n_rs - 1].type; break;
+  case F_REASON_COMMENT: slot = &p->rs[p->n_rs - 1].comment; break;
+  case F_DKIM_DOMAIN: slot = &p->dk[p->n_dk - 1].domain; break;
+  case F_DKIM_SELECTOR: slot = &p->dk[p->n_dk - 1].selector; break;
+  case F_DKIM_RESULT: slot = &p->dk[p->n_dk - 1].result; break;
+  case F_DKIM_HUMAN: slot = &p->dk[p->n_dk - 1].human; break;
+  case F_SPF_DOMAIN: slot = &p->sp[p->n_sp - 1].domain; break;
+  case F_SPF_SCOPE: slot = &p->sp[p->n_sp - 1].scope; break;
+  case F_SPF_RESULT: slot = &p->sp[p->n_sp - 1].result; break;
+  case F_SPF_HUMAN: slot = &p->sp[p->n_sp - 1].human; break;
+  default: slot = &p->roff[f]; break;
   }
+  /* a repeated element replaces the first one's string: it no longer counts */
+  if (*slot) p->rused -= strlen(p->rbuf.data + *slot);
+  *slot = off;
+  p->rused += n;
   return 0;
 }
 
@@ -1268,6 +1277,7 @@ static void doc_state_init(dp_parser_t *p) {
   dp_buf_reset(&p->rbuf);
   memset(p->roff, 0, sizeof p->roff);
   p->rseen = 0;
+  p->rused = 0;
   p->n_dk = p->n_sp = p->n_rs = 0;
   memset(&p->rec, 0, sizeof p->rec);
   p->sender[0] = '\0';

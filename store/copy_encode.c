@@ -650,6 +650,11 @@ static size_t arr_len(const struct plain *pl, const char *first, size_t n, size_
 
 static size_t text_len(const struct plain *pl, const char *s) { return 1 + field_len(pl, s, false); }
 
+static const struct plain no_plain = {0, 0};
+
+/* The quotes and commas of an array of n elements. */
+static size_t elems_len(size_t n) { return n ? 3 * n - 1 : 0; }
+
 static size_t u64_len(uint64_t v) {
   size_t n = 1;
   for (uint64_t p = 10; v >= p; p *= 10)
@@ -683,6 +688,13 @@ size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_recor
     key_v = key;
   }
   size_t len = key_len + ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2;
+  if (rec->text && block_plain(rec->text, rec->text_len)) {
+    /* every string in the block is its own COPY text, and the parser summed
+     * their lengths: only the fixed parts and the two strings outside it */
+    len += 6 + text_len(&no_plain, rec->source_ip) + text_len(&no_plain, rec->sender);
+    len += rec->text_used + 10 * 3 + 2 * elems_len(nr) + 4 * elems_len(nd) + 4 * elems_len(ns);
+    return len;
+  }
   struct plain pl = {0, 0};
   if (rec->text && block_plain(rec->text, rec->text_len)) {
     pl.lo = (uintptr_t)rec->text;
