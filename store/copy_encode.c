@@ -613,12 +613,17 @@ static bool block_plain(const char *str, size_t n) {
 #if defined(__SSE2__)
   const __m128i sp = _mm_set1_epi8(0x20), bs = _mm_set1_epi8('\\'), dq = _mm_set1_epi8('"'),
                 zero = _mm_setzero_si128();
-  for (; i + 16 <= n; i += 16) {
+  for (;;) {
+    if (i + 16 > n) {
+      if (n < 16 || i == n) break;
+      i = n - 16; /* the tail as the last 16 bytes, read again in part */
+    }
     __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
     /* signed: bytes >= 0x80 are negative, so "< 0x20" takes them too */
     __m128i m = _mm_andnot_si128(_mm_cmpeq_epi8(v, zero), _mm_cmplt_epi8(v, sp));
     m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, dq)));
     if (_mm_movemask_epi8(m)) return false;
+    i += 16;
   }
 #endif
   for (; i < n; i++)

@@ -408,3 +408,42 @@ TEST(store_column_lists) {
   ASSERT_EQ(n, 27);
   ASSERT_STR_EQ(dp_store_error_columns, "source, part, org_name, report_id, code, reason");
 }
+
+/* A record whose strings live in one text block (as the parser hands them
+ * out): one byte that needs escaping anywhere in the block, at every
+ * position of blocks of 1 to 70 bytes, still gives the row's exact length. */
+TEST(store_record_row_len_text_block) {
+  static const char specials[] = {'\\', '"', '\t', '\n', '\x01', (char)0xc3, (char)0xff, 'a'};
+  dp_report_t r = sample_report();
+  for (size_t len = 1; len <= 70; len++) {
+    for (size_t at = 0; at < len; at++) {
+      for (size_t k = 0; k < sizeof specials; k++) {
+        /* "" then header_from (len - 2 bytes) then its NUL */
+        char block[80];
+        block[0] = '\0';
+        for (size_t i = 1; i + 1 < len; i++) block[i] = 'x';
+        if (len >= 2) block[len - 1] = '\0';
+        if (at > 0 && at + 1 < len) block[at] = specials[k];
+        dp_record_t rec = sample_record();
+        rec.reasons = NULL;
+        rec.n_reasons = 0;
+        rec.dkim = NULL;
+        rec.n_dkim = 0;
+        rec.spf = NULL;
+        rec.n_spf = 0;
+        rec.disposition = rec.pe_dkim = rec.pe_spf = rec.envelope_from = rec.envelope_to = block;
+        rec.header_from = len >= 2 ? block + 1 : block;
+        rec.text = block;
+        rec.text_len = len;
+        rec.text_used = strlen(rec.header_from);
+        dp_buf_t b;
+        dp_buf_init(&b, 0);
+        ASSERT_OK(dp_store_encode_record(&b, -42, &r, &rec));
+        size_t got = dp_store_record_row_len(-42, &r, &rec);
+        if (got != b.len) fprintf(stderr, "len %zu at %zu special %zu: %zu != %zu\n", len, at, k, got, b.len);
+        ASSERT_EQ(got, b.len);
+        dp_buf_free(&b);
+      }
+    }
+  }
+}
