@@ -278,7 +278,9 @@ struct dp_parser {
   bool have_begin, have_end;
 
   /* current record: strings at offsets in rbuf (offset 0 is "") */
-  dp_buf_t rbuf;
+  dp_buf_t rbuf;               /* its cap leaves room for one open leaf past rcap */
+  size_t rcap;                 /* the record's limit: stored strings end within it */
+  size_t leaf_off;             /* where the open record-level leaf's text starts */
   size_t roff[F__N];
   unsigned rseen;              /* bitmask: source_ip, count seen */
   size_t rused;                /* bytes of the stored strings a field points to (dp_record_t.text_used) */
@@ -631,10 +633,19 @@ static void ascii_lower(char *s, size_t n) {
     if (s[i] >= 'A' && s[i] <= 'Z') s[i] += 32;
 }
 
-/* Store the finished text of leaf field f. */
+/* Store the finished text of leaf field f. A record-level leaf's text was
+ * appended to the record buffer as it came (on_chars): it is trimmed there,
+ * in place; a report-level one is in p->text. */
 static int leaf_end(dp_parser_t *p, int f) {
-  char *s = p->text.data ? p->text.data : (char *)"";
-  size_t n = p->text.len;
+  char *s;
+  size_t n;
+  if (f >= F_SOURCE_IP) {
+    s = p->rbuf.data + p->leaf_off; /* data exists: record_reset stored "" */
+    n = p->rbuf.len - p->leaf_off;
+  } else {
+    s = p->text.data ? p->text.data : (char *)"";
+    n = p->text.len;
+  }
   while (n && is_ws((unsigned char)s[n - 1])) n--;
   while (n && is_ws((unsigned char)*s)) { s++; n--; }
   unsigned fl = fld_info[f].flags;
@@ -685,16 +696,14 @@ static int leaf_end(dp_parser_t *p, int f) {
     return 0;
   }
 
-  size_t off = p->rbuf.len;
-  /* dp_buf_reserve's own test first, inline: the record buffer has room */
-  int rc = off + n + 2 <= p->rbuf.alloc && n + 1 <= p->rbuf.cap && off <= p->rbuf.cap - (n + 1)
-               ? 0
-               : dp_buf_reserve(&p->rbuf, n + 1);
-  if (rc == DP_ELIMIT) return fail(p, rc, "record %" PRIu64 ": larger than %zu bytes", p->rep.n_records + 1, p->rbuf.cap);
-  if (rc) return fail(p, rc, "out of memory");
-  memcpy(p->rbuf.data + off, s, n);
+  /* the trimmed value and its NUL must end within the record's limit; the
+   * bytes are already in place (on_chars reserved them) */
+  size_t off = p->leaf_off;
+  if (n + 1 > p->rcap || off > p->rcap - (n + 1))
+    return fail(p, DP_ELIMIT, "record %" PRIu64 ": larger than %zu bytes", p->rep.n_records + 1, p->rcap);
+  if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n); /* leading blanks */
   p->rbuf.data[off + n] = '\0';
-  p->rbuf.len += n + 1;
+  p->rbuf.len = off + n + 1;
 
   size_t *slot;
   switch (f) {
@@ -822,7 +831,9 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     memset(&p->rs[p->n_rs++], 0, sizeof *p->rs);
     break;
   default:
-    if (st >= S_LEAF) { /* dp_buf_reset inline */
+    if (st >= S_LEAF + F_SOURCE_IP) {
+      p->leaf_off = p->rbuf.len; /* its text goes straight to the record buffer */
+    } else if (st >= S_LEAF) { /* dp_buf_reset inline */
       p->text.len = 0;
       if (p->text.data) p->text.data[0] = '\0';
     }
@@ -853,8 +864,29 @@ static void on_chars(void *ud, const xmlChar *ch, int len) {
   dp_parser_t *p = ud;
   int st = p->stack[p->depth];
   if (st < S_LEAF || p->rc) return;
-  dp_buf_t *t = &p->text;
   size_t n = (size_t)len;
+  if (st >= S_LEAF + F_SOURCE_IP) {
+    /* record-level: straight into the record buffer, untrimmed; the field
+     * limit is on the untrimmed text as for p->text (whose cap it is), the
+     * record's own limit is checked on the trimmed value at leaf_end */
+    dp_buf_t *r = &p->rbuf;
+    size_t have = r->len - p->leaf_off;
+    if (n > p->text.cap - have) {
+      char what[64];
+      snprintf(what, sizeof what, "is longer than %u bytes", p->lim.max_field_len);
+      field_fail(p, DP_ELIMIT, st - S_LEAF, what, NULL);
+      return;
+    }
+    if (r->len + n >= r->alloc && dp_buf_reserve(r, n)) {
+      fail(p, DP_ENOMEM, "out of memory"); /* never DP_ELIMIT: its cap has room */
+      return;
+    }
+    memcpy(r->data + r->len, ch, n);
+    r->len += n;
+    r->data[r->len] = '\0';
+    return;
+  }
+  dp_buf_t *t = &p->text;
   if (t->len + n < t->alloc && t->len + n <= t->cap) { /* dp_buf_append without the call */
     memcpy(t->data + t->len, ch, n);
     t->len += n;
@@ -1341,7 +1373,10 @@ dp_parser_t *dp_parser_create(const dp_limits_t *lim, const dp_parse_cb_t *cb, v
   /* A record holds a handful of fields; 64 maximal fields is far beyond any
    * real one and still bounded. The same for the report's metadata. */
   size_t big = fl > ((size_t)1 << 24) ? (size_t)1 << 30 : fl * 64;
-  dp_buf_init(&p->rbuf, big + 1024);
+  /* stored strings stay within rcap; the open leaf's untrimmed text (at
+   * most fl bytes) may pass it until leaf_end trims and checks it */
+  p->rcap = big + 1024;
+  dp_buf_init(&p->rbuf, p->rcap + fl + 1);
   p->arena_cap = big + 4096;
   if (p->stack && p->names) {
     doc_state_init(p);

@@ -1193,3 +1193,51 @@ TEST(xml_stream_throughput) {
   ASSERT_U64_EQ(c.aligned, 40000);
   ASSERT_TRUE((double)len / 1e6 / s > 5.0);
 }
+
+/* The record buffer's own limit (64 maximal fields and 1 KiB) and the field
+ * limit on untrimmed text, fed whole, byte by byte and in 7-byte pieces:
+ * whitespace around a value counts against the field limit but not against
+ * the record buffer, where only the trimmed value is stored. */
+static char *many_dkim_doc(int n, const char *pad) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  dp_buf_puts(&b, "<feedback>" META POLICY "<record><row><source_ip>192.0.2.1</source_ip><count>1"
+                  "</count></row><identifiers><header_from>example.com</header_from></identifiers>"
+                  "<auth_results>");
+  for (int i = 0; i < n; i++)
+    dp_buf_printf(&b, "<dkim><domain>%sd%011d.a%s</domain><selector>%ss%013d%s</selector></dkim>",
+                  pad, i, pad, pad, i, pad);
+  dp_buf_puts(&b, "</auth_results></record></feedback>");
+  return dp_buf_steal(&b, NULL);
+}
+
+TEST(xml_stream_record_buffer_limit) {
+  dp_limits_t lim;
+  dp_limits_default(&lim);
+  lim.max_field_len = 16; /* record buffer: 16 * 64 + 1024 = 2048 bytes */
+  static const size_t chunks[] = {0, 1, 7};
+  for (size_t k = 0; k < 3; k++) {
+    struct coll c;
+    char err[512];
+    /* 14-byte values padded to 16 bytes, 30 bytes an entry stored after
+     * the first 25: 67 entries fit, 68 do not */
+    char *ok = many_dkim_doc(67, " ");
+    ASSERT_OK(parse_lim(ok, strlen(ok), chunks[k], &c, &lim, err, sizeof err));
+    ASSERT_EQ(c.nrec, 1);
+    ASSERT_CONTAINS(c.last, "d00000000066.a");
+    ASSERT_TRUE(strstr(c.last, " d00000000066.a") == NULL); /* stored trimmed */
+    coll_free(&c);
+    free(ok);
+    char *big = many_dkim_doc(68, "\n");
+    ASSERT_EQ(parse_lim(big, strlen(big), chunks[k], &c, &lim, err, sizeof err), DP_ELIMIT);
+    ASSERT_STR_EQ(err, "record 1: larger than 2048 bytes");
+    coll_free(&c);
+    free(big);
+    /* two blanks of padding make 17 untrimmed bytes: the field limit */
+    char *padded = many_dkim_doc(1, "  ");
+    ASSERT_EQ(parse_lim(padded, strlen(padded), chunks[k], &c, &lim, err, sizeof err), DP_ELIMIT);
+    ASSERT_STR_EQ(err, "record 1: <domain> is longer than 16 bytes");
+    coll_free(&c);
+    free(padded);
+  }
+}
