@@ -101,10 +101,13 @@ extern const char dp_store_error_columns[];
 /* The batch loader (store/loader.c): loads batches of parsed reports into
  * PostgreSQL over one non-blocking libpq connection driven by a libuv loop
  * (uv_poll on PQsocket; the loop thread never blocks). Per batch, one
- * transaction: COPY the report rows into a temporary stage table, claim them
- * with INSERT ... ON CONFLICT DO NOTHING RETURNING id (in key order, so that
- * concurrent loaders cannot deadlock), COPY the records of the newly claimed
- * reports only, COPY the batch's ingest_error rows, COMMIT. A lost connection
+ * transaction: claim the reports, COPY the records of the newly claimed
+ * reports only, COPY the batch's ingest_error rows, COMMIT. The claim is
+ * direct when it can be (COPY of the report rows into report in key order:
+ * the batch is all new) and staged otherwise or when that COPY meets a stored
+ * key (COPY into a temporary stage table, INSERT ... ON CONFLICT DO NOTHING
+ * RETURNING id in key order, and a check for keys stored with another
+ * identity); key order keeps concurrent loaders from deadlocking. A lost connection
  * or a transient error (deadlock, serialization failure) retries the whole
  * batch with backoff; any other error splits the batch so that one bad report
  * is recorded as refused and never takes the others down. */
@@ -183,6 +186,10 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);
 /** true while a batch is in flight. */
 bool dp_loader_busy(const dp_loader_t *l);
+/** How many committed transactions claimed their reports directly (COPY into
+ *  report, the batch all new) and how many the staged way (stage table,
+ *  INSERT ... ON CONFLICT DO NOTHING, collision check). */
+void dp_loader_claim_counts(const dp_loader_t *l, uint64_t *direct, uint64_t *staged);
 /** Close the connection and its poll handle; the loop must run once more to
  *  finish closing; then the memory is freed. */
 void dp_loader_destroy(dp_loader_t *l);

@@ -2,7 +2,10 @@
 /* tests/store/test_loader.c - the batch loader against a real server
  * ($DP_TEST_DB): a batch is stored once and again as duplicates, the same
  * report twice in one batch is stored once, and a report the database refuses
- * is refused alone (and recorded) while the rest of its batch is stored; an
+ * is refused alone (and recorded) while the rest of its batch is stored; a
+ * new batch is claimed directly, one with stored reports the staged way, a
+ * key collision is refused either way, two loaders with overlapping batches
+ * store each report once, agg_pending holds one mark per stored report; an
  * idle connection the server dropped is replaced; an idle loader keeps no
  * libuv handle active.
  * Without DP_TEST_DB it says so and passes. */
@@ -116,6 +119,196 @@ TEST(loader_stores_once_then_duplicates) {
                         "SELECT count(*) || ' ' || sum(count) FROM record r JOIN report p ON "
                         "p.id = r.report_key WHERE p.report_id LIKE 'once-%'",
                         "4 13"));
+  PQfinish(c);
+}
+
+/* Load b with the loader l on loop (both kept); returns the callback's status. */
+static int load_on(uv_loop_t *loop, dp_loader_t *l, dp_batch_t *b) {
+  loaded_status = -1;
+  if (dp_loader_submit(l, b, on_loaded)) return -1;
+  uv_run(loop, UV_RUN_DEFAULT);
+  return loaded_status;
+}
+
+/* "direct staged" claim counts of l. */
+static const char *claims(dp_loader_t *l) {
+  static char out[64];
+  uint64_t d, s;
+  dp_loader_claim_counts(l, &d, &s);
+  snprintf(out, sizeof out, "%llu %llu", (unsigned long long)d, (unsigned long long)s);
+  return out;
+}
+
+/* agg_pending holds exactly one mark per stored report, with its begin_ts. */
+static bool marks_match(PGconn *c) {
+  return scalar_is(c,
+                   "SELECT (SELECT count(*) FROM agg_pending) = (SELECT count(*) FROM report) "
+                   "AND NOT EXISTS (SELECT 1 FROM report r FULL JOIN agg_pending p ON "
+                   "p.report_key = r.id AND p.begin_ts = r.begin_ts "
+                   "WHERE r.id IS NULL OR p.report_key IS NULL)",
+                   "t");
+}
+
+TEST(loader_claims_a_new_batch_directly_then_falls_back_for_stored_reports) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l);
+  /* all new: one COPY into report */
+  dp_batch_t b;
+  dp_batch_init(&b);
+  dp_batch_add(&b, staged("rx.test", "direct-1", 3));
+  dp_batch_add(&b, staged("rx.test", "direct-2", 4));
+  ASSERT_OK(load_on(&loop, l, &b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  ASSERT_EQ(b.head->next->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  ASSERT_STR_EQ(claims(l), "1 0");
+  /* one stored report among new ones: the direct COPY fails, the batch is
+   * claimed the staged way in the same submit */
+  dp_batch_add(&b, staged("rx.test", "direct-3", 5));
+  dp_batch_add(&b, staged("rx.test", "direct-2", 4));
+  dp_batch_add(&b, staged("rx.test", "direct-4", 6));
+  ASSERT_OK(load_on(&loop, l, &b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  ASSERT_EQ(b.head->next->status, DP_STAGED_DUPLICATE);
+  ASSERT_EQ(b.head->next->next->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  ASSERT_STR_EQ(claims(l), "1 1");
+  /* after that the staged way is used while batches hold stored reports... */
+  dp_batch_add(&b, staged("rx.test", "direct-5", 1));
+  ASSERT_OK(load_on(&loop, l, &b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  ASSERT_STR_EQ(claims(l), "1 2");
+  /* ...and the direct one again once a batch was all new */
+  dp_batch_add(&b, staged("rx.test", "direct-6", 1));
+  ASSERT_OK(load_on(&loop, l, &b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  ASSERT_STR_EQ(claims(l), "2 2");
+  dp_loader_destroy(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT string_agg(report_id || ':' || n_records, ',' ORDER BY report_id) "
+                        "FROM report WHERE report_id LIKE 'direct-%'",
+                        "direct-1:2,direct-2:2,direct-3:2,direct-4:2,direct-5:2,direct-6:2"));
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) || ' ' || sum(count) FROM record r JOIN report p ON "
+                        "p.id = r.report_key WHERE p.report_id LIKE 'direct-%'",
+                        "12 26"));
+  ASSERT_TRUE(marks_match(c));
+  PQfinish(c);
+}
+
+TEST(loader_refuses_a_key_collision_whichever_way_it_claims) {
+  if (!setup()) return;
+  dp_batch_t b;
+  dp_batch_init(&b);
+  dp_batch_add(&b, staged("rx.test", "coll-stored", 2));
+  ASSERT_OK(load(&b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  int64_t key = b.head->key;
+  dp_batch_free(&b);
+  char keytxt[32];
+  snprintf(keytxt, sizeof keytxt, "%lld", (long long)key);
+  for (int round = 0; round < 2; round++) {
+    /* a different report whose key is the stored one's (a 64-bit hash
+     * collision), alone (claimed directly first) and next to a new report */
+    dp_staged_t *other = staged("rx.test", round ? "coll-other-b" : "coll-other-a", 7);
+    ASSERT_NOT_NULL(other);
+    other->key = key;
+    char *tab = strchr(other->report_row.data, '\t');
+    dp_buf_t row;
+    dp_buf_init(&row, 0);
+    dp_buf_puts(&row, keytxt);
+    dp_buf_puts(&row, tab);
+    dp_buf_free(&other->report_row);
+    other->report_row = row;
+    dp_batch_add(&b, other);
+    if (round) dp_batch_add(&b, staged("rx.test", "coll-new", 1));
+    ASSERT_OK(load(&b));
+    ASSERT_EQ(b.head->status, DP_STAGED_FAILED);
+    ASSERT_CONTAINS(b.head->error, "collides");
+    if (round) ASSERT_EQ(b.head->next->status, DP_STAGED_NEW);
+    dp_batch_free(&b);
+  }
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT string_agg(report_id, ',' ORDER BY report_id) FROM report "
+                        "WHERE report_id LIKE 'coll-%'",
+                        "coll-new,coll-stored"));
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT string_agg(report_id, ',' ORDER BY report_id) FROM ingest_error "
+                        "WHERE code = 'DP_ECOLLISION'",
+                        "coll-other-a,coll-other-b"));
+  ASSERT_TRUE(marks_match(c));
+  PQfinish(c);
+}
+
+static int n_loaded;
+static void on_loaded_count(dp_loader_t *l, dp_batch_t *b, int status) {
+  (void)l;
+  (void)b;
+  if (!status) n_loaded++;
+}
+
+TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
+  if (!setup()) return;
+  for (int round = 0; round < 3; round++) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[512];
+    dp_loader_t *l1 = dp_loader_create(&loop, conninfo, err, sizeof err);
+    dp_loader_t *l2 = dp_loader_create(&loop, conninfo, err, sizeof err);
+    ASSERT_NOT_NULL(l1);
+    ASSERT_NOT_NULL(l2);
+    /* reports 0-29 and 15-44, the second in reverse order: each loader
+     * claims in key order, so neither deadlocks on the other's keys */
+    dp_batch_t b1, b2;
+    dp_batch_init(&b1);
+    dp_batch_init(&b2);
+    char rid[64];
+    for (int i = 0; i < 30; i++) {
+      snprintf(rid, sizeof rid, "par-%d-%d", round, i);
+      dp_batch_add(&b1, staged("rx.test", rid, i + 1));
+      snprintf(rid, sizeof rid, "par-%d-%d", round, 44 - i);
+      dp_batch_add(&b2, staged("rx.test", rid, 45 - i));
+    }
+    n_loaded = 0;
+    ASSERT_OK(dp_loader_submit(l1, &b1, on_loaded_count));
+    ASSERT_OK(dp_loader_submit(l2, &b2, on_loaded_count));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_EQ(n_loaded, 2);
+    int n_new = 0, n_dup = 0;
+    for (dp_batch_t *b = &b1; b; b = b == &b1 ? &b2 : NULL)
+      for (dp_staged_t *s = b->head; s; s = s->next) {
+        n_new += s->status == DP_STAGED_NEW;
+        n_dup += s->status == DP_STAGED_DUPLICATE;
+      }
+    ASSERT_EQ(n_new, 45);
+    ASSERT_EQ(n_dup, 15);
+    dp_batch_free(&b1);
+    dp_batch_free(&b2);
+    dp_loader_destroy(l1);
+    dp_loader_destroy(l2);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_OK(uv_loop_close(&loop));
+  }
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) || ' ' || sum(n_records) FROM report "
+                        "WHERE report_id LIKE 'par-%'",
+                        "135 270"));
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) FROM record r JOIN report p ON p.id = r.report_key "
+                        "WHERE p.report_id LIKE 'par-%'",
+                        "270"));
+  ASSERT_TRUE(marks_match(c));
   PQfinish(c);
 }
 
