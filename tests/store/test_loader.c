@@ -5,7 +5,8 @@
  * is refused alone (and recorded) while the rest of its batch is stored; a
  * new batch is claimed directly, one with stored reports the staged way, a
  * key collision is refused either way, two loaders with overlapping batches
- * store each report once, agg_pending holds one mark per stored report; an
+ * store each report once, agg_pending holds one mark per stored report, two
+ * loaders create the same record partitions without deadlocking; an
  * idle connection the server dropped is replaced; an idle loader keeps no
  * libuv handle active.
  * Without DP_TEST_DB it says so and passes. */
@@ -22,7 +23,7 @@
 
 static const char xml_fmt[] =
     "<feedback><report_metadata><org_name>%s</org_name><email>a@rx.test</email>"
-    "<report_id>%s</report_id><date_range><begin>1700000000</begin><end>1700086399</end>"
+    "<report_id>%s</report_id><date_range><begin>%lld</begin><end>%lld</end>"
     "</date_range></report_metadata><policy_published><domain>example.com</domain>"
     "</policy_published><record><row><source_ip>192.0.2.1</source_ip><count>%d</count></row>"
     "<identifiers><header_from>example.com</header_from></identifiers><auth_results><spf>"
@@ -32,10 +33,10 @@ static const char xml_fmt[] =
 
 static dp_limits_t lim;
 
-/* One staged report, parsed and encoded by the real input job. */
-static dp_staged_t *staged(const char *org, const char *rid, int count) {
+/* One staged report beginning at begin, parsed and encoded by the real input job. */
+static dp_staged_t *staged_at(const char *org, const char *rid, int count, long long begin) {
   char xml[2048], path[] = "/tmp/dp-test-loader-XXXXXX";
-  int n = snprintf(xml, sizeof xml, xml_fmt, org, rid, count);
+  int n = snprintf(xml, sizeof xml, xml_fmt, org, rid, begin, begin + 86399, count);
   int fd = mkstemp(path);
   if (fd < 0 || write(fd, xml, (size_t)n) != n) return NULL;
   close(fd);
@@ -49,6 +50,10 @@ static dp_staged_t *staged(const char *org, const char *rid, int count) {
   dp_job_free(&j);
   unlink(path);
   return s;
+}
+
+static dp_staged_t *staged(const char *org, const char *rid, int count) {
+  return staged_at(org, rid, count, 1700000000);
 }
 
 /* Replace the begin_ts field (7th) of a staged report's row with text the
@@ -309,6 +314,66 @@ TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
                         "WHERE p.report_id LIKE 'par-%'",
                         "270"));
   ASSERT_TRUE(marks_match(c));
+  PQfinish(c);
+}
+
+TEST(loader_two_loaders_create_the_same_partitions_without_deadlock) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  dp_loader_t *l1 = dp_loader_create(&loop, conninfo, err, sizeof err);
+  dp_loader_t *l2 = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l1);
+  ASSERT_NOT_NULL(l2);
+  /* 24 months nobody has a partition for yet, one loader in order and the
+   * other backwards: before the advisory lock in dp_ensure_record_partition
+   * their CREATE TABLEs deadlocked, one batch was rolled back and retried
+   * as an outage */
+  dp_batch_t b1, b2;
+  dp_batch_init(&b1);
+  dp_batch_init(&b2);
+  char rid[64];
+  for (int i = 0; i < 24; i++) {
+    long long t1 = 1262304000LL + i * 2678400LL, t2 = 1262304000LL + (23 - i) * 2678400LL;
+    snprintf(rid, sizeof rid, "part-a-%d", i);
+    dp_batch_add(&b1, staged_at("rx.test", rid, 1, t1));
+    snprintf(rid, sizeof rid, "part-b-%d", i);
+    dp_batch_add(&b2, staged_at("rx.test", rid, 1, t2));
+  }
+  fflush(stderr);
+  int saved = dup(2);
+  char errpath[] = "/tmp/dp-test-loader-err-XXXXXX";
+  int efd = mkstemp(errpath);
+  dup2(efd, 2);
+  n_loaded = 0;
+  ASSERT_OK(dp_loader_submit(l1, &b1, on_loaded_count));
+  ASSERT_OK(dp_loader_submit(l2, &b2, on_loaded_count));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char said[2048] = "";
+  ssize_t n = pread(efd, said, sizeof said - 1, 0);
+  said[n > 0 ? n : 0] = '\0';
+  close(efd);
+  unlink(errpath);
+  ASSERT_STR_EQ(said, "");
+  ASSERT_EQ(n_loaded, 2);
+  dp_batch_free(&b1);
+  dp_batch_free(&b2);
+  dp_loader_destroy(l1);
+  dp_loader_destroy(l2);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM report WHERE report_id LIKE 'part-%'", "48"));
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM record_default", "0"));
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(DISTINCT r.tableoid) || ' ' || count(DISTINCT "
+                        "date_trunc('month', r.begin_ts AT TIME ZONE 'UTC')) FROM record r "
+                        "JOIN report p ON p.id = r.report_key WHERE p.report_id LIKE 'part-%'",
+                        "24 24"));
   PQfinish(c);
 }
 
