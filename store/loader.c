@@ -116,6 +116,11 @@ struct dp_loader {
   bool is_lane;
   dp_loader_t *hub;          /* lane: its hub */
   dp_loader_t *lane;         /* hub: created with the first stream */
+  /* a second batch connection: while the hub loads one batch, its peer
+   * loads the next, so the server works on two at once (on two cores) */
+  bool is_peer;
+  unsigned batch_conns;      /* hub: 1 or 2 */
+  dp_loader_t *peer;         /* hub: created with the first batch that finds it busy */
   uv_async_t async;          /* hub: workers wake the loop */
   uv_mutex_t smu;            /* hub: guards the inbox */
   dp_stream_t *inbox_head, *inbox_tail; /* hub: opened streams, under smu */
@@ -1466,7 +1471,7 @@ static void hub_kick(dp_loader_t *h) {
 static void hub_async(uv_async_t *a) {
   dp_loader_t *h = a->data;
   reader_collect(h);
-  if (h->is_lane) return;
+  if (h->is_lane || h->is_peer) return;
   uv_mutex_lock(&h->smu);
   dp_stream_t *in = h->inbox_head;
   h->inbox_head = h->inbox_tail = NULL;
@@ -1524,11 +1529,41 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   l->async.data = l;
   uv_unref((uv_handle_t *)&l->async);
   l->outage_budget_ms = 120 * 1000;
+  l->batch_conns = 1;
   return l;
 }
 
+static dp_loader_t *peer_create(dp_loader_t *h) {
+  dp_loader_t *pe = calloc(1, sizeof *pe);
+  if (!pe) return NULL;
+  pe->conninfo = strdup(h->conninfo);
+  pe->spool_buf = malloc(DP_LOADER_CHUNK);
+  if (!pe->conninfo || !pe->spool_buf) {
+    free(pe->conninfo);
+    free(pe->spool_buf);
+    free(pe);
+    return NULL;
+  }
+  pe->loop = h->loop;
+  pe->is_peer = true;
+  pe->hub = h;
+  pe->outage_budget_ms = h->outage_budget_ms;
+  uv_timer_init(h->loop, &pe->timer);
+  pe->timer.data = pe;
+  uv_async_init(h->loop, &pe->async, hub_async); /* its spool reader's results */
+  pe->async.data = pe;
+  uv_unref((uv_handle_t *)&pe->async);
+  return pe; /* connects with its first batch, without blocking */
+}
+
+void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n) { l->batch_conns = n >= 2 ? 2 : 1; }
+
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
-  if (l->orig) return UV_EBUSY;
+  if (l->orig) {
+    if (l->batch_conns < 2) return UV_EBUSY;
+    if (!l->peer && !(l->peer = peer_create(l))) return UV_EBUSY;
+    return dp_loader_submit(l->peer, b, cb);
+  }
   l->orig = b;
   l->batch = b;
   l->cb = cb;
@@ -1540,22 +1575,25 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
   return 0;
 }
 
-bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
+bool dp_loader_busy(const dp_loader_t *l) {
+  return l->orig && (l->batch_conns < 2 || (l->peer && l->peer->orig));
+}
 
 void dp_loader_claim_counts(const dp_loader_t *l, uint64_t *direct, uint64_t *staged) {
-  *direct = l->n_direct;
-  *staged = l->n_staged;
+  *direct = l->n_direct + (l->peer ? l->peer->n_direct : 0);
+  *staged = l->n_staged + (l->peer ? l->peer->n_staged : 0);
 }
 
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) {
   l->outage_budget_ms = ms;
   if (l->lane) l->lane->outage_budget_ms = ms;
+  if (l->peer) l->peer->outage_budget_ms = ms;
 }
 
 static void timer_close_cb(uv_handle_t *h) {
   dp_loader_t *l = h->data;
   if (--l->closes) return;
-  if (!l->is_lane) uv_mutex_destroy(&l->smu);
+  if (!l->is_lane && !l->is_peer) uv_mutex_destroy(&l->smu);
   free(l->conninfo);
   free(l->spool_buf);
   free(l->claimed);
@@ -1577,9 +1615,11 @@ void dp_loader_destroy(dp_loader_t *l) {
     dp_stream_release(l->cur);
     l->cur = NULL;
   }
-  if (!l->is_lane) {
+  if (!l->is_lane && !l->is_peer) {
     dp_loader_destroy(l->lane);
     l->lane = NULL;
+    dp_loader_destroy(l->peer);
+    l->peer = NULL;
     /* streams nobody will load (the owner stopped early): drop our refs */
     hub_async(&l->async);
     while (l->q_head) {

@@ -178,13 +178,20 @@ typedef void (*dp_loader_cb)(dp_loader_t *l, dp_batch_t *b, int status);
  *  dp_loader_destroy once the loop has no batch in flight. NULL with a reason
  *  in err on failure. */
 dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen);
-/** Start loading b; cb runs on the loop thread when done. Only one batch at a
- *  time: UV_EBUSY while one is in flight (then cb never runs for b). */
+/** Start loading b; cb runs on the loop thread when done (its l is the loader
+ *  or, for a batch on the second connection, that connection's). One batch
+ *  per batch connection at a time: UV_EBUSY while all are loading one (then
+ *  cb never runs for b). */
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
+/** Batch connections (1, the default, or 2): with 2 a second batch is loaded
+ *  on a second connection, opened when first needed, while the first loads
+ *  one: each batch is still one transaction, and the two may commit in either
+ *  order. Set before the first submit. */
+void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n);
 /** How long a batch waits for an unreachable database before its callback
  *  gets DP_EPGCONN (default two minutes; 0 waits forever, for `watch`). */
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);
-/** true while a batch is in flight. */
+/** true while no batch connection is free. */
 bool dp_loader_busy(const dp_loader_t *l);
 /** How many committed transactions claimed their reports directly (COPY into
  *  report, the batch all new) and how many the staged way (stage table,

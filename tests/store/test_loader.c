@@ -6,7 +6,9 @@
  * new batch is claimed directly, one with stored reports the staged way, a
  * key collision is refused either way, two loaders with overlapping batches
  * store each report once, agg_pending holds one mark per stored report, two
- * loaders create the same record partitions without deadlocking; an
+ * loaders create the same record partitions without deadlocking, two batch
+ * connections load two batches at once and both retry after their backends
+ * die; an
  * idle connection the server dropped is replaced; an idle loader keeps no
  * libuv handle active.
  * Without DP_TEST_DB it says so and passes. */
@@ -315,6 +317,98 @@ TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
                         "270"));
   ASSERT_TRUE(marks_match(c));
   PQfinish(c);
+}
+
+/* Two batch connections: both batches wait on a lock held elsewhere, their
+ * backends are killed, the lock goes; each batch is retried and committed once. */
+static PGconn *blocker;
+static int kill_state;
+static void kill_when_both_wait(uv_timer_t *t) {
+  if (kill_state) return;
+  /* the blocker is in a transaction: without this it sees its first look again */
+  PQclear(PQexec(blocker, "SELECT pg_stat_clear_snapshot()"));
+  PGresult *r = PQexec(blocker, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND wait_event_type = 'Lock'");
+  bool both = PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "2");
+  PQclear(r);
+  if (!both) return;
+  PQclear(PQexec(blocker, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND pid <> pg_backend_pid()"));
+  PQclear(PQexec(blocker, "ROLLBACK"));
+  kill_state = 1;
+  uv_timer_stop(t);
+}
+
+TEST(loader_two_batch_connections_retry_after_their_backends_die) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l);
+  dp_loader_set_batch_conns(l, 2);
+  blocker = PQconnectdb(conninfo);
+  PQclear(PQexec(blocker, "BEGIN"));
+  PQclear(PQexec(blocker, "LOCK TABLE report IN ACCESS EXCLUSIVE MODE"));
+  dp_batch_t b1, b2, b3;
+  dp_batch_init(&b1);
+  dp_batch_init(&b2);
+  dp_batch_init(&b3);
+  dp_batch_add(&b1, staged("rx.test", "conn2-1", 1));
+  dp_batch_add(&b1, staged("rx.test", "conn2-2", 2));
+  dp_batch_add(&b2, staged("rx.test", "conn2-3", 3));
+  dp_batch_add(&b3, staged("rx.test", "conn2-4", 4));
+  n_loaded = 0;
+  ASSERT_OK(dp_loader_submit(l, &b1, on_loaded_count));
+  ASSERT_FALSE(dp_loader_busy(l));
+  ASSERT_OK(dp_loader_submit(l, &b2, on_loaded_count));
+  ASSERT_TRUE(dp_loader_busy(l));
+  ASSERT_EQ(dp_loader_submit(l, &b3, on_loaded_count), UV_EBUSY);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  kill_state = 0;
+  uv_timer_start(&t, kill_when_both_wait, 20, 20);
+  fflush(stderr);
+  int saved = dup(2);
+  char errpath[] = "/tmp/dp-test-loader-err-XXXXXX";
+  int efd = mkstemp(errpath);
+  dup2(efd, 2);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the timer stops once it killed them */
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char said[2048] = "";
+  ssize_t n = pread(efd, said, sizeof said - 1, 0);
+  said[n > 0 ? n : 0] = '\0';
+  close(efd);
+  unlink(errpath);
+  ASSERT_EQ(kill_state, 1);
+  ASSERT_CONTAINS(said, "database unavailable");
+  ASSERT_EQ(n_loaded, 2);
+  ASSERT_FALSE(dp_loader_busy(l));
+  ASSERT_EQ(b1.head->status, DP_STAGED_NEW);
+  ASSERT_EQ(b1.head->next->status, DP_STAGED_NEW);
+  ASSERT_EQ(b2.head->status, DP_STAGED_NEW);
+  /* the connections are free again */
+  ASSERT_OK(load_on(&loop, l, &b3));
+  ASSERT_EQ(b3.head->status, DP_STAGED_NEW);
+  dp_batch_free(&b1);
+  dp_batch_free(&b2);
+  dp_batch_free(&b3);
+  uv_close((uv_handle_t *)&t, NULL);
+  dp_loader_destroy(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+  ASSERT_TRUE(scalar_is(blocker,
+                        "SELECT string_agg(report_id || ':' || n_records, ',' ORDER BY report_id) "
+                        "FROM report WHERE report_id LIKE 'conn2-%'",
+                        "conn2-1:2,conn2-2:2,conn2-3:2,conn2-4:2"));
+  ASSERT_TRUE(scalar_is(blocker,
+                        "SELECT count(*) || ' ' || sum(count) FROM record r JOIN report p ON "
+                        "p.id = r.report_key WHERE p.report_id LIKE 'conn2-%'",
+                        "8 14"));
+  ASSERT_TRUE(marks_match(blocker));
+  PQfinish(blocker);
 }
 
 TEST(loader_two_loaders_create_the_same_partitions_without_deadlock) {
