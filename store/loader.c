@@ -816,13 +816,18 @@ static int64_t month_of(int64_t t) {
   return (day - d) * 86400;
 }
 
+/* The loader whose list of ensured months a connection reads and extends:
+ * a peer shares its hub's (a month either of them ensured is committed). */
+static dp_loader_t *months_of(dp_loader_t *l) { return l->is_peer ? l->hub : l; }
+
 static void collect_new_months(dp_loader_t *l) {
+  dp_loader_t *mo = months_of(l);
   l->n_new_months = 0;
   for (dp_staged_t *s = l->batch->head; s; s = s->next) {
     if (!dp_staged_rows_len(s)) continue;
     int64_t m = month_of(s->begin);
     bool seen = false;
-    for (size_t i = 0; i < l->n_months && !seen; i++) seen = l->months[i] == m;
+    for (size_t i = 0; i < mo->n_months && !seen; i++) seen = mo->months[i] == m;
     for (size_t i = 0; i < l->n_new_months && !seen; i++) seen = l->new_months[i] == m;
     if (!seen && l->n_new_months < DP_LOADER_MAX_MONTHS) {
       int64_t *p = realloc(l->new_months, (l->n_new_months + 1) * sizeof *p);
@@ -1059,10 +1064,14 @@ static void phase_done(dp_loader_t *l) {
   switch (l->phase) {
   case PH_PARTITIONS:
     for (size_t i = 0; i < l->n_new_months; i++) {
-      int64_t *p = realloc(l->months, (l->n_months + 1) * sizeof *p);
+      dp_loader_t *mo = months_of(l);
+      bool seen = false;
+      for (size_t j = 0; j < mo->n_months && !seen; j++) seen = mo->months[j] == l->new_months[i];
+      if (seen) continue; /* the other connection ensured it meanwhile */
+      int64_t *p = realloc(mo->months, (mo->n_months + 1) * sizeof *p);
       if (!p) break;
-      l->months = p;
-      l->months[l->n_months++] = l->new_months[i];
+      mo->months = p;
+      mo->months[mo->n_months++] = l->new_months[i];
     }
     l->n_new_months = 0;
     begin_tx(l);
