@@ -17,6 +17,11 @@
 #include "input_job_int.h"
 #include "source_walk_int.h"
 
+/* Batches: one open, up to NBATCH - 1 loading (one per batch connection). */
+#define NBATCH 3
+#define BATCH_CONNS (NBATCH - 1)
+#define BATCH_SHARE ((size_t)1 << 20)
+
 /* Inputs whose results sit in a batch: they are done when it is committed. */
 struct batch_inputs {
   char **paths;
@@ -44,11 +49,13 @@ struct dp_pipeline {
   /* jobs */
   size_t in_flight;          /* jobs running, or parked until their streams settle */
   struct job_req *parked;
-  /* batches: open collects job results; loading is with the sink */
-  dp_batch_t batches[2];
-  struct batch_inputs binputs[2];
+  /* batches: open collects job results; the loading ones are with the
+   * sink (the loader's two batch connections load two at once) */
+  dp_batch_t batches[NBATCH];
+  struct batch_inputs binputs[NBATCH];
+  bool loading[NBATCH];
+  size_t n_loading;
   dp_batch_t *open;
-  dp_batch_t *loading;
   bool fatal;
   bool closing;
   bool closed;
@@ -246,7 +253,7 @@ static void collect(struct dp_pipeline *p, struct job_item *it) {
     if (p->o->input_done) p->o->input_done(p->o->data, it->path, refused);
     free(it->path);
   } else {
-    struct batch_inputs *bi = &p->binputs[p->open == &p->batches[0] ? 0 : 1];
+    struct batch_inputs *bi = &p->binputs[p->open - p->batches];
     if (bi->n == bi->cap) {
       size_t nc = bi->cap ? bi->cap * 2 : 16;
       char **np = realloc(bi->paths, nc * sizeof *np);
@@ -357,7 +364,7 @@ static void on_stream_settled(void *data) {
 
 static void settle(struct dp_pipeline *p, dp_batch_t *b) {
   for (dp_staged_t *s = b->head; s; s = s->next) count_outcome(p, s, s->status, s->error);
-  struct batch_inputs *bi = &p->binputs[b == &p->batches[0] ? 0 : 1];
+  struct batch_inputs *bi = &p->binputs[b - p->batches];
   for (size_t i = 0; i < bi->n; i++) {
     if (p->o->input_done) p->o->input_done(p->o->data, bi->paths[i], bi->refused[i]);
     free(bi->paths[i]);
@@ -368,7 +375,7 @@ static void settle(struct dp_pipeline *p, dp_batch_t *b) {
 
 /* Inputs of a batch that was not stored are not done: forget them. */
 static void drop_inputs(struct dp_pipeline *p, dp_batch_t *b) {
-  struct batch_inputs *bi = &p->binputs[b == &p->batches[0] ? 0 : 1];
+  struct batch_inputs *bi = &p->binputs[b - p->batches];
   for (size_t i = 0; i < bi->n; i++) free(bi->paths[i]);
   bi->n = 0;
 }
@@ -384,7 +391,8 @@ static void loaded(dp_loader_t *l, dp_batch_t *b, int status) {
   } else {
     settle(p, b);
   }
-  p->loading = NULL;
+  p->loading[b - p->batches] = false;
+  p->n_loading--;
   pump(p);
 }
 
@@ -421,26 +429,43 @@ static void pump(struct dp_pipeline *p) {
   const dp_pipeline_opts_t *o = p->o;
   if (p->fatal) {
     /* stop starting work; wait for jobs in flight, drop their results */
-    if (!p->loading && !batch_empty(p->open)) {
+    if (!p->n_loading && !batch_empty(p->open)) {
       drop_inputs(p, p->open);
       dp_batch_free(p->open);
     }
-  } else if (!p->loading && !batch_empty(p->open)) {
-    dp_batch_t *b = p->open;
-    p->open = b == &p->batches[0] ? &p->batches[1] : &p->batches[0];
-    b->data = p;
-    if (o->sink != DP_SINK_PG) {
-      null_sink(p, b);
-    } else {
-      p->loading = b;
-      if (dp_loader_submit(p->loader, b, loaded)) {
-        fprintf(o->err, "dmarcpipe: internal error: loader busy\n");
-        p->fatal = true;
+  } else {
+    while (!p->fatal && !batch_empty(p->open) &&
+           (o->sink != DP_SINK_PG || !dp_loader_busy(p->loader))) {
+      dp_batch_t *b = p->open;
+      size_t next = 0;
+      while (&p->batches[next] == b || p->loading[next]) next++; /* one is free */
+      p->open = &p->batches[next];
+      b->data = p;
+      if (o->sink != DP_SINK_PG) {
+        null_sink(p, b);
+      } else {
+        p->loading[b - p->batches] = true;
+        p->n_loading++;
+        if (dp_loader_submit(p->loader, b, loaded)) {
+          fprintf(o->err, "dmarcpipe: internal error: loader busy\n");
+          p->loading[b - p->batches] = false;
+          p->n_loading--;
+          p->fatal = true;
+        }
       }
     }
   }
+  /* The bytes held for the sink stay within two batches' worth, however
+   * many are loading. While every batch connection is busy the open batch
+   * stops at BATCH_SHARE bytes: the database is the slower side then, and
+   * batches of that size keep both connections busy to the end instead of
+   * leaving one to load a last big batch alone. */
+  size_t held = 0;
+  for (size_t i = 0; i < NBATCH; i++) held += p->batches[i].bytes;
   while (!p->fatal && (p->n_back || p->next_input < p->n_inputs) &&
-         p->in_flight < o->max_in_flight && p->open->bytes < o->max_batch_bytes) {
+         p->in_flight < o->max_in_flight && p->open->bytes < o->max_batch_bytes &&
+         held < 2 * o->max_batch_bytes &&
+         (p->n_loading < BATCH_CONNS || p->open->bytes < BATCH_SHARE)) {
     /* Inputs per job: enough that hand-offs stop mattering, few enough that
      * every pool thread still gets work until the queue runs dry. */
     size_t waiting = p->n_back + (p->n_inputs - p->next_input);
@@ -478,7 +503,7 @@ static void pump(struct dp_pipeline *p) {
     p->in_flight++;
     p->inputs_in_jobs += jr->n;
   }
-  bool done = p->closing && !p->closed && p->in_flight == 0 && !p->loading &&
+  bool done = p->closing && !p->closed && p->in_flight == 0 && !p->n_loading &&
               batch_empty(p->open) &&
               (p->fatal || (p->next_input == p->n_inputs && !p->n_back));
   if (done) {
@@ -532,8 +557,7 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
   p->o = o;
   p->st = stats;
   p->loop = loop;
-  dp_batch_init(&p->batches[0]);
-  dp_batch_init(&p->batches[1]);
+  for (size_t i = 0; i < NBATCH; i++) dp_batch_init(&p->batches[i]);
   p->open = &p->batches[0];
   if (o->sink == DP_SINK_PG) {
     char err[1024];
@@ -544,6 +568,7 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
       return NULL;
     }
     dp_loader_set_outage_budget(p->loader, o->outage_budget_ms);
+    dp_loader_set_batch_conns(p->loader, BATCH_CONNS);
     dp_loader_set_stream_cb(p->loader, on_stream_settled, p);
   }
   p->start_ms = uv_now(loop);
@@ -566,8 +591,8 @@ int dp_pipeline_add_named(dp_pipeline_t *p, const char *path, const char *displa
 }
 
 size_t dp_pipeline_pending(const dp_pipeline_t *p) {
-  size_t n = p->n_inputs - p->next_input + p->n_back + p->inputs_in_jobs + p->binputs[0].n +
-             p->binputs[1].n;
+  size_t n = p->n_inputs - p->next_input + p->n_back + p->inputs_in_jobs;
+  for (size_t i = 0; i < NBATCH; i++) n += p->binputs[i].n;
   return n;
 }
 
@@ -585,7 +610,7 @@ void dp_pipeline_destroy(dp_pipeline_t *p) {
   free(p->inputs);
   for (size_t i = 0; i < p->n_back; i++) free(p->back[i]);
   free(p->back);
-  for (int i = 0; i < 2; i++) {
+  for (size_t i = 0; i < NBATCH; i++) {
     drop_inputs(p, &p->batches[i]);
     free(p->binputs[i].paths);
     free(p->binputs[i].refused);

@@ -225,8 +225,10 @@ static int put_text(dp_buf_t *b, const char *s) {
 /** Append the report's COPY row (columns as in dp_store_report_columns). */
 int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
                            const char *source, uint64_t content_hash) {
+  /* no printf: its format parsing cost more than the rest of the row */
   size_t mark = b->len;
-  int rc = dp_buf_printf(b, "%" PRId64 "\t", key);
+  int rc = put_i64(b, key);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, r->org_name);
   if (!rc) rc = put_text(b, r->email);
   if (!rc) rc = put_text(b, r->extra_contact);
@@ -234,7 +236,8 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
   if (!rc) rc = put_text(b, r->domain);
   if (!rc) rc = put_ts(b, r->begin);
   if (!rc) rc = dp_buf_putc(b, '\t');
-  if (!rc) rc = put_ts(b, r->end);
+  /* uncached: the next report's records often repeat this one's begin */
+  if (!rc) rc = put_ts_uncached(b, r->end);
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = dp_copy_array(b, r->errors, r->errors ? r->n_errors : 0, sizeof r->errors[0]);
   if (!rc) rc = dp_buf_putc(b, '\t');
@@ -243,17 +246,23 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
   if (!rc) rc = put_text(b, r->p);
   if (!rc) rc = put_text(b, r->sp);
   if (!rc) rc = put_text(b, r->np);
-  if (!rc) rc = r->pct < 0 ? dp_buf_puts(b, "\\N\t") : dp_buf_printf(b, "%d\t", r->pct);
+  if (!rc && r->pct < 0) rc = dp_buf_puts(b, "\\N");
+  if (!rc && r->pct >= 0) rc = put_i64(b, r->pct);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, r->fo);
   if (!rc) rc = put_text(b, r->testing);
   if (!rc) rc = put_text(b, r->discovery_method);
-  if (!rc) rc = dp_buf_printf(b, "%d\t", r->schema);
+  if (!rc) rc = put_i64(b, r->schema);
+  if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, r->version);
   if (!rc) rc = put_text(b, r->generator);
   if (!rc) rc = put_text(b, source);
-  if (!rc)
-    rc = dp_buf_printf(b, "%" PRId64 "\t%" PRIu64 "\t%" PRIu64 "\n", u64_to_i64(content_hash),
-                       r->n_records, r->messages);
+  if (!rc) rc = put_i64(b, u64_to_i64(content_hash));
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_u64(b, r->n_records);
+  if (!rc) rc = dp_buf_putc(b, '\t');
+  if (!rc) rc = put_u64(b, r->messages);
+  if (!rc) rc = dp_buf_putc(b, '\n');
   if (rc) buf_truncate(b, mark);
   return rc;
 }

@@ -25,6 +25,7 @@ enum phase {
   PH_PARTITIONS,
   PH_BEGIN,
   PH_COPY_STAGE,
+  PH_COPY_REPORT,
   PH_CLAIM,
   PH_COLLIDE,
   PH_COPY_RECORDS,
@@ -34,7 +35,7 @@ enum phase {
   PH_ROLLBACK,
 };
 
-enum copy_kind { COPY_STAGE, COPY_RECORDS, COPY_ERRORS };
+enum copy_kind { COPY_STAGE, COPY_DIRECT, COPY_RECORDS, COPY_ERRORS };
 
 #define DP_LOADER_CHUNK (256 * 1024)
 #define DP_LOADER_MAX_MONTHS 4096
@@ -53,6 +54,7 @@ struct dp_loader {
   bool copying;         /* COPY IN accepted: sending data */
   enum copy_kind copy_kind;
   dp_staged_t *copy_cur;
+  size_t copy_idx;      /* COPY_DIRECT: position in order */
   uint64_t copy_off;
   char *spool_buf;      /* DP_LOADER_CHUNK bytes read from a spool file */
   bool spool_error;
@@ -71,6 +73,20 @@ struct dp_loader {
   size_t n_claimed, cap_claimed;
   int64_t *collided;
   size_t n_collided, cap_collided;
+  /* The claim. Direct: the report rows are COPYed straight into report, in
+   * key order (l->order), and the batch is all new; any key or identity
+   * already there (or twice in the batch) makes the COPY fail with
+   * unique_violation, and the batch is loaded again the staged way (stage
+   * table, INSERT ... ON CONFLICT DO NOTHING, collision check). After such a
+   * fallback the staged way is used until a batch turns out all new again,
+   * so re-reading old mail does not pay for a failed COPY per batch. */
+  dp_staged_t **order;
+  size_t n_order, cap_order;
+  bool direct;          /* this attempt claims directly */
+  bool no_direct;       /* this (sub-)batch fell back: stage it */
+  bool prefer_stage;    /* the last staged batch found stored reports */
+  bool restart_staged;  /* roll back, then begin again staged */
+  uint64_t n_direct, n_staged; /* committed claims of either way */
   /* first error of the current phase */
   char sqlstate[6];
   char errmsg[512];
@@ -100,6 +116,11 @@ struct dp_loader {
   bool is_lane;
   dp_loader_t *hub;          /* lane: its hub */
   dp_loader_t *lane;         /* hub: created with the first stream */
+  /* a second batch connection: while the hub loads one batch, its peer
+   * loads the next, so the server works on two at once (on two cores) */
+  bool is_peer;
+  unsigned batch_conns;      /* hub: 1 or 2 */
+  dp_loader_t *peer;         /* hub: created with the first batch that finds it busy */
   uv_async_t async;          /* hub: workers wake the loop */
   uv_mutex_t smu;            /* hub: guards the inbox */
   dp_stream_t *inbox_head, *inbox_tail; /* hub: opened streams, under smu */
@@ -498,6 +519,7 @@ static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const 
   snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, columns);
   l->copy_kind = kind;
   l->copy_cur = l->batch->head;
+  l->copy_idx = 0;
   l->copy_off = 0;
   l->copy_ended = false;
   l->abort_copy = false;
@@ -529,6 +551,19 @@ static int copy_piece(dp_loader_t *l, const char **p, size_t *n) {
     *p = b->data + l->copy_off;
     *n = b->len - l->copy_off;
     return 1;
+  }
+  if (l->copy_kind == COPY_DIRECT) {
+    while (l->copy_idx < l->n_order) {
+      const dp_buf_t *row = &l->order[l->copy_idx]->report_row;
+      if (l->copy_off < row->len) {
+        *p = row->data + l->copy_off;
+        *n = row->len - l->copy_off;
+        return 1;
+      }
+      l->copy_idx++;
+      l->copy_off = 0;
+    }
+    return 0;
   }
   while (l->copy_cur) {
     dp_staged_t *s = l->copy_cur;
@@ -781,13 +816,18 @@ static int64_t month_of(int64_t t) {
   return (day - d) * 86400;
 }
 
+/* The loader whose list of ensured months a connection reads and extends:
+ * a peer shares its hub's (a month either of them ensured is committed). */
+static dp_loader_t *months_of(dp_loader_t *l) { return l->is_peer ? l->hub : l; }
+
 static void collect_new_months(dp_loader_t *l) {
+  dp_loader_t *mo = months_of(l);
   l->n_new_months = 0;
   for (dp_staged_t *s = l->batch->head; s; s = s->next) {
     if (!dp_staged_rows_len(s)) continue;
     int64_t m = month_of(s->begin);
     bool seen = false;
-    for (size_t i = 0; i < l->n_months && !seen; i++) seen = l->months[i] == m;
+    for (size_t i = 0; i < mo->n_months && !seen; i++) seen = mo->months[i] == m;
     for (size_t i = 0; i < l->n_new_months && !seen; i++) seen = l->new_months[i] == m;
     if (!seen && l->n_new_months < DP_LOADER_MAX_MONTHS) {
       int64_t *p = realloc(l->new_months, (l->n_new_months + 1) * sizeof *p);
@@ -798,15 +838,46 @@ static void collect_new_months(dp_loader_t *l) {
   }
 }
 
+static int cmp_staged_key(const void *a, const void *b) {
+  const dp_staged_t *x = *(dp_staged_t *const *)a, *y = *(dp_staged_t *const *)b;
+  return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Whether this attempt may claim directly (see struct dp_loader): a batch,
+ * not a stream, that did not fall back already and holds no key twice.
+ * l->order then holds its reports in key order: concurrent loaders insert
+ * keys in the same order, so one waits for the other instead of deadlocking. */
+static bool plan_direct(dp_loader_t *l) {
+  if (l->is_lane || l->no_direct || l->prefer_stage || !l->batch->head) return false;
+  size_t n = 0;
+  for (dp_staged_t *s = l->batch->head; s; s = s->next) n++;
+  if (n > l->cap_order) {
+    dp_staged_t **v = realloc(l->order, n * sizeof *v);
+    if (!v) return false;
+    l->order = v;
+    l->cap_order = n;
+  }
+  n = 0;
+  for (dp_staged_t *s = l->batch->head; s; s = s->next) l->order[n++] = s;
+  qsort(l->order, n, sizeof *l->order, cmp_staged_key);
+  for (size_t i = 1; i < n; i++)
+    if (l->order[i]->key == l->order[i - 1]->key) return false;
+  l->n_order = n;
+  return true;
+}
+
 static void begin_tx(dp_loader_t *l) {
   l->batch_failed = false;
   l->retry_pending = false;
+  l->restart_staged = false;
   l->n_claimed = 0;
   l->n_collided = 0;
   for (dp_staged_t *s = l->batch->head; s; s = s->next) s->status = DP_STAGED_PENDING;
+  l->direct = plan_direct(l);
   send_query(l, PH_BEGIN,
-             "BEGIN; CREATE TEMP TABLE IF NOT EXISTS dp_report_stage "
-             "(LIKE report INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+             l->direct ? "BEGIN"
+                       : "BEGIN; CREATE TEMP TABLE IF NOT EXISTS dp_report_stage "
+                         "(LIKE report INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
 }
 
 /* Whether an idle connection was closed by the server. Its last words (a
@@ -925,6 +996,11 @@ static void mark_outcomes(dp_loader_t *l) {
     s->status = DP_STAGED_DUPLICATE;
   }
   free(taken);
+  /* stored reports seen: the next batches may well hold more of them */
+  bool all_new = true;
+  for (dp_staged_t *s = l->batch->head; s && all_new; s = s->next)
+    all_new = s->status == DP_STAGED_NEW;
+  l->prefer_stage = !all_new;
 }
 
 static bool any_new_records(dp_loader_t *l) {
@@ -947,6 +1023,15 @@ static void phase_failed(dp_loader_t *l) {
       return;
     }
     retry_later(l, why);
+    return;
+  }
+  if (l->direct && l->phase == PH_COPY_REPORT && !strcmp(l->sqlstate, "23505")) {
+    /* a report already stored (or being stored by another loader), or a
+     * key collision: claim this batch the staged way, which tells them apart */
+    l->no_direct = true;
+    l->prefer_stage = true;
+    l->restart_staged = true;
+    send_query(l, PH_ROLLBACK, "ROLLBACK");
     return;
   }
   l->batch_failed = true;
@@ -979,16 +1064,22 @@ static void phase_done(dp_loader_t *l) {
   switch (l->phase) {
   case PH_PARTITIONS:
     for (size_t i = 0; i < l->n_new_months; i++) {
-      int64_t *p = realloc(l->months, (l->n_months + 1) * sizeof *p);
+      dp_loader_t *mo = months_of(l);
+      bool seen = false;
+      for (size_t j = 0; j < mo->n_months && !seen; j++) seen = mo->months[j] == l->new_months[i];
+      if (seen) continue; /* the other connection ensured it meanwhile */
+      int64_t *p = realloc(mo->months, (mo->n_months + 1) * sizeof *p);
       if (!p) break;
-      l->months = p;
-      l->months[l->n_months++] = l->new_months[i];
+      mo->months = p;
+      mo->months[mo->n_months++] = l->new_months[i];
     }
     l->n_new_months = 0;
     begin_tx(l);
     return;
   case PH_BEGIN:
-    if (l->batch->head)
+    if (l->batch->head && l->direct)
+      send_copy(l, PH_COPY_REPORT, COPY_DIRECT, "report", dp_store_report_columns);
+    else if (l->batch->head)
       send_copy(l, PH_COPY_STAGE, COPY_STAGE, "dp_report_stage", dp_store_report_columns);
     else if (l->batch->error_rows.len)
       send_copy(l, PH_COPY_ERRORS, COPY_ERRORS, "ingest_error", dp_store_error_columns);
@@ -1014,6 +1105,10 @@ static void phase_done(dp_loader_t *l) {
       l->cur->cancelled = true;
       uv_mutex_unlock(&l->cur->mu);
     }
+    /* fall through */
+  case PH_COPY_REPORT:
+    if (l->phase == PH_COPY_REPORT) /* no conflict at all: every report is new */
+      for (dp_staged_t *s = l->batch->head; s; s = s->next) s->status = DP_STAGED_NEW;
     if (any_new_records(l)) {
       send_copy(l, PH_COPY_RECORDS, COPY_RECORDS, "record", dp_store_record_columns);
       return;
@@ -1046,6 +1141,12 @@ static void phase_done(dp_loader_t *l) {
     return;
   case PH_COMMIT:
     l->attempts = 0;
+    if (l->batch->head) {
+      if (l->direct)
+        l->n_direct++;
+      else
+        l->n_staged++;
+    }
     if (l->splitting) {
       split_step(l);
       return;
@@ -1053,6 +1154,11 @@ static void phase_done(dp_loader_t *l) {
     finish(l, 0);
     return;
   case PH_ROLLBACK: {
+    if (l->restart_staged && !l->retry_pending && !l->failed && PQstatus(l->conn) == CONNECTION_OK) {
+      begin_tx(l); /* the fallback of a direct claim */
+      return;
+    }
+    l->restart_staged = false;
     if (l->retry_pending || l->failed || PQstatus(l->conn) != CONNECTION_OK) {
       l->retry_pending = false;
       char why[600];
@@ -1114,6 +1220,7 @@ static void split_step(dp_loader_t *l) {
     l->sub.head = l->sub.tail = s;
     l->sub.n_reports = 1;
     l->batch = &l->sub;
+    l->no_direct = false;
     begin_tx(l);
     return;
   }
@@ -1373,7 +1480,7 @@ static void hub_kick(dp_loader_t *h) {
 static void hub_async(uv_async_t *a) {
   dp_loader_t *h = a->data;
   reader_collect(h);
-  if (h->is_lane) return;
+  if (h->is_lane || h->is_peer) return;
   uv_mutex_lock(&h->smu);
   dp_stream_t *in = h->inbox_head;
   h->inbox_head = h->inbox_tail = NULL;
@@ -1431,36 +1538,76 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   l->async.data = l;
   uv_unref((uv_handle_t *)&l->async);
   l->outage_budget_ms = 120 * 1000;
+  l->batch_conns = 1;
   return l;
 }
 
+static dp_loader_t *peer_create(dp_loader_t *h) {
+  dp_loader_t *pe = calloc(1, sizeof *pe);
+  if (!pe) return NULL;
+  pe->conninfo = strdup(h->conninfo);
+  pe->spool_buf = malloc(DP_LOADER_CHUNK);
+  if (!pe->conninfo || !pe->spool_buf) {
+    free(pe->conninfo);
+    free(pe->spool_buf);
+    free(pe);
+    return NULL;
+  }
+  pe->loop = h->loop;
+  pe->is_peer = true;
+  pe->hub = h;
+  pe->outage_budget_ms = h->outage_budget_ms;
+  uv_timer_init(h->loop, &pe->timer);
+  pe->timer.data = pe;
+  uv_async_init(h->loop, &pe->async, hub_async); /* its spool reader's results */
+  pe->async.data = pe;
+  uv_unref((uv_handle_t *)&pe->async);
+  return pe; /* connects with its first batch, without blocking */
+}
+
+void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n) { l->batch_conns = n >= 2 ? 2 : 1; }
+
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
-  if (l->orig) return UV_EBUSY;
+  if (l->orig) {
+    if (l->batch_conns < 2) return UV_EBUSY;
+    if (!l->peer && !(l->peer = peer_create(l))) return UV_EBUSY;
+    return dp_loader_submit(l->peer, b, cb);
+  }
   l->orig = b;
   l->batch = b;
   l->cb = cb;
   l->attempts = 0;
   l->splitting = false;
   l->failed = false;
+  l->no_direct = false;
   start_batch(l);
   return 0;
 }
 
-bool dp_loader_busy(const dp_loader_t *l) { return l->orig != NULL; }
+bool dp_loader_busy(const dp_loader_t *l) {
+  return l->orig && (l->batch_conns < 2 || (l->peer && l->peer->orig));
+}
+
+void dp_loader_claim_counts(const dp_loader_t *l, uint64_t *direct, uint64_t *staged) {
+  *direct = l->n_direct + (l->peer ? l->peer->n_direct : 0);
+  *staged = l->n_staged + (l->peer ? l->peer->n_staged : 0);
+}
 
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) {
   l->outage_budget_ms = ms;
   if (l->lane) l->lane->outage_budget_ms = ms;
+  if (l->peer) l->peer->outage_budget_ms = ms;
 }
 
 static void timer_close_cb(uv_handle_t *h) {
   dp_loader_t *l = h->data;
   if (--l->closes) return;
-  if (!l->is_lane) uv_mutex_destroy(&l->smu);
+  if (!l->is_lane && !l->is_peer) uv_mutex_destroy(&l->smu);
   free(l->conninfo);
   free(l->spool_buf);
   free(l->claimed);
   free(l->collided);
+  free(l->order);
   free(l->months);
   free(l->new_months);
   free(l);
@@ -1477,9 +1624,11 @@ void dp_loader_destroy(dp_loader_t *l) {
     dp_stream_release(l->cur);
     l->cur = NULL;
   }
-  if (!l->is_lane) {
+  if (!l->is_lane && !l->is_peer) {
     dp_loader_destroy(l->lane);
     l->lane = NULL;
+    dp_loader_destroy(l->peer);
+    l->peer = NULL;
     /* streams nobody will load (the owner stopped early): drop our refs */
     hub_async(&l->async);
     while (l->q_head) {

@@ -104,10 +104,13 @@ extern const char dp_store_error_columns[];
 /* The batch loader (store/loader.c): loads batches of parsed reports into
  * PostgreSQL over one non-blocking libpq connection driven by a libuv loop
  * (uv_poll on PQsocket; the loop thread never blocks). Per batch, one
- * transaction: COPY the report rows into a temporary stage table, claim them
- * with INSERT ... ON CONFLICT DO NOTHING RETURNING id (in key order, so that
- * concurrent loaders cannot deadlock), COPY the records of the newly claimed
- * reports only, COPY the batch's ingest_error rows, COMMIT. A lost connection
+ * transaction: claim the reports, COPY the records of the newly claimed
+ * reports only, COPY the batch's ingest_error rows, COMMIT. The claim is
+ * direct when it can be (COPY of the report rows into report in key order:
+ * the batch is all new) and staged otherwise or when that COPY meets a stored
+ * key (COPY into a temporary stage table, INSERT ... ON CONFLICT DO NOTHING
+ * RETURNING id in key order, and a check for keys stored with another
+ * identity); key order keeps concurrent loaders from deadlocking. A lost connection
  * or a transient error (deadlock, serialization failure) retries the whole
  * batch with backoff; any other error splits the batch so that one bad report
  * is recorded as refused and never takes the others down. */
@@ -178,14 +181,25 @@ typedef void (*dp_loader_cb)(dp_loader_t *l, dp_batch_t *b, int status);
  *  dp_loader_destroy once the loop has no batch in flight. NULL with a reason
  *  in err on failure. */
 dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen);
-/** Start loading b; cb runs on the loop thread when done. Only one batch at a
- *  time: UV_EBUSY while one is in flight (then cb never runs for b). */
+/** Start loading b; cb runs on the loop thread when done (its l is the loader
+ *  or, for a batch on the second connection, that connection's). One batch
+ *  per batch connection at a time: UV_EBUSY while all are loading one (then
+ *  cb never runs for b). */
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
+/** Batch connections (1, the default, or 2): with 2 a second batch is loaded
+ *  on a second connection, opened when first needed, while the first loads
+ *  one: each batch is still one transaction, and the two may commit in either
+ *  order. Set before the first submit. */
+void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n);
 /** How long a batch waits for an unreachable database before its callback
  *  gets DP_EPGCONN (default two minutes; 0 waits forever, for `watch`). */
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);
-/** true while a batch is in flight. */
+/** true while no batch connection is free. */
 bool dp_loader_busy(const dp_loader_t *l);
+/** How many committed transactions claimed their reports directly (COPY into
+ *  report, the batch all new) and how many the staged way (stage table,
+ *  INSERT ... ON CONFLICT DO NOTHING, collision check). */
+void dp_loader_claim_counts(const dp_loader_t *l, uint64_t *direct, uint64_t *staged);
 /** Close the connection and its poll handle; the loop must run once more to
  *  finish closing; then the memory is freed. */
 void dp_loader_destroy(dp_loader_t *l);

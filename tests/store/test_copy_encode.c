@@ -161,6 +161,18 @@ TEST(store_encode_report_row) {
                 "-1\tOrg\\tName\tnoreply-dmarc-support@google.com\t\tid\\\\N\texample.com\t"
                 "2024-03-01 00:00:00+00\t2024-03-01 23:59:59+00\t{}\t"
                 "r\ts\treject\t\treject\t100\t1\tn\ttreewalk\t2\t1.0\tgen 1.0\tm\t7\t2\t5\n");
+  /* the extremes of the hand-written numbers: pct 0, the smallest key, a
+   * hash just past INT64_MAX */
+  dp_buf_reset(&b);
+  r.pct = 0;
+  r.n_records = 0;
+  r.messages = UINT64_MAX;
+  ASSERT_OK(dp_store_encode_report(&b, &r, INT64_MIN, "m", (uint64_t)INT64_MAX + 1));
+  ASSERT_STR_EQ(b.data,
+                "-9223372036854775808\tOrg\\tName\tnoreply-dmarc-support@google.com\t\tid\\\\N\t"
+                "example.com\t2024-03-01 00:00:00+00\t2024-03-01 23:59:59+00\t{}\t"
+                "r\ts\treject\t\treject\t0\t1\tn\ttreewalk\t2\t1.0\tgen 1.0\tm\t"
+                "-9223372036854775808\t0\t18446744073709551615\n");
   dp_buf_free(&b);
 }
 
