@@ -24,15 +24,23 @@ check_rebuild() {
     expect_eq "$label: $t messages" "$(sql "SELECT coalesce(sum(messages), 0) FROM $t")" "$want"
   done
   expect_eq "$label: agg_dis_pair messages" \
-    "$(sql "SELECT coalesce(sum(m), 0) FROM agg_dis_pair, unnest(d_messages) m")" "$want"
-  # agg_dis_pair's detail arrays grow in batch order: compared as sums per
-  # pair, domain, range, receiver and verdicts
+    "$(sql "SELECT coalesce(sum(m), 0) FROM agg_dis_detail, unnest(d_messages) m")" "$want"
+  # every pair has its details (a row per batch that saw it), and no detail
+  # row is without its pair
+  expect_eq "$label: agg_dis_detail rows without a pair, pairs without details" \
+    "$(sql "SELECT (SELECT count(*) FROM agg_dis_detail d WHERE NOT EXISTS
+                      (SELECT 1 FROM agg_dis_pair p WHERE p.k = d.k)),
+                   (SELECT count(*) FROM agg_dis_pair p WHERE NOT EXISTS
+                      (SELECT 1 FROM agg_dis_detail d WHERE d.k = p.k))")" "0|0"
+  # agg_dis_pair's details are a row per batch (agg_dis_detail): compared as
+  # sums per pair, domain, range, receiver and verdicts
   local q="BEGIN; CREATE TEMP VIEW dis_pair_norm AS
     SELECT k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,
            dk_re, sp_re, flagged, d.dom, d.b, d.e, d.org, d.pd, d.ps, bool_or(d.dkre) AS dkre,
            bool_or(d.spre) AS spre, sum(d.m) AS messages
-      FROM agg_dis_pair, unnest(d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re,
-                                d_messages) AS d(dom, b, e, org, pd, ps, dkre, spre, m)
+      FROM agg_dis_pair JOIN agg_dis_detail USING (k),
+           unnest(d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re,
+                  d_messages) AS d(dom, b, e, org, pd, ps, dkre, spre, m)
      GROUP BY k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,
               dk_re, sp_re, flagged, d.dom, d.b, d.e, d.org, d.pd, d.ps;"
   for t in $TABLES; do q+="CREATE TEMP TABLE kept_$t AS TABLE $t;"; done
@@ -112,14 +120,14 @@ cmp -s "$TMP/caught.json" "$TMP/pending.json" && ok || fail "senders with report
 expect_eq "the query folded the pending reports" "$(sql "SELECT count(*) FROM agg_pending")" 0
 
 # Backfill: a database that had reports before migration 0003 (here: 0003
-# undone by hand) gets them all pending, and the first query folds them.
+# and 0004 undone by hand) gets them all pending, and the first query folds them.
 "$DP_BIN" senders --domain example.com --format json --db "$DB" > "$TMP/want.json"
 psql "$DB" -XAtq -v ON_ERROR_STOP=1 > /dev/null <<'SQL'
 DROP TRIGGER report_agg_pending ON report;
-DROP TABLE agg_sender, agg_sender_all, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip, agg_good_sig, agg_dis_pair, agg_report, agg_pending;
+DROP TABLE agg_sender, agg_sender_all, agg_ip, agg_dkim, agg_spf, agg_class, agg_fail_ip, agg_fwd_ip, agg_good_sig, agg_dis_pair, agg_dis_detail, agg_report, agg_pending;
 DROP FUNCTION dp_agg_key, dp_agg_union, dp_agg_sql, dp_agg_report_insert, dp_agg_catch_up_batch,
               dp_agg_rebuild;
-DELETE FROM schema_migrations WHERE version = 3;
+DELETE FROM schema_migrations WHERE version IN (3, 4);
 SQL
 "$DP_BIN" db migrate --db "$DB" > /dev/null
 expect_eq "backfill: every report pending" "$(sql "SELECT count(*) FROM agg_pending")" "$nrep"

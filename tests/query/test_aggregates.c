@@ -666,8 +666,9 @@ TEST(agg_readiness_equal_record_level) {
   " SELECT k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,"     \
   "        dk_re, sp_re, flagged, d.dom, d.b, d.e, d.org, d.pd, d.ps, bool_or(d.dkre) AS dkre,"    \
   "        bool_or(d.spre) AS spre, sum(d.m) AS messages"                                          \
-  "   FROM agg_dis_pair, unnest(d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re,"    \
-  "                             d_messages) AS d(dom, b, e, org, pd, ps, dkre, spre, m)"           \
+  "   FROM agg_dis_pair JOIN agg_dis_detail USING (k),"                                            \
+  "        unnest(d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re,"                  \
+  "               d_messages) AS d(dom, b, e, org, pd, ps, dkre, spre, m)"                         \
   "  GROUP BY k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,"  \
   "           dk_re, sp_re, flagged, d.dom, d.b, d.e, d.org, d.pd, d.ps"
 
