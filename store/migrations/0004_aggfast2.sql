@@ -102,8 +102,8 @@ WITH b AS MATERIALIZED (
             FROM la WHERE failing AND NOT fwd_reason AND dkim_domains <> '{}') u
 ), s AS (
   INSERT INTO agg_sender AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, sender) AS k,
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, sender]::text)) AS k,
          domain, header_from, begin_ts, end_ts, sender, bool_or(third_party),
          sum(count),
          coalesce(sum(count) FILTER (WHERE spf_aligned), 0),
@@ -132,7 +132,7 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), sa AS (
   INSERT INTO agg_sender_all AS a
-  SELECT dp_agg_key(domain, header_from, sender), domain, header_from, sender, sum(count),
+  SELECT sha256(textsend(ARRAY[domain, header_from, sender]::text)), domain, header_from, sender, sum(count),
          coalesce(sum(count) FILTER (WHERE spf_aligned), 0),
          coalesce(sum(count) FILTER (WHERE dkim_aligned), 0),
          coalesce(sum(count) FILTER (WHERE NOT failing), 0)
@@ -145,16 +145,16 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), i AS (
   INSERT INTO agg_ip AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, sender, source_ip::text),
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, sender, source_ip::text]::text)),
          domain, header_from, begin_ts, end_ts, sender, source_ip, sum(count)
     FROM b GROUP BY domain, header_from, begin_ts, end_ts, sender, source_ip ORDER BY 1
   ON CONFLICT (k) DO UPDATE SET messages = a.messages + EXCLUDED.messages
   RETURNING 1
 ), dk AS (
   INSERT INTO agg_dkim AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, sender, failing::text, dom, res, sel),
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, sender, failing::text, dom, res, sel]::text)),
          domain, header_from, begin_ts, end_ts, sender, failing, dom, res, sel, sum(count)
     FROM (SELECT la.*, d.dom, coalesce(d.res, '') AS res, coalesce(d.sel, '') AS sel
             FROM la, unnest(la.dkim_domains, la.dkim_results, la.dkim_selectors) AS d(dom, res, sel)
@@ -164,8 +164,8 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), sp AS (
   INSERT INTO agg_spf AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, sender, failing::text, dom, res),
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, sender, failing::text, dom, res]::text)),
          domain, header_from, begin_ts, end_ts, sender, failing, dom, res, sum(count)
     FROM (SELECT la.*, s.dom, coalesce(s.res, '') AS res
             FROM la, unnest(la.spf_domains, la.spf_results) AS s(dom, res)
@@ -175,9 +175,9 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), c AS (
   INSERT INTO agg_class AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
                     extract(epoch FROM end_ts)::text, authenticated::text, csender, pass::text,
-                    pass_strict::text, fwd_reason::text, fs_dom::text, fs_sel::text),
+                    pass_strict::text, fwd_reason::text, fs_dom::text, fs_sel::text]::text)),
          domain, header_from, begin_ts, end_ts, authenticated, csender, pass, pass_strict,
          fwd_reason, fs_dom, fs_sel, sum(count)
     FROM (SELECT la.domain, la.header_from, la.begin_ts, la.end_ts, la.authenticated,
@@ -194,9 +194,9 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), fi AS (
   INSERT INTO agg_fail_ip AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
                     extract(epoch FROM end_ts)::text, source_ip::text, authenticated::text,
-                    csender, pass_strict::text, fs_dom::text, fs_sel::text),
+                    csender, pass_strict::text, fs_dom::text, fs_sel::text]::text)),
          domain, header_from, begin_ts, end_ts, source_ip, authenticated, csender, pass_strict,
          fs_dom, fs_sel, sum(count)
     FROM (SELECT b.domain, b.header_from, b.begin_ts, b.end_ts, b.source_ip, b.authenticated,
@@ -213,8 +213,8 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), fw AS (
   INSERT INTO agg_fwd_ip AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, source_ip::text),
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, source_ip::text]::text)),
          domain, header_from, begin_ts, end_ts, source_ip
     FROM (SELECT DISTINCT domain, header_from, begin_ts, end_ts, source_ip
             FROM b WHERE fwd_reason) u
@@ -223,8 +223,8 @@ WITH b AS MATERIALIZED (
   RETURNING 1
 ), gs AS (
   INSERT INTO agg_good_sig AS a
-  SELECT dp_agg_key(domain, header_from, extract(epoch FROM begin_ts)::text,
-                    extract(epoch FROM end_ts)::text, dom, sel),
+  SELECT sha256(textsend(ARRAY[domain, header_from, extract(epoch FROM begin_ts)::text,
+                    extract(epoch FROM end_ts)::text, dom, sel]::text)),
          domain, header_from, begin_ts, end_ts, dom, sel
     FROM (SELECT DISTINCT la.domain, la.header_from, la.begin_ts, la.end_ts,
                  lower(d.dom) AS dom, coalesce(d.sel, '') AS sel
@@ -241,21 +241,25 @@ WITH b AS MATERIALIZED (
          sum(count) AS messages
     FROM b GROUP BY header_from, source_ip, domain, begin_ts, end_ts, org_name, pd, ps
 ), gq AS MATERIALIZED (
-  SELECT dp_agg_key(header_from, source_ip::text) AS k, header_from, source_ip,
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'pass'), '{}')
-           AS dk_pass_orgs,
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE pd = 'fail'), '{}')
-           AS dk_fail_orgs,
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'pass'), '{}')
-           AS sp_pass_orgs,
-         coalesce(array_agg(DISTINCT org_name ORDER BY org_name) FILTER (WHERE ps = 'fail'), '{}')
-           AS sp_fail_orgs,
-         bool_or(dk_re) AS dk_re, bool_or(sp_re) AS sp_re,
-         array_agg(domain) AS d_domain, array_agg(begin_ts) AS d_begin,
-         array_agg(end_ts) AS d_end, array_agg(org_name) AS d_org, array_agg(pd) AS d_pd,
-         array_agg(ps) AS d_ps, array_agg(dk_re) AS d_dk_re, array_agg(sp_re) AS d_sp_re,
-         array_agg(messages) AS d_messages
-    FROM gd GROUP BY header_from, source_ip
+  -- receiver sets made distinct and sorted per pair afterwards: aggregates
+  -- without DISTINCT let the 400k-odd rows of gd be hashed instead of sorted
+  SELECT sha256(textsend(ARRAY[header_from, source_ip::text]::text)) AS k, header_from, source_ip,
+         ARRAY(SELECT DISTINCT o FROM unnest(dpo) o ORDER BY o) AS dk_pass_orgs,
+         ARRAY(SELECT DISTINCT o FROM unnest(dfo) o ORDER BY o) AS dk_fail_orgs,
+         ARRAY(SELECT DISTINCT o FROM unnest(spo) o ORDER BY o) AS sp_pass_orgs,
+         ARRAY(SELECT DISTINCT o FROM unnest(sfo) o ORDER BY o) AS sp_fail_orgs,
+         dk_re, sp_re, d_domain, d_begin, d_end, d_org, d_pd, d_ps, d_dk_re, d_sp_re, d_messages
+    FROM (SELECT header_from, source_ip,
+                 array_agg(org_name) FILTER (WHERE pd = 'pass') AS dpo,
+                 array_agg(org_name) FILTER (WHERE pd = 'fail') AS dfo,
+                 array_agg(org_name) FILTER (WHERE ps = 'pass') AS spo,
+                 array_agg(org_name) FILTER (WHERE ps = 'fail') AS sfo,
+                 bool_or(dk_re) AS dk_re, bool_or(sp_re) AS sp_re,
+                 array_agg(domain) AS d_domain, array_agg(begin_ts) AS d_begin,
+                 array_agg(end_ts) AS d_end, array_agg(org_name) AS d_org, array_agg(pd) AS d_pd,
+                 array_agg(ps) AS d_ps, array_agg(dk_re) AS d_dk_re, array_agg(sp_re) AS d_sp_re,
+                 array_agg(messages) AS d_messages
+            FROM gd GROUP BY header_from, source_ip) q
 ), gp AS (
   INSERT INTO agg_dis_pair AS a
   SELECT k, header_from, source_ip, dk_pass_orgs, dk_fail_orgs, sp_pass_orgs, sp_fail_orgs,
