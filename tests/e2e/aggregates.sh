@@ -7,7 +7,8 @@
 # twice or lost), with message totals equal to the records'; the real-world
 # corpus likewise; the query answers do not change when the aggregates are
 # rebuilt; reports left pending (--no-aggregate) are folded exactly once by
-# three concurrent `db aggregate`, or by the first query.
+# three concurrent `db aggregate`, or by the first query; a database at
+# schema 3 with aggregates migrated to 0004 answers the same.
 source "$(dirname "$0")/lib/common.bash"
 
 TABLES="agg_sender agg_sender_all agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig
@@ -54,6 +55,54 @@ check_rebuild() {
     [ -n "$name" ] || continue
     expect_eq "$label: $name equals its rebuild ($rows rows)" "$diff" 0
   done < <(psql "$DB" -XAtq -c "$q" | grep -E '^(agg|dis)_')
+}
+
+# check_migration LABEL: migration 0004 on a database at schema 3 holding
+# DB's reports and records, whose aggregates were folded by 0003's catch-up in
+# several batches (agg_dis_pair's detail arrays grown batch after batch) with
+# a third of the reports still pending: after `db migrate` the answers equal
+# DB's (the same records, aggregated by 0004 alone) and every table, the moved
+# details included, equals its rebuild. Leaves DB set to the migrated database.
+MIGDIR="$(cd "$(dirname "$0")/../../store/migrations" && pwd)"
+check_migration() {
+  local label=$1 args f nrep
+  local queries=("senders --domain example.com --format json"
+                 "readiness --domain example.com --by day --format json"
+                 "domains --format json")
+  for args in "${queries[@]}"; do
+    # shellcheck disable=SC2086
+    "$DP_BIN" $args --db "$DB" > "$TMP/ref-${args%% *}.json"
+  done
+  psql "$DB" -XAtqc "COPY report TO STDOUT" > "$TMP/report.copy"
+  psql "$DB" -XAtqc "COPY (SELECT * FROM record) TO STDOUT" > "$TMP/record.copy"
+  new_db "agg_mig3_$label"
+  {
+    for f in 0001_init 0002_imap_state 0003_aggregates; do cat "$MIGDIR/$f.sql"; echo; done
+    echo "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now());
+          INSERT INTO schema_migrations (version, name)
+          VALUES (1, '0001_init.sql'), (2, '0002_imap_state.sql'), (3, '0003_aggregates.sql');"
+  } | psql "$DB" -Xq -v ON_ERROR_STOP=1 > /dev/null
+  psql "$DB" -Xqc "COPY report FROM STDIN" < "$TMP/report.copy"
+  psql "$DB" -Xqc "COPY record FROM STDIN" < "$TMP/record.copy"
+  nrep=$(sql "SELECT count(*) FROM report")
+  expect_eq "$label schema 3: every report pending" "$(sql "SELECT count(*) FROM agg_pending")" "$nrep"
+  while [ "$(sql "SELECT count(*) FROM agg_pending")" -gt $((nrep / 3)) ]; do
+    sql "SELECT * FROM dp_agg_catch_up_batch(300)" > /dev/null
+  done
+  expect_eq "$label schema 3: a pair's details from several batches" \
+    "$(sql "SELECT max(cardinality(d_domain)) > 1 AND count(*) > 0 FROM agg_dis_pair")" t
+  "$DP_BIN" db migrate --db "$DB" > /dev/null
+  expect_eq "$label: migrated to 4" "$(sql "SELECT max(version) FROM schema_migrations")" 4
+  expect_eq "$label 0004: the details moved, a row per pair" \
+    "$(sql "SELECT (SELECT count(*) FROM agg_dis_detail) = (SELECT count(*) FROM agg_dis_pair)")" t
+  for args in "${queries[@]}"; do
+    # shellcheck disable=SC2086
+    "$DP_BIN" $args --db "$DB" > "$TMP/mig.json"
+    cmp -s "$TMP/ref-${args%% *}.json" "$TMP/mig.json" && ok \
+      || fail "$label: $args differs after migration 0004"
+  done
+  check_rebuild "$label migrated from schema 3"
 }
 
 # 1. The sample scenario, three ingests at once, then once more.
@@ -135,6 +184,8 @@ expect_eq "backfill: every report pending" "$(sql "SELECT count(*) FROM agg_pend
 cmp -s "$TMP/want.json" "$TMP/got.json" && ok || fail "senders after the backfill differs"
 check_rebuild "backfill"
 
+check_migration sample
+
 # 3. The real-world corpus (odd reports, duplicates across files), twice at once.
 new_db agg_real
 set +e
@@ -144,4 +195,5 @@ wait $p1
 wait $p2
 set -e
 check_rebuild "real corpus"
+check_migration real
 finish
