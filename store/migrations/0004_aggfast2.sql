@@ -1,5 +1,5 @@
 -- SPDX-License-Identifier: MIT
--- 0004_aggfast2.sql - a cheaper catch-up (docs/decisions.md, decision 29,
+-- 0004_aggfast2.sql - a cheaper catch-up (docs/decisions.md, decision 33,
 -- branch aggfast2): the same aggregates and keys, less work per record.
 -- The batch's records are grouped once per report and record shape (`la`,
 -- about a tenth of the records), and the tables without a source address are
