@@ -1088,6 +1088,8 @@ static void usage(FILE *f) {
           "Generate a deterministic corpus and time dmarcpipe stage by stage next to\n"
           "the bare ceilings measured in the same run (zlib inflate, libxml2 SAX that\n"
           "only counts records, COPY of the same rows into an unindexed temp table).\n"
+          "The aggregate catch-up that ingest runs at its end is timed after an\n"
+          "untimed load of the big report.\n"
           "Each stage runs K times in its own child process; medians, min and max\n"
           "are printed with the peak RSS of each stage and the issue's targets.\n"
           "\n"
