@@ -121,11 +121,13 @@ enum {
  * from its own auth results (strict when the report's adkim/aspf is s). */
 static const char *const disagree_sql[] = {
     /* Only pairs flagged over everything stored can be flagged here
-     * (agg_dis_pair in migration 0003): their details alone are read. */
+     * (agg_dis_pair in migration 0003): their details alone are read, from
+     * the side table of a row per pair and batch (migration 0005). */
     "WITH rec AS MATERIALIZED ("
-    "  SELECT p.header_from, p.source_ip, a.* FROM agg_dis_pair p,"
-    "         unnest(p.d_domain, p.d_begin, p.d_end, p.d_org, p.d_pd, p.d_ps, p.d_dk_re,"
-    "                p.d_sp_re, p.d_messages)"
+    "  SELECT p.header_from, p.source_ip, a.* FROM agg_dis_pair p"
+    "    JOIN agg_dis_detail dd ON dd.k = p.k,"
+    "         unnest(dd.d_domain, dd.d_begin, dd.d_end, dd.d_org, dd.d_pd, dd.d_ps, dd.d_dk_re,"
+    "                dd.d_sp_re, dd.d_messages)"
     "           AS a(domain, begin_ts, end_ts, org_name, pd, ps, dk_re, sp_re, messages)"
     "   WHERE p.flagged AND (a.domain = $1::text OR p.header_from = $1::text"
     "         OR right(p.header_from, length($1::text) + 1) = '.' || $1::text)"
