@@ -36,4 +36,15 @@ PY
 cmp -s <(cd "$TMP/w" && find big small -type f -exec md5sum {} + | sort -k2) \
        <(cd "$TMP/w2" && find big small -type f -exec md5sum {} + | sort -k2) && ok ||
   fail "the same seed generated different corpora"
+# a mix long enough to run past the clock (its days go on from 2026-01-01,
+# seven reports a day): the bench measures generated dates, it does not refuse
+# them, and a fresh database gets the partitions of every month it spans
+"$DP_BIN" bench --runs 1 --big-records 0 --reports 0 --mix 3500 --sink pg --db "$DP_TEST_DB" \
+  --json > "$TMP/m.json" 2> "$TMP/m.err" || fail "bench --mix 3500: $(tail -3 "$TMP/m.err")"
+python3 - "$TMP/m.json" <<'PY' && ok || fail "bench --mix 3500 JSON"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["corpus"]["mix"]["reports"] == 3500, d["corpus"]
+assert len(d["stages"]["mix_pg"]["seconds"]) == 1, d["stages"]
+PY
 finish
