@@ -65,8 +65,9 @@ WITH b AS MATERIALIZED (
             FROM la WHERE failing AND NOT fwd_reason AND dkim_domains <> '{}') u
 ), s AS (
   INSERT INTO agg_sender AS a
-  -- reporters made distinct and sorted afterwards, only for the senders seen
-  -- by more than one report of the batch: the groups are hashed, not sorted
+  -- reporters made distinct and sorted afterwards, only for the senders with
+  -- more than one `la` row in the batch (several reports, or one report's
+  -- records in several shapes): the groups are hashed, not sorted
   SELECT k, domain, header_from, begin_ts, end_ts, sender, third_party, messages, spf_aligned,
          dkim_aligned, dmarc_pass, spf_strict, dkim_strict, policy_pass, relayed, fail_strict,
          CASE WHEN cardinality(orgs) = 1 THEN orgs
