@@ -8,7 +8,7 @@
 # corpus likewise; the query answers do not change when the aggregates are
 # rebuilt; reports left pending (--no-aggregate) are folded exactly once by
 # three concurrent `db aggregate`, or by the first query; a database at
-# schema 3 with aggregates migrated to 0005 answers the same.
+# schema 3 with aggregates migrated to 0006 answers the same.
 source "$(dirname "$0")/lib/common.bash"
 
 TABLES="agg_sender agg_sender_all agg_ip agg_dkim agg_spf agg_class agg_fail_ip agg_fwd_ip agg_good_sig
@@ -57,11 +57,11 @@ check_rebuild() {
   done < <(psql "$DB" -XAtq -c "$q" | grep -E '^(agg|dis)_')
 }
 
-# check_migration LABEL: migrations 0004-0005 on a database at schema 3 holding
+# check_migration LABEL: migrations 0004-0006 on a database at schema 3 holding
 # DB's reports and records, whose aggregates were folded by 0003's catch-up in
 # several batches (agg_dis_pair's detail arrays grown batch after batch) with
 # a third of the reports still pending: after `db migrate` the answers equal
-# DB's (the same records, aggregated by 0005 alone) and every table, the moved
+# DB's (the same records, aggregated by 0006 alone) and every table, the moved
 # details included, equals its rebuild. Leaves DB set to the migrated database.
 MIGDIR="$(cd "$(dirname "$0")/../../store/migrations" && pwd)"
 check_migration() {
@@ -93,14 +93,14 @@ check_migration() {
   expect_eq "$label schema 3: a pair's details from several batches" \
     "$(sql "SELECT max(cardinality(d_domain)) > 1 AND count(*) > 0 FROM agg_dis_pair")" t
   "$DP_BIN" db migrate --db "$DB" > /dev/null
-  expect_eq "$label: migrated to 5" "$(sql "SELECT max(version) FROM schema_migrations")" 5
+  expect_eq "$label: migrated to 6" "$(sql "SELECT max(version) FROM schema_migrations")" 6
   expect_eq "$label 0005: the details moved, a row per pair" \
     "$(sql "SELECT (SELECT count(*) FROM agg_dis_detail) = (SELECT count(*) FROM agg_dis_pair)")" t
   for args in "${queries[@]}"; do
     # shellcheck disable=SC2086
     "$DP_BIN" $args --db "$DB" > "$TMP/mig.json"
     cmp -s "$TMP/ref-${args%% *}.json" "$TMP/mig.json" && ok \
-      || fail "$label: $args differs after migrations 0004-0005"
+      || fail "$label: $args differs after migrations 0004-0006"
   done
   check_rebuild "$label migrated from schema 3"
 }
@@ -169,7 +169,7 @@ cmp -s "$TMP/caught.json" "$TMP/pending.json" && ok || fail "senders with report
 expect_eq "the query folded the pending reports" "$(sql "SELECT count(*) FROM agg_pending")" 0
 
 # Backfill: a database that had reports before migration 0003 (here: 0003
-# and 0004, which replaced its trigger, and 0005 undone by hand) gets them
+# and 0004, which replaced its trigger, and 0005-0006 undone by hand) gets them
 # all pending, and the first query folds them.
 "$DP_BIN" senders --domain example.com --format json --db "$DB" > "$TMP/want.json"
 psql "$DB" -XAtq -v ON_ERROR_STOP=1 > /dev/null <<'SQL'

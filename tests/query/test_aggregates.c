@@ -11,7 +11,8 @@
  * stored after a catch-up are pending at query time and folded first; the
  * table form and the HTML report's pre-folded senders write the same; the
  * catch-up of migration 0005 writes the keys dp_agg_key() gives and
- * agg_dis_detail rows a pair and batch at a time.
+ * agg_dis_detail rows a pair and batch at a time; the sets migration 0006
+ * makes distinct only when they hold two members or more are distinct, sorted.
  * Needs DP_TEST_DB; without it the database cases are skipped. */
 #include "tests/test.h"
 
@@ -914,6 +915,94 @@ TEST(agg_dis_detail_row_per_pair_and_batch) {
   ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
   if (PQresultStatus(res) == PGRES_TUPLES_OK)
     ASSERT_STR_EQ(PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+  PQclear(res);
+  ASSERT_TRUE(exec(c, "ROLLBACK"));
+}
+
+/* Migration 0006 collects agg_sender's reporters and agg_dis_pair's receiver
+ * sets unsorted and makes a set distinct and sorted only when it holds two
+ * members or more. Folded in one batch (no dp_agg_union of stored and new
+ * sets), every set equals the record-level sorted distinct one, and the
+ * fixture has sets of each kind: one report, the same org in several reports
+ * (duplicates to drop), several orgs (to sort), and empty receiver sets. */
+TEST(agg_sets_distinct_sorted_in_one_batch) {
+  NEED_DB();
+  ASSERT_TRUE(exec(c, "BEGIN"));
+  /* the same org twice for the same senders and addresses: a copy of the
+   * report with the most records (another report_id, its records again) */
+  ASSERT_TRUE(exec(c, "CREATE TEMP TABLE rcopy ON COMMIT DROP AS SELECT * FROM report"
+                      " ORDER BY n_records DESC, id LIMIT 1"));
+  ASSERT_TRUE(exec(c, "CREATE TEMP TABLE xcopy ON COMMIT DROP AS SELECT x.* FROM record x"
+                      " JOIN rcopy r ON x.report_key = r.id AND x.begin_ts = r.begin_ts"));
+  ASSERT_TRUE(exec(c, "UPDATE rcopy SET id = (SELECT max(id) + 1 FROM report),"
+                      " report_id = report_id || '-copy'"));
+  ASSERT_TRUE(exec(c, "UPDATE xcopy SET report_key = (SELECT id FROM rcopy)"));
+  /* and addresses seen by that copy alone: receiver sets of one member */
+  ASSERT_TRUE(exec(c, "UPDATE xcopy SET source_ip = ('203.0.113.' || seq)::inet,"
+                      " pe_dkim = CASE WHEN seq % 2 = 0 THEN 'pass' ELSE 'fail' END,"
+                      " pe_spf = CASE WHEN seq % 3 = 0 THEN 'fail' ELSE 'pass' END"
+                      " WHERE seq <= 6"));
+  ASSERT_TRUE(exec(c, "INSERT INTO report SELECT * FROM rcopy"));
+  ASSERT_TRUE(exec(c, "INSERT INTO record SELECT * FROM xcopy"));
+  ASSERT_TRUE(exec(c, "SELECT dp_agg_rebuild()"));
+  ASSERT_TRUE(exec(c, "SELECT * FROM dp_agg_catch_up_batch(2147483647)"));
+  PGresult *res = PQexec(
+      c, "WITH ref AS (SELECT dp_agg_key(r.domain, x.header_from,"
+         "                   extract(epoch FROM r.begin_ts)::text,"
+         "                   extract(epoch FROM r.end_ts)::text, x.sender) AS k,"
+         "       array_agg(DISTINCT r.org_name ORDER BY r.org_name) AS reporters,"
+         "       count(DISTINCT r.id) AS nrep, count(DISTINCT r.org_name) AS norg"
+         "  FROM record x JOIN report r ON r.id = x.report_key AND r.begin_ts = x.begin_ts"
+         " GROUP BY r.domain, x.header_from, r.begin_ts, r.end_ts, x.sender)"
+         " SELECT (SELECT count(*) FROM ref),"
+         "  (SELECT count(*) FROM ref JOIN agg_sender a USING (k)"
+         "    WHERE a.reporters::text = ref.reporters::text),"
+         "  (SELECT count(*) FROM agg_sender),"
+         "  (SELECT count(*) FROM ref WHERE nrep = 1),"
+         "  (SELECT count(*) FROM ref WHERE nrep > norg),"
+         "  (SELECT count(*) FROM ref WHERE norg > 1)");
+  ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+  if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+    ASSERT_TRUE(atoll(PQgetvalue(res, 0, 0)) > 0);
+    ASSERT_STR_EQ(PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+    ASSERT_STR_EQ(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0));
+    ASSERT_TRUE(atoll(PQgetvalue(res, 0, 3)) > 0);
+    ASSERT_TRUE(atoll(PQgetvalue(res, 0, 4)) > 0);
+    ASSERT_TRUE(atoll(PQgetvalue(res, 0, 5)) > 0);
+  }
+  PQclear(res);
+#define SET(col, cond)                                                                             \
+  "coalesce(array_agg(DISTINCT r.org_name ORDER BY r.org_name) FILTER (WHERE " cond "), '{}') "   \
+  "AS " col
+#define NREP(col, cond)                                                                            \
+  "count(DISTINCT r.id) FILTER (WHERE " cond ") AS " col "_nrep, "                                 \
+  "count(DISTINCT r.org_name) FILTER (WHERE " cond ") AS " col "_norg"
+  res = PQexec(
+      c, "WITH ref AS (SELECT dp_agg_key(x.header_from, x.source_ip::text) AS k,"
+         "  " SET("dpo", "lower(x.pe_dkim) = 'pass'") ", " SET("dfo", "lower(x.pe_dkim) = 'fail'")
+         ", " SET("spo", "lower(x.pe_spf) = 'pass'") ", " SET("sfo", "lower(x.pe_spf) = 'fail'")
+         ", " NREP("dp", "lower(x.pe_dkim) = 'pass'") ", " NREP("sp", "lower(x.pe_spf) = 'pass'")
+         "  FROM record x JOIN report r ON r.id = x.report_key AND r.begin_ts = x.begin_ts"
+         " GROUP BY x.header_from, x.source_ip)"
+         " SELECT (SELECT count(*) FROM ref),"
+         "  (SELECT count(*) FROM ref JOIN agg_dis_pair a USING (k)"
+         "    WHERE a.dk_pass_orgs::text = ref.dpo::text AND a.dk_fail_orgs::text = ref.dfo::text"
+         "      AND a.sp_pass_orgs::text = ref.spo::text AND a.sp_fail_orgs::text = ref.sfo::text),"
+         "  (SELECT count(*) FROM agg_dis_pair),"
+         "  (SELECT count(*) FROM ref WHERE dp_nrep = 1 OR sp_nrep = 1),"
+         "  (SELECT count(*) FROM ref WHERE dp_nrep > dp_norg OR sp_nrep > sp_norg),"
+         "  (SELECT count(*) FROM ref WHERE dp_norg > 1 OR sp_norg > 1),"
+         "  (SELECT count(*) FROM ref WHERE dpo = '{}' OR dfo = '{}' OR spo = '{}' OR sfo = '{}')");
+#undef SET
+#undef NREP
+  ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK);
+  if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+    ASSERT_TRUE(atoll(PQgetvalue(res, 0, 0)) > 0);
+    ASSERT_STR_EQ(PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+    ASSERT_STR_EQ(PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 0));
+    for (int i = 3; i < 7; i++)
+      ASSERT_TRUE(atoll(PQgetvalue(res, 0, i)) > 0);
+  }
   PQclear(res);
   ASSERT_TRUE(exec(c, "ROLLBACK"));
 }
