@@ -11,12 +11,21 @@ export PGOPTIONS="-c client_min_messages=warning"
 E2E_FAILS=0
 E2E_PASSES=0
 TMP=$(mktemp -d /tmp/dp-e2e.XXXXXX)
-cleanup() { rm -rf "$TMP"; [ -n "${E2E_DB:-}" ] && psql "$DP_TEST_DB dbname=postgres" -qc "DROP DATABASE IF EXISTS \"$E2E_DB\" WITH (FORCE)" >/dev/null 2>&1 || true; }
+# every database new_db made is dropped at exit, not only the last one
+E2E_DBS=()
+cleanup() {
+  rm -rf "$TMP"
+  local d
+  for d in "${E2E_DBS[@]}"; do
+    psql "$DP_TEST_DB dbname=postgres" -qc "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 
 # new_db NAME: create an empty database and set DB to its conninfo.
 new_db() {
   E2E_DB="dp_e2e_$1_$$"
+  E2E_DBS+=("$E2E_DB")
   psql "$DP_TEST_DB dbname=postgres" -qc "DROP DATABASE IF EXISTS \"$E2E_DB\" WITH (FORCE)" >/dev/null
   psql "$DP_TEST_DB dbname=postgres" -qc "CREATE DATABASE \"$E2E_DB\"" >/dev/null
   DB="$DP_TEST_DB dbname=$E2E_DB"
