@@ -264,16 +264,50 @@ static void on_loaded_count(dp_loader_t *l, dp_batch_t *b, int status) {
   if (!status) n_loaded++;
 }
 
+/* Loads b1 and b2 at once on two loaders of one loop (two ingesters); sets
+ * *loaded to how many committed, and when said is given, fills it with what
+ * the loaders wrote to stderr meanwhile. The batches stay the caller's. */
+static void load_both(dp_batch_t *b1, dp_batch_t *b2, int *loaded, char *said, size_t said_len) {
+  *loaded = -1;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  dp_loader_t *l1 = dp_loader_create(&loop, conninfo, err, sizeof err);
+  dp_loader_t *l2 = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l1);
+  ASSERT_NOT_NULL(l2);
+  int saved = -1, efd = -1;
+  char errpath[] = "/tmp/dp-test-loader-err-XXXXXX";
+  if (said) {
+    fflush(stderr);
+    saved = dup(2);
+    efd = mkstemp(errpath);
+    ASSERT_TRUE(saved >= 0 && efd >= 0);
+    dup2(efd, 2);
+  }
+  n_loaded = 0;
+  ASSERT_OK(dp_loader_submit(l1, b1, on_loaded_count));
+  ASSERT_OK(dp_loader_submit(l2, b2, on_loaded_count));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (said) {
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(efd, said, said_len - 1, 0);
+    said[n > 0 ? n : 0] = '\0';
+    close(efd);
+    unlink(errpath);
+  }
+  *loaded = n_loaded;
+  dp_loader_destroy(l1);
+  dp_loader_destroy(l2);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
 TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
   if (!setup()) return;
   for (int round = 0; round < 3; round++) {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    char err[512];
-    dp_loader_t *l1 = dp_loader_create(&loop, conninfo, err, sizeof err);
-    dp_loader_t *l2 = dp_loader_create(&loop, conninfo, err, sizeof err);
-    ASSERT_NOT_NULL(l1);
-    ASSERT_NOT_NULL(l2);
     /* reports 0-29 and 15-44, the second in reverse order: each loader
      * claims in key order, so neither deadlocks on the other's keys */
     dp_batch_t b1, b2;
@@ -286,11 +320,9 @@ TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
       snprintf(rid, sizeof rid, "par-%d-%d", round, 44 - i);
       dp_batch_add(&b2, staged("rx.test", rid, 45 - i));
     }
-    n_loaded = 0;
-    ASSERT_OK(dp_loader_submit(l1, &b1, on_loaded_count));
-    ASSERT_OK(dp_loader_submit(l2, &b2, on_loaded_count));
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ASSERT_EQ(n_loaded, 2);
+    int loaded;
+    load_both(&b1, &b2, &loaded, NULL, 0);
+    ASSERT_EQ(loaded, 2);
     int n_new = 0, n_dup = 0;
     for (dp_batch_t *b = &b1; b; b = b == &b1 ? &b2 : NULL)
       for (dp_staged_t *s = b->head; s; s = s->next) {
@@ -301,10 +333,6 @@ TEST(loader_two_loaders_overlapping_batches_store_each_report_once) {
     ASSERT_EQ(n_dup, 15);
     dp_batch_free(&b1);
     dp_batch_free(&b2);
-    dp_loader_destroy(l1);
-    dp_loader_destroy(l2);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ASSERT_OK(uv_loop_close(&loop));
   }
   PGconn *c = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(c,
@@ -413,13 +441,6 @@ TEST(loader_two_batch_connections_retry_after_their_backends_die) {
 
 TEST(loader_two_loaders_create_the_same_partitions_without_deadlock) {
   if (!setup()) return;
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  char err[512];
-  dp_loader_t *l1 = dp_loader_create(&loop, conninfo, err, sizeof err);
-  dp_loader_t *l2 = dp_loader_create(&loop, conninfo, err, sizeof err);
-  ASSERT_NOT_NULL(l1);
-  ASSERT_NOT_NULL(l2);
   /* 24 months nobody has a partition for yet, one loader in order and the
    * other backwards: before the advisory lock in dp_ensure_record_partition
    * their CREATE TABLEs deadlocked, one batch was rolled back and retried
@@ -435,31 +456,13 @@ TEST(loader_two_loaders_create_the_same_partitions_without_deadlock) {
     snprintf(rid, sizeof rid, "part-b-%d", i);
     dp_batch_add(&b2, staged_at("rx.test", rid, 1, t2));
   }
-  fflush(stderr);
-  int saved = dup(2);
-  char errpath[] = "/tmp/dp-test-loader-err-XXXXXX";
-  int efd = mkstemp(errpath);
-  dup2(efd, 2);
-  n_loaded = 0;
-  ASSERT_OK(dp_loader_submit(l1, &b1, on_loaded_count));
-  ASSERT_OK(dp_loader_submit(l2, &b2, on_loaded_count));
-  uv_run(&loop, UV_RUN_DEFAULT);
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
+  int loaded;
   char said[2048] = "";
-  ssize_t n = pread(efd, said, sizeof said - 1, 0);
-  said[n > 0 ? n : 0] = '\0';
-  close(efd);
-  unlink(errpath);
+  load_both(&b1, &b2, &loaded, said, sizeof said);
   ASSERT_STR_EQ(said, "");
-  ASSERT_EQ(n_loaded, 2);
+  ASSERT_EQ(loaded, 2);
   dp_batch_free(&b1);
   dp_batch_free(&b2);
-  dp_loader_destroy(l1);
-  dp_loader_destroy(l2);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ASSERT_OK(uv_loop_close(&loop));
   PGconn *c = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM report WHERE report_id LIKE 'part-%'", "48"));
   ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM record_default", "0"));
