@@ -263,12 +263,10 @@ static int emit_dir(void *ud, const char *name, const void *data, size_t len) {
   return save(path, data, len);
 }
 
-/* Widen c's date span by the reports g generates: n_reports of them from
- * g->first_day (2026-01-01 when 0), one day per round of the receivers. */
+/* Widen c's date span by the reports g generates. */
 static void span_add(struct corpus *c, const dp_gen_bench_opts_t *g) {
-  int64_t first = g->first_day;
-  if (!first) dp_gen_parse_date("2026-01-01", &first);
-  int64_t last = first + (int64_t)((g->n_reports - 1) / DP_GEN_N_RECEIVERS) * 86400;
+  if (!g->n_reports) return;
+  int64_t first = dp_gen_bench_begin(g, 0), last = dp_gen_bench_begin(g, g->n_reports - 1);
   if (!c->first_ts || first < c->first_ts) c->first_ts = first;
   if (last > c->last_ts) c->last_ts = last;
 }

@@ -200,6 +200,9 @@ typedef struct dp_gen_bench_opts {
   int64_t first_day;   /* 00:00:00 UTC of the first report's day; 0 = 2026-01-01 */
 } dp_gen_bench_opts_t;
 
+/** The date_range begin (epoch seconds) of report i of the throughput corpus
+ *  o describes: receivers in turn, one day per round of them. */
+int64_t dp_gen_bench_begin(const dp_gen_bench_opts_t *o, uint64_t i);
 /** A report size from the realistic mix: most 1-10 records, some 10-1000,
  *  rare 10k, about 1 in 2000 100k+. */
 uint64_t dp_gen_size_mix(dp_gen_rng_t *r);

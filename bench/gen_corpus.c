@@ -1262,11 +1262,15 @@ uint64_t dp_gen_size_mix(dp_gen_rng_t *r) {
   return dp_gen_rng_range(r, 100000, 200000);
 }
 
+int64_t dp_gen_bench_begin(const dp_gen_bench_opts_t *o, uint64_t i) {
+  int64_t first = o->first_day;
+  if (!first) dp_gen_parse_date("2026-01-01", &first);
+  return first + (int64_t)(i / DP_GEN_N_RECEIVERS) * 86400;
+}
+
 int dp_gen_bench(const dp_gen_bench_opts_t *o, dp_gen_emit_fn emit, void *ud, dp_gen_expect_t *exp) {
   struct gen g;
   if (gen_init(&g, o->seed, o->domain ? o->domain : "example.com", 1)) return DP_EUSAGE;
-  int64_t first = o->first_day;
-  if (!first) dp_gen_parse_date("2026-01-01", &first);
   unsigned wsum = 0;
   for (int k = 0; k < N_KINDS; k++) wsum += kinds[k].bench_weight;
   enum dp_gen_format fmts[DP_GEN_N_FORMATS];
@@ -1282,7 +1286,7 @@ int dp_gen_bench(const dp_gen_bench_opts_t *o, dp_gen_emit_fn emit, void *ud, dp
   int rc = 0;
   for (uint64_t i = 0; i < o->n_reports && !rc; i++) {
     enum dp_gen_receiver rcv = (enum dp_gen_receiver)(i % DP_GEN_N_RECEIVERS);
-    int64_t t0 = first + (int64_t)(i / DP_GEN_N_RECEIVERS) * 86400;
+    int64_t t0 = dp_gen_bench_begin(o, i);
     dp_gen_report_t rep;
     report_init(&g, &rep, rcv, t0, &rng);
     uint64_t n = o->records ? o->records : dp_gen_size_mix(&rng);
