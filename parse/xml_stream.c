@@ -442,15 +442,6 @@ static bool beyond_future_limit(const dp_parser_t *p, int64_t end) {
   return end > (int64_t)time(NULL) + (int64_t)p->lim.max_future_days * 86400;
 }
 
-/* t as UTC ISO 8601 text in buf (the number itself if the C library cannot). */
-static const char *utc_text(int64_t t, char *buf, size_t len) {
-  time_t tt = (time_t)t;
-  struct tm tm;
-  if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
-    snprintf(buf, len, "%" PRId64, t);
-  return buf;
-}
-
 /* inet_pton in either family; IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4
  * sender itself, so it is stored as IPv4 and groups with its /24. */
 static int canon_ip(const char *s, char *out, size_t outlen, int *family) {
@@ -507,11 +498,13 @@ static int report_begin(dp_parser_t *p) {
     return fail(p, DP_EREPORT, "<end> %s: \"%s\"", why, quote_value(p->end_txt, q, sizeof q));
   if (r->begin > r->end)
     return fail(p, DP_EREPORT, "date_range begin %" PRId64 " is after end %" PRId64, r->begin, r->end);
-  if (beyond_future_limit(p, r->end))
+  if (beyond_future_limit(p, r->end)) {
+    dp_time_iso8601(r->end, q, sizeof q);
     return fail(p, DP_EREPORT,
                 "date_range end %s is more than %" PRIu32 " days after this machine's clock "
                 "(--max-future-days)",
-                utc_text(r->end, q, sizeof q), p->lim.max_future_days);
+                q, p->lim.max_future_days);
+  }
   p->begun = true;
   if (p->cb.report_begin) {
     int rc = p->cb.report_begin(p->ud, r);
