@@ -1416,28 +1416,32 @@ static void lane_done(dp_loader_t *ln, dp_batch_t *b, int status) {
   hub_kick(h);
 }
 
-static dp_loader_t *lane_create(dp_loader_t *h) {
-  dp_loader_t *ln = calloc(1, sizeof *ln);
-  if (!ln) return NULL;
-  ln->conninfo = strdup(h->conninfo);
-  ln->spool_buf = malloc(DP_LOADER_CHUNK);
-  if (!ln->conninfo || !ln->spool_buf) {
-    free(ln->conninfo);
-    free(ln->spool_buf);
-    free(ln);
+/* A helper connection of hub h, lane (streams) or peer (a second batch
+ * connection): h's settings and loop, its own socket, timer and spool
+ * reader. It connects with its first batch or stream, without blocking. */
+static dp_loader_t *helper_create(dp_loader_t *h, bool lane) {
+  dp_loader_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->conninfo = strdup(h->conninfo);
+  c->spool_buf = malloc(DP_LOADER_CHUNK);
+  if (!c->conninfo || !c->spool_buf) {
+    free(c->conninfo);
+    free(c->spool_buf);
+    free(c);
     return NULL;
   }
-  ln->loop = h->loop;
-  ln->is_lane = true;
-  ln->hub = h;
-  ln->outage_budget_ms = h->outage_budget_ms;
-  uv_timer_init(h->loop, &ln->timer);
-  ln->timer.data = ln;
-  uv_async_init(h->loop, &ln->async, hub_async); /* its spool reader's results */
-  ln->async.data = ln;
-  uv_unref((uv_handle_t *)&ln->async);
-  dp_batch_init(&ln->sbatch);
-  return ln; /* connects with its first stream, without blocking */
+  c->loop = h->loop;
+  c->is_lane = lane;
+  c->is_peer = !lane;
+  c->hub = h;
+  c->outage_budget_ms = h->outage_budget_ms;
+  uv_timer_init(h->loop, &c->timer);
+  c->timer.data = c;
+  uv_async_init(h->loop, &c->async, hub_async); /* its spool reader's results */
+  c->async.data = c;
+  uv_unref((uv_handle_t *)&c->async);
+  dp_batch_init(&c->sbatch);
+  return c;
 }
 
 /* Start the next stream when the lane is free; poke it when it waits. */
@@ -1461,7 +1465,7 @@ static void hub_kick(dp_loader_t *h) {
       stream_settled(h, st, DP_STAGED_FAILED);
       continue;
     }
-    if (!ln && !(ln = h->lane = lane_create(h))) {
+    if (!ln && !(ln = h->lane = helper_create(h, true))) {
       h->lane_fatal = DP_ENOMEM;
       stream_settled(h, st, DP_ENOMEM);
       continue;
@@ -1542,35 +1546,12 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   return l;
 }
 
-static dp_loader_t *peer_create(dp_loader_t *h) {
-  dp_loader_t *pe = calloc(1, sizeof *pe);
-  if (!pe) return NULL;
-  pe->conninfo = strdup(h->conninfo);
-  pe->spool_buf = malloc(DP_LOADER_CHUNK);
-  if (!pe->conninfo || !pe->spool_buf) {
-    free(pe->conninfo);
-    free(pe->spool_buf);
-    free(pe);
-    return NULL;
-  }
-  pe->loop = h->loop;
-  pe->is_peer = true;
-  pe->hub = h;
-  pe->outage_budget_ms = h->outage_budget_ms;
-  uv_timer_init(h->loop, &pe->timer);
-  pe->timer.data = pe;
-  uv_async_init(h->loop, &pe->async, hub_async); /* its spool reader's results */
-  pe->async.data = pe;
-  uv_unref((uv_handle_t *)&pe->async);
-  return pe; /* connects with its first batch, without blocking */
-}
-
 void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n) { l->batch_conns = n >= 2 ? 2 : 1; }
 
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
   if (l->orig) {
     if (l->batch_conns < 2) return UV_EBUSY;
-    if (!l->peer && !(l->peer = peer_create(l))) return UV_EBUSY;
+    if (!l->peer && !(l->peer = helper_create(l, false))) return UV_EBUSY;
     return dp_loader_submit(l->peer, b, cb);
   }
   l->orig = b;
