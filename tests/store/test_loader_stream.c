@@ -143,6 +143,31 @@ static void finish_loop(uv_loop_t *loop, dp_loader_t *l) {
 
 #define N_BIG 20000
 
+/* A big report's stream opened at half its rows on a loader of its own
+ * loop, over empty tables; h->st stays NULL when that failed. */
+struct half {
+  uv_loop_t loop;
+  dp_loader_t *l;
+  dp_staged_t *s;
+  dp_stream_t *st;
+};
+static void half_open(struct half *h, const char *rid) {
+  h->st = NULL;
+  h->s = big_staged(rid, N_BIG);
+  ASSERT_NOT_NULL(h->s);
+  start_loop(&h->loop);
+  char err[512];
+  h->l = dp_loader_create(&h->loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(h->l);
+  wipe();
+  h->st = open_partial(h->l, h->s, row_boundary(h->s, h->s->spool_len / 2));
+}
+static void half_close(struct half *h) {
+  dp_staged_free(h->s);
+  finish_loop(&h->loop, h->l);
+  ASSERT_OK(uv_loop_close(&h->loop));
+}
+
 TEST(stream_commits_when_complete_while_batches_land) {
   if (!setup()) return;
   dp_staged_t *s = big_staged("stream-1", N_BIG);
@@ -215,20 +240,15 @@ TEST(stream_commits_when_complete_while_batches_land) {
 
 TEST(stream_aborted_by_its_worker_stores_nothing) {
   if (!setup()) return;
-  dp_staged_t *s = big_staged("stream-bad", N_BIG);
-  ASSERT_NOT_NULL(s);
-  uv_loop_t loop;
-  start_loop(&loop);
-  char err[512];
-  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
-  ASSERT_NOT_NULL(l);
-  wipe();
-  dp_stream_t *st = open_partial(l, s, row_boundary(s, s->spool_len / 2));
-  ASSERT_NOT_NULL(st);
-  spin(&loop, 400);
+  struct half h;
+  half_open(&h, "stream-bad");
+  ASSERT_NOT_NULL(h.st);
+  dp_stream_t *st = h.st;
+  dp_staged_t *s = h.s;
+  spin(&h.loop, 400);
   /* say the XML broke after many records */
   dp_stream_abort(st);
-  ASSERT_EQ(wait_result(&loop, st), DP_STAGED_FAILED);
+  ASSERT_EQ(wait_result(&h.loop, st), DP_STAGED_FAILED);
   const char *why = "x";
   bool recorded = true;
   dp_stream_result(st, &why, &recorded);
@@ -239,36 +259,29 @@ TEST(stream_aborted_by_its_worker_stores_nothing) {
   ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM record", "0"));
   PQfinish(c);
   /* a later good copy of it is stored: nothing was left claimed */
-  st = dp_loader_stream_open(l, s, &s->report_row);
+  st = dp_loader_stream_open(h.l, s, &s->report_row);
   dp_stream_complete(st, s->spool_len, N_BIG, messages_of(N_BIG), 7);
-  ASSERT_EQ(wait_result(&loop, st), DP_STAGED_NEW);
+  ASSERT_EQ(wait_result(&h.loop, st), DP_STAGED_NEW);
   dp_stream_release(st);
-  dp_staged_free(s);
-  finish_loop(&loop, l);
-  ASSERT_OK(uv_loop_close(&loop));
+  half_close(&h);
 }
 
 TEST(stream_replays_after_its_backend_is_killed) {
   if (!setup()) return;
-  dp_staged_t *s = big_staged("stream-kill", N_BIG);
-  ASSERT_NOT_NULL(s);
-  uv_loop_t loop;
-  start_loop(&loop);
-  char err[512];
-  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
-  ASSERT_NOT_NULL(l);
-  wipe();
-  dp_stream_t *st = open_partial(l, s, row_boundary(s, s->spool_len / 2));
-  ASSERT_NOT_NULL(st);
-  spin(&loop, 400);
+  struct half h;
+  half_open(&h, "stream-kill");
+  ASSERT_NOT_NULL(h.st);
+  dp_stream_t *st = h.st;
+  dp_staged_t *s = h.s;
+  spin(&h.loop, 400);
   PGconn *c = PQconnectdb(conninfo);
   fflush(stderr);
   ASSERT_TRUE(scalar_is(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
                            "datname = current_database() AND query LIKE 'COPY record%'",
                         "1"));
-  spin(&loop, 100);
+  spin(&h.loop, 100);
   dp_stream_complete(st, s->spool_len, N_BIG, messages_of(N_BIG), 9);
-  ASSERT_EQ(wait_result(&loop, st), DP_STAGED_NEW);
+  ASSERT_EQ(wait_result(&h.loop, st), DP_STAGED_NEW);
   dp_stream_release(st);
   char want[64];
   snprintf(want, sizeof want, "1 %d %d", N_BIG, N_BIG);
@@ -276,12 +289,8 @@ TEST(stream_replays_after_its_backend_is_killed) {
                            "count(DISTINCT seq) FROM record",
                         want));
   PQfinish(c);
-  dp_staged_free(s);
-  finish_loop(&loop, l);
-  ASSERT_OK(uv_loop_close(&loop));
+  half_close(&h);
 }
-
-
 
 /* The batch loader reads spooled rows through its reader thread too: many
  * chunks, in order, exactly once; a spool that cannot be read back refuses
