@@ -93,7 +93,8 @@ check_migration() {
   expect_eq "$label schema 3: a pair's details from several batches" \
     "$(sql "SELECT max(cardinality(d_domain)) > 1 AND count(*) > 0 FROM agg_dis_pair")" t
   "$DP_BIN" db migrate --db "$DB" > /dev/null
-  expect_eq "$label: migrated to 6" "$(sql "SELECT max(version) FROM schema_migrations")" 6
+  expect_eq "$label: migrated to the latest schema" \
+    "$(sql "SELECT max(version) FROM schema_migrations")" "$(ls "$MIGDIR"/*.sql | wc -l)"
   expect_eq "$label 0005: the details moved, a row per pair" \
     "$(sql "SELECT (SELECT count(*) FROM agg_dis_detail) = (SELECT count(*) FROM agg_dis_pair)")" t
   for args in "${queries[@]}"; do

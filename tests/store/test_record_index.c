@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/store/test_record_index.c - against a real server ($DP_TEST_DB): the
+ * access path to a report's records (migration 0007) is a non-unique index on
+ * report_key in every record partition, present and future, and no primary
+ * key makes each stored row pay a uniqueness check. Without DP_TEST_DB it says
+ * so and passes. */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include "tests/test.h"
+
+#define DP_PG_TEST_DB_PREFIX "dp_store_ri"
+#include "pg_test_util.h"
+
+/* Partitions of record without an index whose only column is report_key. */
+static const char *const unindexed_partitions =
+    "SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'record'::regclass "
+    "AND NOT EXISTS (SELECT 1 FROM pg_index x JOIN pg_attribute a "
+    "ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] "
+    "WHERE x.indrelid = i.inhrelid AND x.indnatts = 1 AND a.attname = 'report_key' "
+    "AND NOT x.indisunique)";
+
+TEST(store_record_index_in_every_partition) {
+  if (!setup()) return;
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) FROM pg_constraint "
+                        "WHERE conrelid = 'record'::regclass AND contype IN ('p', 'u')",
+                        "0"));
+  /* a month made before any record, and one made on demand afterwards */
+  ASSERT_TRUE(scalar_is(
+      c, "SELECT count(*) FROM (SELECT dp_ensure_record_partition('2024-02-10T00:00:00Z')) q",
+      "1"));
+  ASSERT_TRUE(
+      scalar_is(c, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'record'::regclass", "2"));
+  ASSERT_TRUE(scalar_is(c, unindexed_partitions, "0"));
+  ASSERT_TRUE(scalar_is(
+      c, "SELECT count(*) FROM (SELECT dp_ensure_record_partition('2031-05-31T23:00:00Z')) q",
+      "1"));
+  ASSERT_TRUE(
+      scalar_is(c, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'record'::regclass", "3"));
+  ASSERT_TRUE(scalar_is(c, unindexed_partitions, "0"));
+  PQfinish(c);
+}
+
+TEST(store_record_index_migration_reruns) {
+  if (!setup()) return;
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  /* A database whose migrations table was rolled back by hand runs 0007 again
+   * without an error and without a second index. */
+  PQclear(PQexec(c, "DELETE FROM schema_migrations WHERE version >= 7"));
+  ASSERT_OK(dp_store_migrate(c, err, sizeof err));
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM pg_indexes WHERE tablename = 'record'", "1"));
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT indexdef LIKE '%(report_key)' FROM pg_indexes "
+                        "WHERE tablename = 'record'",
+                        "t"));
+  ASSERT_TRUE(scalar_is(c, unindexed_partitions, "0"));
+  PQfinish(c);
+}
