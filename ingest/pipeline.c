@@ -21,6 +21,10 @@
 #define NBATCH 3
 #define BATCH_CONNS (NBATCH - 1)
 #define BATCH_SHARE ((size_t)1 << 20)
+/* Big reports streaming at once, a connection (and a backend) each: a second
+ * one arriving while the first streams goes to the server at once instead of
+ * spooling it all to disk first and waiting. */
+#define STREAM_CONNS 2
 
 /* Inputs whose results sit in a batch: they are done when it is committed. */
 struct batch_inputs {
@@ -569,6 +573,7 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
     }
     dp_loader_set_outage_budget(p->loader, o->outage_budget_ms);
     dp_loader_set_batch_conns(p->loader, BATCH_CONNS);
+    dp_loader_set_stream_conns(p->loader, STREAM_CONNS);
     dp_loader_set_stream_cb(p->loader, on_stream_settled, p);
   }
   p->start_ms = uv_now(loop);

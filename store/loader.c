@@ -111,11 +111,13 @@ struct dp_loader {
   size_t n_new_months;
   bool closing;
   uint64_t outage_budget_ms; /* 0: wait forever */
-  /* streaming: the hub is the loader its creator owns; the lane is the
-   * hub's second connection, loading one stream at a time */
+  /* streaming: the hub is the loader its creator owns; a lane is one of the
+   * hub's stream connections, loading one stream at a time, so that several
+   * big reports go to the server at once (a backend each) */
   bool is_lane;
   dp_loader_t *hub;          /* lane: its hub */
-  dp_loader_t *lane;         /* hub: created with the first stream */
+  dp_loader_t *lanes[DP_LOADER_MAX_STREAM_CONNS]; /* hub: each made with its first stream */
+  unsigned stream_conns;     /* hub: lanes it may use, 1..DP_LOADER_MAX_STREAM_CONNS */
   /* a second batch connection: while the hub loads one batch, its peer
    * loads the next, so the server works on two at once (on two cores) */
   bool is_peer;
@@ -124,8 +126,8 @@ struct dp_loader {
   uv_async_t async;          /* hub: workers wake the loop */
   uv_mutex_t smu;            /* hub: guards the inbox */
   dp_stream_t *inbox_head, *inbox_tail; /* hub: opened streams, under smu */
-  dp_stream_t *q_head, *q_tail;         /* hub: streams waiting for the lane */
-  int lane_fatal;            /* hub: the lane gave up (DP_E*): settle the rest at once */
+  dp_stream_t *q_head, *q_tail;         /* hub: streams waiting for a free lane */
+  int lane_fatal;            /* hub: a lane gave up (DP_E*): settle the rest at once */
   dp_loader_stream_cb stream_cb;
   void *stream_data;
   dp_stream_t *cur;          /* lane: the stream being loaded */
@@ -1444,15 +1446,19 @@ static dp_loader_t *helper_create(dp_loader_t *h, bool lane) {
   return c;
 }
 
-/* Start the next stream when the lane is free; poke it when it waits. */
+/* Poke the lanes that wait for their worker's rows; start the next
+ * streams, in the order opened, on the lanes that are free. */
 static void hub_kick(dp_loader_t *h) {
   if (h->closing) return;
-  dp_loader_t *ln = h->lane;
-  if (ln && ln->orig) {
-    if (ln->waiting_data && ln->conn) drive(ln);
-    return;
+  for (unsigned i = 0; i < h->stream_conns; i++) {
+    dp_loader_t *ln = h->lanes[i];
+    if (ln && ln->orig && ln->waiting_data && ln->conn) drive(ln);
   }
+  unsigned next = 0;
   while (h->q_head) {
+    /* the first lane not loading a stream (made when first needed) */
+    while (next < h->stream_conns && h->lanes[next] && h->lanes[next]->orig) next++;
+    if (next == h->stream_conns) return;
     dp_stream_t *st = h->q_head;
     h->q_head = st->next;
     if (!h->q_head) h->q_tail = NULL;
@@ -1465,7 +1471,8 @@ static void hub_kick(dp_loader_t *h) {
       stream_settled(h, st, DP_STAGED_FAILED);
       continue;
     }
-    if (!ln && !(ln = h->lane = helper_create(h, true))) {
+    dp_loader_t *ln = h->lanes[next];
+    if (!ln && !(ln = h->lanes[next] = helper_create(h, true))) {
       h->lane_fatal = DP_ENOMEM;
       stream_settled(h, st, DP_ENOMEM);
       continue;
@@ -1477,7 +1484,6 @@ static void hub_kick(dp_loader_t *h) {
     ln->sbatch.head = ln->sbatch.tail = &st->proxy;
     ln->sbatch.n_reports = 1;
     dp_loader_submit(ln, &ln->sbatch, lane_done);
-    return;
   }
 }
 
@@ -1543,10 +1549,15 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   uv_unref((uv_handle_t *)&l->async);
   l->outage_budget_ms = 120 * 1000;
   l->batch_conns = 1;
+  l->stream_conns = 1;
   return l;
 }
 
 void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n) { l->batch_conns = n >= 2 ? 2 : 1; }
+
+void dp_loader_set_stream_conns(dp_loader_t *l, unsigned n) {
+  l->stream_conns = n < 1 ? 1 : n > DP_LOADER_MAX_STREAM_CONNS ? DP_LOADER_MAX_STREAM_CONNS : n;
+}
 
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
   if (l->orig) {
@@ -1576,7 +1587,8 @@ void dp_loader_claim_counts(const dp_loader_t *l, uint64_t *direct, uint64_t *st
 
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) {
   l->outage_budget_ms = ms;
-  if (l->lane) l->lane->outage_budget_ms = ms;
+  for (unsigned i = 0; i < DP_LOADER_MAX_STREAM_CONNS; i++)
+    if (l->lanes[i]) l->lanes[i]->outage_budget_ms = ms;
   if (l->peer) l->peer->outage_budget_ms = ms;
 }
 
@@ -1606,8 +1618,10 @@ void dp_loader_destroy(dp_loader_t *l) {
     l->cur = NULL;
   }
   if (!l->is_lane && !l->is_peer) {
-    dp_loader_destroy(l->lane);
-    l->lane = NULL;
+    for (unsigned i = 0; i < DP_LOADER_MAX_STREAM_CONNS; i++) {
+      dp_loader_destroy(l->lanes[i]);
+      l->lanes[i] = NULL;
+    }
     dp_loader_destroy(l->peer);
     l->peer = NULL;
     /* streams nobody will load (the owner stopped early): drop our refs */

@@ -191,6 +191,14 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb);
  *  one: each batch is still one transaction, and the two may commit in either
  *  order. Set before the first submit. */
 void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n);
+/** Most stream connections a loader can use. */
+#define DP_LOADER_MAX_STREAM_CONNS 4
+/** Stream connections (1, the default, up to DP_LOADER_MAX_STREAM_CONNS;
+ *  outside that range it is clamped): streams are loaded in the order opened,
+ *  each on the first connection not loading one, each opened when first
+ *  needed; with more than one, several big reports go to the server at once.
+ *  Set before the first stream opens. */
+void dp_loader_set_stream_conns(dp_loader_t *l, unsigned n);
 /** How long a batch waits for an unreachable database before its callback
  *  gets DP_EPGCONN (default two minutes; 0 waits forever, for `watch`). */
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);

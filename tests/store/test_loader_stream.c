@@ -4,7 +4,8 @@
  * is complete, yet commits only when it is (small batches land meanwhile on
  * the other connection); the same report again is a duplicate that cancels
  * its worker; an aborted stream stores nothing; a backend killed mid-stream
- * is replayed from the spool and stored once.
+ * is replayed from the spool and stored once; two stream connections load
+ * two streams at once.
  * Without DP_TEST_DB it says so and passes. */
 #include <stdio.h>
 #include <uv.h>
@@ -290,6 +291,71 @@ TEST(stream_replays_after_its_backend_is_killed) {
                         want));
   PQfinish(c);
   half_close(&h);
+}
+
+/* With two stream connections, two big reports are COPYed at once (two
+ * backends), and a third waits for whichever lane frees first; each commits
+ * alone, complete, once. */
+TEST(two_streams_load_at_once_a_third_waits) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  start_loop(&loop);
+  char err[512];
+  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l);
+  dp_loader_set_stream_conns(l, 2);
+  wipe();
+  settled = 0;
+  dp_loader_set_stream_cb(l, on_settled, NULL);
+  static const char *const rids[] = {"lane-a", "lane-b", "lane-c"};
+  dp_staged_t *s[3];
+  dp_stream_t *st[3];
+  for (int i = 0; i < 3; i++) {
+    s[i] = big_staged(rids[i], N_BIG);
+    ASSERT_NOT_NULL(s[i]);
+    st[i] = open_partial(l, s[i], row_boundary(s[i], s[i]->spool_len / 2));
+    ASSERT_NOT_NULL(st[i]);
+  }
+  spin(&loop, 400);
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND query LIKE 'COPY record%' AND state = 'active'",
+                        "2"));
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM report", "0"));
+  for (int i = 0; i < 3; i++)
+    ASSERT_EQ(dp_stream_result(st[i], NULL, NULL), DP_STAGED_PENDING);
+  /* the second ends first: its lane takes the third */
+  dp_stream_complete(st[1], s[1]->spool_len, N_BIG, messages_of(N_BIG), 2);
+  ASSERT_EQ(wait_result(&loop, st[1]), DP_STAGED_NEW);
+  ASSERT_EQ(dp_stream_result(st[0], NULL, NULL), DP_STAGED_PENDING);
+  spin(&loop, 400);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND query LIKE 'COPY record%' AND state = 'active'",
+                        "2"));
+  for (int i = 0; i < 3; i += 2) {
+    dp_stream_complete(st[i], s[i]->spool_len, N_BIG, messages_of(N_BIG), (uint64_t)i + 1);
+    ASSERT_EQ(wait_result(&loop, st[i]), DP_STAGED_NEW);
+  }
+  ASSERT_EQ(settled, 3);
+  char want[128];
+  snprintf(want, sizeof want, "lane-a %d 1,lane-b %d 2,lane-c %d 3", N_BIG, N_BIG, N_BIG);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT string_agg(report_id || ' ' || n || ' ' || content_hash, ',' "
+                        "ORDER BY report_id) FROM (SELECT p.report_id, p.content_hash, "
+                        "count(DISTINCT r.seq) AS n FROM report p JOIN record r ON "
+                        "r.report_key = p.id GROUP BY 1, 2) q",
+                        want));
+  snprintf(want, sizeof want, "%d", 3 * N_BIG);
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM record", want));
+  PQfinish(c);
+  for (int i = 0; i < 3; i++) {
+    dp_stream_release(st[i]);
+    dp_staged_free(s[i]);
+  }
+  finish_loop(&loop, l);
+  ASSERT_OK(uv_loop_close(&loop));
 }
 
 /* The batch loader reads spooled rows through its reader thread too: many
