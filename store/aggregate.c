@@ -40,6 +40,25 @@ static PGresult *exec_q(PGconn *c, const char *sql, int nparams, const char *con
   return NULL;
 }
 
+/* BEGIN a transaction exempt from the session's statement and lock
+ * timeouts: a batch folds ~DP_AGG_BATCH records however long that takes on
+ * this server, and waiting for another aggregator's batch is the design. A
+ * DBA's statement_timeout would otherwise cancel the same batch at every
+ * attempt and the aggregates would never catch up. SET LOCAL: the caller's
+ * session (a query's connection) keeps its own settings. */
+static PGresult *begin_untimed(PGconn *c, const char *what, char *err, size_t errlen,
+                               char state[6]) {
+  PGresult *res = exec_q(c, "BEGIN", 0, NULL, what, err, errlen, state);
+  if (!res) return NULL;
+  PQclear(res);
+  res = exec_q(c,
+               "SELECT set_config('statement_timeout', '0', true), "
+               "set_config('lock_timeout', '0', true)",
+               0, NULL, what, err, errlen, state);
+  if (!res) PQclear(PQexec(c, "ROLLBACK"));
+  return res;
+}
+
 /* 40001 serialization failure, 40P01 deadlock: the transaction can be retried. */
 static bool retryable(const char *state) {
   return !strcmp(state, "40001") || !strcmp(state, "40P01");
@@ -52,7 +71,7 @@ static int one_batch(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t
   snprintf(nb, sizeof nb, "%d", batch);
   const char *params[1] = {nb};
   for (int attempt = 0;; attempt++) {
-    PGresult *res = exec_q(c, "BEGIN", 0, NULL, "aggregate", err, errlen, state);
+    PGresult *res = begin_untimed(c, "aggregate", err, errlen, state);
     if (!res) return DP_EPG;
     PQclear(res);
     res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_batch($1::integer)", 1, params,
@@ -115,7 +134,7 @@ int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t 
     bool more = !strcmp(PQgetvalue(res, 0, 0), "t");
     PQclear(res);
     if (!more) break;
-    res = exec_q(c, "BEGIN", 0, NULL, "aggregate", err, errlen, state);
+    res = begin_untimed(c, "aggregate", err, errlen, state);
     if (!res) {
       rc = DP_EPG;
       break;

@@ -22,6 +22,7 @@ enum phase {
   PH_IDLE,
   PH_CONNECTING,
   PH_BACKOFF,
+  PH_SESSION,
   PH_PARTITIONS,
   PH_BEGIN,
   PH_COPY_STAGE,
@@ -51,6 +52,7 @@ struct dp_loader {
   dp_batch_t *orig;     /* the batch the caller submitted */
   dp_loader_cb cb;
   enum phase phase;
+  bool session_set;     /* this connection's SESSION_SQL ran */
   bool copying;         /* COPY IN accepted: sending data */
   enum copy_kind copy_kind;
   dp_staged_t *copy_cur;
@@ -296,6 +298,7 @@ static void drop_conn(dp_loader_t *l) {
   }
   if (l->conn) PQfinish(l->conn);
   l->conn = NULL;
+  l->session_set = false;
   l->poll_events = 0;
   l->waiting_data = false;
   l->rgen++; /* a read in flight belongs to the COPY that just died */
@@ -788,6 +791,30 @@ static bool transient(const char *state) {
          !strcmp(state, "42P07");
 }
 
+/* Run once on each new connection, outside any transaction. A DBA's timeouts
+ * (on the role, the database or the server) are for interactive sessions; a
+ * loader's statement lasts as long as the report it streams, and it waits
+ * for locks by design (a duplicate's claim until the first copy commits, a
+ * new partition until another connection's COPY ends). Under a timeout a
+ * big report would be refused, or retried forever, for being big: pg_dump
+ * and pg_restore turn the same three off for the same reason. */
+#define SESSION_SQL                                                            \
+  "SET statement_timeout = 0; SET lock_timeout = 0; "                          \
+  "SET idle_in_transaction_session_timeout = 0"
+
+static void collect_new_months(dp_loader_t *l);
+static void send_partitions(dp_loader_t *l);
+static void begin_tx(dp_loader_t *l);
+
+/* What comes after connecting: partitions of new months, then the batch. */
+static void session_ready(dp_loader_t *l) {
+  collect_new_months(l);
+  if (l->n_new_months)
+    send_partitions(l);
+  else
+    begin_tx(l);
+}
+
 static void send_partitions(dp_loader_t *l) {
   dp_buf_t sql;
   dp_buf_init(&sql, 0);
@@ -961,11 +988,11 @@ static void start_batch(dp_loader_t *l) {
     l->outage_logged = false;
     l->outage_started = 0;
   }
-  collect_new_months(l);
-  if (l->n_new_months)
-    send_partitions(l);
-  else
-    begin_tx(l);
+  if (!l->session_set) {
+    send_query(l, PH_SESSION, SESSION_SQL);
+    return;
+  }
+  session_ready(l);
 }
 
 static void mark_outcomes(dp_loader_t *l) {
@@ -1064,6 +1091,10 @@ static void phase_done(dp_loader_t *l) {
     return;
   }
   switch (l->phase) {
+  case PH_SESSION:
+    l->session_set = true;
+    session_ready(l);
+    return;
   case PH_PARTITIONS:
     for (size_t i = 0; i < l->n_new_months; i++) {
       dp_loader_t *mo = months_of(l);

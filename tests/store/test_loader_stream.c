@@ -293,6 +293,39 @@ TEST(stream_replays_after_its_backend_is_killed) {
   half_close(&h);
 }
 
+/* Timeouts a DBA set for interactive sessions (here on the database, so
+ * every new connection has them) do not cancel a stream that lasts longer:
+ * the loader's sessions turn them off, and the report is stored whole. */
+TEST(stream_outlasts_the_database_timeouts) {
+  if (!setup()) return;
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "ALTER DATABASE %s SET statement_timeout = '100ms'; ALTER DATABASE %s SET "
+           "lock_timeout = '100ms'; ALTER DATABASE %s SET idle_in_transaction_session_timeout = "
+           "'100ms'",
+           dbname, dbname, dbname);
+  PQclear(PQexec(admin, sql));
+  struct half h;
+  half_open(&h, "stream-slow");
+  ASSERT_NOT_NULL(h.st);
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c, "SHOW statement_timeout", "100ms"));
+  spin(&h.loop, 600); /* the COPY has been running for longer than that */
+  ASSERT_EQ(dp_stream_result(h.st, NULL, NULL), DP_STAGED_PENDING);
+  dp_stream_complete(h.st, h.s->spool_len, N_BIG, messages_of(N_BIG), 5);
+  ASSERT_EQ(wait_result(&h.loop, h.st), DP_STAGED_NEW);
+  dp_stream_release(h.st);
+  char want[64];
+  snprintf(want, sizeof want, "1 %d", N_BIG);
+  ASSERT_TRUE(scalar_is(c, "SELECT (SELECT count(*) FROM report) || ' ' || count(*) FROM record",
+                        want));
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM ingest_error", "0"));
+  PQfinish(c);
+  snprintf(sql, sizeof sql, "ALTER DATABASE %s RESET ALL", dbname);
+  PQclear(PQexec(admin, sql));
+  half_close(&h);
+}
+
 /* With two stream connections, two big reports are COPYed at once (two
  * backends), and a third waits for whichever lane frees first; each commits
  * alone, complete, once. */

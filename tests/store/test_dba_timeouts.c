@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/store/test_dba_timeouts.c - against a real server ($DP_TEST_DB):
+ * timeouts a DBA set for interactive sessions (on the database here) do not
+ * cancel the work that waits by design: a migration waiting for another
+ * migrator's lock, a catch-up waiting for another aggregator's batch. (The
+ * loader's stream is in test_loader_stream.c.) Without DP_TEST_DB it says so
+ * and passes. */
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <pthread.h>
+
+#include "tests/test.h"
+
+#define DP_PG_TEST_DB_PREFIX "dp_store_dba"
+#include "pg_test_util.h"
+
+/* The advisory lock every migrator takes (store/migrate.c). */
+#define MIGRATE_LOCK "7236547320176535911"
+
+/* Ends holder's lock (a statement) after 400 ms, from another thread, while
+ * the test thread is blocked on it. */
+struct release {
+  PGconn *holder;
+  const char *sql;
+};
+static void *release_later(void *arg) {
+  struct release *r = arg;
+  usleep(400 * 1000);
+  PQclear(PQexec(r->holder, r->sql));
+  return NULL;
+}
+
+static void set_db_timeouts(const char *value) {
+  char sql[512];
+  if (value)
+    snprintf(sql, sizeof sql,
+             "ALTER DATABASE %s SET lock_timeout = '%s'; "
+             "ALTER DATABASE %s SET statement_timeout = '%s'",
+             dbname, value, dbname, value);
+  else
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s RESET ALL", dbname);
+  PGresult *res = PQexec(admin, sql);
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+}
+
+TEST(migration_waits_for_another_migrator_past_lock_timeout) {
+  if (!setup()) return;
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  /* the last migration is to be applied again, by a session with timeouts,
+   * while another migrator holds the lock */
+  char sql[128];
+  snprintf(sql, sizeof sql, "DELETE FROM schema_migrations WHERE version = %d",
+           dp_store_schema_version());
+  PQclear(PQexec(c, sql));
+  PGconn *holder = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(holder, "SELECT pg_advisory_lock(" MIGRATE_LOCK ") IS NULL", "f"));
+  set_db_timeouts("100ms");
+  PGconn *late = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(late, "SHOW lock_timeout", "100ms"));
+  struct release r = {holder, "SELECT pg_advisory_unlock_all()"};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, release_later, &r), 0);
+  int rc = dp_store_migrate(late, err, sizeof err);
+  pthread_join(th, NULL);
+  if (rc) fprintf(stderr, "  %s\n", err);
+  ASSERT_OK(rc);
+  char want[32];
+  snprintf(want, sizeof want, "%d", dp_store_schema_version());
+  ASSERT_TRUE(scalar_is(late, "SELECT max(version) FROM schema_migrations", want));
+  set_db_timeouts(NULL);
+  PQfinish(late);
+  PQfinish(holder);
+  PQfinish(c);
+}
+
+TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
+  if (!setup()) return;
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  /* one pending report, its mark locked by another aggregator's batch */
+  PGresult *res = PQexec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, "
+                            "end_ts, schema_version, source, content_hash, n_records, messages) "
+                            "VALUES (42, 'o', 'r', 'example.com', '2026-01-01Z', '2026-01-02Z', 1, "
+                            "'t', 0, 0, 0)");
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  PGconn *holder = PQconnectdb(conninfo);
+  PQclear(PQexec(holder, "BEGIN"));
+  ASSERT_TRUE(scalar_is(holder, "SELECT report_key FROM agg_pending FOR UPDATE", "42"));
+  set_db_timeouts("100ms");
+  PGconn *late = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(late, "SHOW lock_timeout", "100ms"));
+  struct release r = {holder, "ROLLBACK"};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, release_later, &r), 0);
+  dp_agg_stats_t st;
+  int rc = dp_agg_catch_up(late, 0, &st, err, sizeof err);
+  pthread_join(th, NULL);
+  if (rc) fprintf(stderr, "  %s\n", err);
+  ASSERT_OK(rc);
+  ASSERT_U64_EQ((uint64_t)st.reports, 1);
+  ASSERT_TRUE(scalar_is(late, "SELECT count(*) FROM agg_pending", "0"));
+  /* the caller's session keeps its own settings */
+  ASSERT_TRUE(scalar_is(late, "SHOW statement_timeout", "100ms"));
+  set_db_timeouts(NULL);
+  PQfinish(late);
+  PQfinish(holder);
+  PQfinish(c);
+}
