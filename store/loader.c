@@ -1545,6 +1545,14 @@ static void hub_async(uv_async_t *a) {
 dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
   PGconn *c = dp_store_connect(conninfo, err, errlen);
   if (!c) return NULL;
+  /* Last, this and next month's record partitions, made before any load:
+   * making a partition waits for every transaction inserting into record,
+   * so one made on demand while a big report streams holds its batch (or
+   * stream) until that report commits. Reports mostly cover recent days;
+   * older months are still made on demand. A failure here is not one: the
+   * batch that needs the month makes it. */
+  PQclear(PQexec(c, "SELECT dp_ensure_record_partition(now() + make_interval(months => m)) "
+                    "FROM generate_series(-1, 1) m"));
   dp_loader_t *l = calloc(1, sizeof *l);
   if (!l || !(l->conninfo = strdup(conninfo))) {
     free(l);

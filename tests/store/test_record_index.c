@@ -7,6 +7,8 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
+#include <uv.h>
+
 #include "tests/test.h"
 
 #define DP_PG_TEST_DB_PREFIX "dp_store_ri"
@@ -61,4 +63,27 @@ TEST(store_record_index_migration_reruns) {
                         "t"));
   ASSERT_TRUE(scalar_is(c, unindexed_partitions, "0"));
   PQfinish(c);
+}
+
+/* A loader makes last, this and next month's partitions when it starts, so
+ * that no load in the usual case waits to make one (making a partition waits
+ * for every transaction inserting into record, a streaming report's too). */
+TEST(store_loader_makes_the_current_months_partitions) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  dp_loader_t *l = dp_loader_create(&loop, conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(l);
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c,
+                        "SELECT count(*) FROM generate_series(-1, 1) m WHERE to_regclass(format("
+                        "'record_%s', to_char((now() + make_interval(months => m)) AT TIME ZONE "
+                        "'UTC', 'YYYY_MM'))) IS NOT NULL",
+                        "3"));
+  ASSERT_TRUE(scalar_is(c, unindexed_partitions, "0"));
+  PQfinish(c);
+  dp_loader_destroy(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
 }
