@@ -112,6 +112,7 @@ int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t 
   if (!st) st = &local;
   memset(st, 0, sizeof *st);
   if (batch <= 0) batch = DP_AGG_BATCH;
+  st->aggregators = 1;
   double t0 = now_s();
   int rc = 0;
   for (;;) {

@@ -134,16 +134,19 @@ static int cmd_aggregate(const char *db_opt) {
     return 1;
   }
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
-  free(conninfo);
   dp_agg_stats_t st;
-  int rc = c ? dp_agg_catch_up(c, 0, &st, err, sizeof err) : DP_EPG;
+  int rc = c ? dp_agg_catch_up_parallel(c, conninfo, dp_agg_default_aggregators(), 0, &st, err,
+                                        sizeof err)
+             : DP_EPG;
+  free(conninfo);
   if (c) PQfinish(c);
   if (rc) {
     fprintf(stderr, "dmarcpipe db: aggregating: %s\n", err);
     return 1;
   }
-  printf("aggregated %lld reports (%lld records) in %lld transactions, %.2f s\n",
-         (long long)st.reports, (long long)st.records, (long long)st.batches, st.seconds);
+  printf("aggregated %lld reports (%lld records) in %lld transactions by %d aggregator%s, %.2f s\n",
+         (long long)st.reports, (long long)st.records, (long long)st.batches, st.aggregators,
+         st.aggregators == 1 ? "" : "s", st.seconds);
   return 0;
 }
 

@@ -288,6 +288,7 @@ typedef struct dp_agg_stats {
   int64_t records; /* their records */
   int64_t batches; /* transactions committed */
   double seconds;  /* wall-clock time of the call */
+  int aggregators; /* aggregators that ran (connections) */
 } dp_agg_stats_t;
 
 /** Records folded per transaction unless told otherwise (whole reports:
@@ -300,6 +301,18 @@ typedef struct dp_agg_stats {
  *  c must be idle (no transaction open). Deadlocks and serialization failures
  *  are retried. st may be NULL. 0 or DP_EPG with reason in err. */
 int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen);
+/** Most aggregators dp_agg_catch_up_parallel runs at once. */
+#define DP_AGG_MAX_AGGREGATORS 4
+/** Aggregators worth running on this machine: its online CPUs, at most
+ *  DP_AGG_MAX_AGGREGATORS. */
+unsigned dp_agg_default_aggregators(void);
+/** dp_agg_catch_up with up to n aggregators at once: c in the calling thread
+ *  and, when the pending records fill more than one batch, up to n - 1 more,
+ *  each on its own connection to conninfo in its own thread. The outcome is
+ *  dp_agg_catch_up(c)'s (a helper that fails costs only speed, and is
+ *  reported on stderr); st sums every aggregator's work. */
+int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int batch,
+                             dp_agg_stats_t *st, char *err, size_t errlen);
 /** The number of reports waiting to be aggregated, or -1 with reason in err. */
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen);
 
