@@ -47,6 +47,7 @@ static void set_db_timeouts(const char *value) {
 
 TEST(migration_waits_for_another_migrator_past_lock_timeout) {
   if (!setup()) return;
+  set_db_timeouts(NULL); /* whatever a failed test left */
   char err[512];
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
   ASSERT_NOT_NULL(c);
@@ -79,6 +80,7 @@ TEST(migration_waits_for_another_migrator_past_lock_timeout) {
 
 TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   if (!setup()) return;
+  set_db_timeouts(NULL); /* whatever a failed test left */
   char err[512];
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
   ASSERT_NOT_NULL(c);

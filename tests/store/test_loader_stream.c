@@ -129,8 +129,12 @@ static dp_staged_t *small_staged(const char *rid) {
   return s;
 }
 
-/* Each test starts from empty tables (they share one database). */
+/* Each test starts from empty tables (they share one database), without
+ * the database-level settings a failed test may have left. */
 static void wipe(void) {
+  char sql[160];
+  snprintf(sql, sizeof sql, "ALTER DATABASE %s RESET ALL", dbname);
+  PQclear(PQexec(admin, sql));
   PGconn *c = PQconnectdb(conninfo);
   PQclear(PQexec(c, "TRUNCATE report, record, ingest_error"));
   PQfinish(c);
@@ -304,10 +308,10 @@ TEST(stream_outlasts_the_database_timeouts) {
            "lock_timeout = '100ms'; ALTER DATABASE %s SET idle_in_transaction_session_timeout = "
            "'100ms'",
            dbname, dbname, dbname);
-  PQclear(PQexec(admin, sql));
   struct half h;
-  half_open(&h, "stream-slow");
+  half_open(&h, "stream-slow"); /* its wipe and its hub connection come first */
   ASSERT_NOT_NULL(h.st);
+  PQclear(PQexec(admin, sql)); /* the lane connects when the loop takes the stream */
   PGconn *c = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(c, "SHOW statement_timeout", "100ms"));
   spin(&h.loop, 600); /* the COPY has been running for longer than that */
