@@ -83,19 +83,25 @@ static int cmd_status(const char *db_opt) {
   if (v > 0) {
     PGresult *res = PQexec(c, "SELECT (SELECT count(*) FROM report), (SELECT count(*) FROM record), "
                               "(SELECT count(*) FROM ingest_error)");
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
       printf("reports: %s\nrecords: %s\nerrors: %s\n", PQgetvalue(res, 0, 0),
              PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
-    if (v >= 3) {
-      int64_t pend = dp_agg_pending(c, err, sizeof err);
-      if (pend >= 0) printf("reports waiting for aggregation: %lld\n", (long long)pend);
-    }
-    else {
+    } else {
       dp__store_errline(err, sizeof err, "", PQresultErrorMessage(res));
       printf("counts: unavailable (%s)\n", err);
     }
     PQclear(res);
+    if (v >= 3) { /* aggregates came with migration 0003 */
+      int64_t pend = dp_agg_pending(c, err, sizeof err);
+      if (pend >= 0)
+        printf("reports waiting for aggregation: %lld\n", (long long)pend);
+      else
+        printf("reports waiting for aggregation: unavailable (%s)\n", err);
+    }
   }
+  if (v >= 0 && v < dp_store_schema_version())
+    printf("upgrade: `dmarcpipe db migrate` (or any ingest or query) brings the schema to %d\n",
+           dp_store_schema_version());
   PQfinish(c);
   return 0;
 }

@@ -59,6 +59,27 @@ grep -q "^records: 0$" <<<"$out" || fail "status counts: $out"
 out=$(db status --db "$ci") || fail "status --db: $out"
 grep -q "^schema version: $NMIG" <<<"$out" || fail "status --db: $out"
 db status --db "host=$tmp/nowhere dbname=x" >/dev/null && fail "status of an unreachable db exited 0"
+grep -q "^reports waiting for aggregation: 0$" <<<"$out" || fail "status pending: $out"
+grep -q "^upgrade:" <<<"$out" && fail "status of an up-to-date schema offers an upgrade: $out"
+
+# A database at an older schema (0001-0002, before the aggregates): its
+# counts, no pending line, and how to upgrade; nothing "unavailable".
+psql "$ci" -Xqc "CREATE DATABASE dp_status_old" >/dev/null || fail "createdb"
+old="$ci dbname=dp_status_old"
+{
+  for f in 0001_init 0002_imap_state; do cat "$DP_SOURCE_DIR/store/migrations/$f.sql"; echo; done
+  echo "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+          applied_at timestamptz NOT NULL DEFAULT now());
+        INSERT INTO schema_migrations (version, name)
+        VALUES (1, '0001_init.sql'), (2, '0002_imap_state.sql');"
+} | psql "$old" -Xq -v ON_ERROR_STOP=1 >/dev/null || fail "schema 2"
+out=$(db status --db "$old") || fail "status of a schema-2 database: $out"
+grep -q "^schema version: 2 (this dmarcpipe: $NMIG)$" <<<"$out" || fail "status schema 2: $out"
+grep -q "^reports: 0$" <<<"$out" || fail "status schema 2 counts: $out"
+grep -q "unavailable" <<<"$out" && fail "status schema 2 says unavailable: $out"
+grep -q "waiting for aggregation" <<<"$out" && fail "status schema 2 has a pending line: $out"
+grep -q "^upgrade: .dmarcpipe db migrate. .* to $NMIG$" <<<"$out" || fail "status schema 2 upgrade: $out"
+psql "$ci" -Xqc "DROP DATABASE dp_status_old" >/dev/null
 db start --db x 2>/dev/null; [ $? -eq 2 ] || fail "start --db should be a usage error"
 db frobnicate 2>/dev/null; [ $? -eq 2 ] || fail "unknown action should exit 2"
 db --help | grep -q "usage: dmarcpipe db" || fail "--help"
