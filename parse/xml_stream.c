@@ -108,16 +108,27 @@ static const struct {
 };
 
 /* Element states: containers we descend into, S_SKIP for ignored subtrees,
- * and S_LEAF + field for text fields. S_OUT is outside <feedback>. */
+ * and S_LEAF + field for text fields. S_OUT is outside <feedback>. S_OUTER
+ * is never on the stack: in g_trans it marks a child of S_OUT, decided in
+ * on_start's slow path (the injected wrapper, the first <feedback>, junk
+ * around it). */
 enum st {
   S_OUT, S_FEEDBACK, S_META, S_DATE, S_POLICY, S_RECORD, S_ROW, S_PE,
-  S_REASON, S_IDENT, S_AUTH, S_ADKIM, S_ASPF, S_SKIP, S_LEAF
+  S_REASON, S_IDENT, S_AUTH, S_ADKIM, S_ASPF, S_OUTER, S_SKIP, S_LEAF
 };
 #define LEAF(f) (S_LEAF + (f))
 
-/* child_state() as a table, filled once by xml_global_init: one load per
- * element instead of two switches. */
-static unsigned char g_trans[S_SKIP][T__N];
+#define S__N (S_LEAF + F__N)
+/* States below S_SKIP with work on entry (on_start's slow path: a child of
+ * S_OUT, containers that allocate or check something); every other state
+ * needs nothing beyond the stack and the text callbacks. */
+#define START_WORK ((1u << S_OUTER) | (1u << S_RECORD) | (1u << S_ADKIM) | (1u << S_ASPF) | \
+                    (1u << S_REASON))
+
+/* child_state() as a table over every parent state, filled once by
+ * xml_global_init: one load per element, and ignored subtrees and leaves'
+ * children (S_SKIP) take the same path as everything else. */
+static unsigned char g_trans[S__N][T__N];
 
 static int child_state(int parent, int tok) {
   switch (parent) {
@@ -264,7 +275,6 @@ struct dp_parser {
   const xmlChar **names;       /* local name at each depth (dict-owned) */
   struct { const xmlChar *name; int tok; } cache[1u << NAME_CACHE_BITS];
   bool seen_feedback, done, begun;
-  bool text_on;                /* libxml2's text callbacks are set (inside a leaf) */
   char root_name[64];
   dp_buf_t text;               /* text of the current leaf */
 
@@ -522,7 +532,7 @@ static int record_reset(dp_parser_t *p) {
   return dp_buf_putc(&p->rbuf, '\0'); /* offset 0 is the empty string */
 }
 
-static int record_end(dp_parser_t *p) {
+static __attribute__((noinline)) int record_end(dp_parser_t *p) {
   dp_record_t *rec = &p->rec;
   const char *base = p->rbuf.data;
   uint64_t idx = p->rep.n_records + 1;
@@ -590,7 +600,7 @@ static int record_end(dp_parser_t *p) {
   return 0;
 }
 
-static int feedback_end(dp_parser_t *p) {
+static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
   int rc = report_begin(p);
   if (rc) return rc;
   p->done = true;
@@ -629,7 +639,7 @@ static void ascii_lower(char *s, size_t n) {
 /* Store the finished text of leaf field f. A record-level leaf's text was
  * appended to the record buffer as it came (on_chars): it is trimmed there,
  * in place; a report-level one is in p->text. */
-static int leaf_end(dp_parser_t *p, int f) {
+static __attribute__((noinline)) int leaf_end(dp_parser_t *p, int f) {
   char *s;
   size_t n;
   if (f >= F_SOURCE_IP) {
@@ -725,11 +735,10 @@ static int leaf_end(dp_parser_t *p, int f) {
 /* ======================================================================== */
 /* SAX2 handlers                                                            */
 
-static int name_token(dp_parser_t *p, const xmlChar *name) {
-  /* libxml2 interns names in the parser's dictionary, so a pointer seen once
-   * always names the same string: cache its token. */
-  size_t h = (size_t)(((uint64_t)(uintptr_t)name * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - NAME_CACHE_BITS));
-  if (p->cache[h].name == name) return p->cache[h].tok;
+/* name_token's cache miss: match the name case-insensitively against the
+ * vocabulary and remember the answer. Out of line, so that the callbacks'
+ * common path saves no registers. */
+static __attribute__((noinline)) int name_token_slow(dp_parser_t *p, const xmlChar *name, size_t h) {
   char low[24];
   size_t i = 0;
   int tok = T_UNKNOWN;
@@ -748,36 +757,28 @@ static int name_token(dp_parser_t *p, const xmlChar *name) {
   return tok;
 }
 
+static inline size_t name_slot(const xmlChar *name) {
+  return (size_t)(((uint64_t)(uintptr_t)name * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - NAME_CACHE_BITS));
+}
+
 static void on_chars(void *ud, const xmlChar *ch, int len);
 
 /* Text matters only inside leaf fields. Elsewhere the text callbacks are
  * unset, so libxml2 neither checks the whitespace between elements for
  * "ignorable" blanks nor calls us with it (as for the bare SAX ceiling).
- * Called after the element stack changed; ctxt->sax is the parser's own copy. */
-static void text_follow(dp_parser_t *p) {
-  bool on = p->stack[p->depth] >= S_LEAF;
-  if (on == p->text_on) return;
-  p->text_on = on;
+ * They are set exactly while the innermost element is a leaf: entering a
+ * leaf (whose parent is never one) sets them, entering a leaf's child
+ * (S_SKIP) unsets them, and leaving either undoes it. ctxt->sax is the
+ * parser's own copy. */
+static inline void text_set(dp_parser_t *p, bool on) {
   xmlSAXHandlerPtr sax = p->ctxt->sax;
   sax->characters = sax->cdataBlock = sax->ignorableWhitespace = on ? on_chars : NULL;
 }
 
-static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
-                     const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attr,
-                     int nb_def, const xmlChar **attrs) {
-  (void)prefix; (void)nb_ns; (void)ns; (void)nb_attr; (void)nb_def; (void)attrs;
-  dp_parser_t *p = ud;
-  if (p->rc || p->done) return;
-  if (p->depth >= p->max_depth) {
-    fail(p, DP_ELIMIT, "XML elements nested deeper than %u levels", p->lim.max_xml_depth);
-    return;
-  }
-  int parent = p->stack[p->depth];
-  int tok = name_token(p, localname);
-  int st;
-  p->depth++;
-  p->names[p->depth] = localname;
-  if (parent == S_OUT) {
+/* on_start for what the table does not decide alone: children of S_OUT
+ * (st is S_OUTER) and containers with work on entry (START_WORK). */
+static void start_slow(dp_parser_t *p, int st, int tok, const xmlChar *localname, const xmlChar *uri) {
+  if (st == S_OUTER) {
     uint32_t top = p->wrapped ? 2 : 1;
     if (p->depth < top) {
       st = S_OUT; /* the injected wrapper */
@@ -792,14 +793,9 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
       if (p->depth == top && !p->root_name[0])
         snprintf(p->root_name, sizeof p->root_name, "%s", (const char *)localname);
     }
-  } else if (parent >= S_SKIP) {
-    st = S_SKIP;
-  } else {
-    st = g_trans[parent][tok];
+    p->stack[p->depth] = (unsigned char)st;
+    return;
   }
-  p->stack[p->depth] = (unsigned char)st;
-  text_follow(p);
-
   switch (st) {
   case S_RECORD:
     if (p->lim.max_records && p->rep.n_records >= p->lim.max_records) {
@@ -823,14 +819,7 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     if (grow(&p->rs, &p->a_rs, p->n_rs + 1, sizeof *p->rs)) goto oom;
     memset(&p->rs[p->n_rs++], 0, sizeof *p->rs);
     break;
-  default:
-    if (st >= S_LEAF + F_SOURCE_IP) {
-      p->leaf_off = p->rbuf.len; /* its text goes straight to the record buffer */
-    } else if (st >= S_LEAF) { /* dp_buf_reset inline */
-      p->text.len = 0;
-      if (p->text.data) p->text.data[0] = '\0';
-    }
-    break;
+  default: break;
   }
   return;
 too_many:
@@ -841,16 +830,74 @@ oom:
   fail(p, DP_ENOMEM, "out of memory");
 }
 
+/* on_start once the element's token is known. */
+static inline __attribute__((always_inline)) void start_tok(dp_parser_t *p, const xmlChar *localname,
+                                                            const xmlChar *uri, int tok) {
+  uint32_t d = p->depth;
+  if (d >= p->max_depth) {
+    fail(p, DP_ELIMIT, "XML elements nested deeper than %u levels", p->lim.max_xml_depth);
+    return;
+  }
+  int parent = p->stack[d];
+  int st = g_trans[parent][tok];
+  p->depth = ++d;
+  p->names[d] = localname;
+  p->stack[d] = (unsigned char)st;
+  if (st >= S_LEAF) {
+    text_set(p, true);
+    if (st >= S_LEAF + F_SOURCE_IP) {
+      p->leaf_off = p->rbuf.len; /* its text goes straight to the record buffer */
+    } else { /* dp_buf_reset inline */
+      p->text.len = 0;
+      if (p->text.data) p->text.data[0] = '\0';
+    }
+  } else if (parent >= S_LEAF) {
+    text_set(p, false); /* st is S_SKIP: a leaf's child */
+  } else if (st < S_SKIP && (START_WORK >> st & 1u)) {
+    start_slow(p, st, tok, localname, uri);
+  }
+}
+
+/* on_start for a name not in the cache yet: look it up, then go on as for
+ * a cached one (a tail call, so on_start's own path saves no registers). */
+static __attribute__((noinline)) void start_miss(dp_parser_t *p, const xmlChar *localname,
+                                                 const xmlChar *uri, size_t h) {
+  start_tok(p, localname, uri, name_token_slow(p, localname, h));
+}
+
+static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
+                     const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attr,
+                     int nb_def, const xmlChar **attrs) {
+  (void)prefix; (void)nb_ns; (void)ns; (void)nb_attr; (void)nb_def; (void)attrs;
+  dp_parser_t *p = ud;
+  if (p->rc || p->done) return;
+  /* libxml2 interns names in the parser's dictionary, so a pointer seen once
+   * always names the same string: its token is cached */
+  size_t h = name_slot(localname);
+  if (p->cache[h].name != localname) {
+    start_miss(p, localname, uri, h);
+    return;
+  }
+  start_tok(p, localname, uri, p->cache[h].tok);
+}
+
 static void on_end(void *ud, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
   (void)localname; (void)prefix; (void)uri;
   dp_parser_t *p = ud;
-  if (p->rc || p->done || p->depth == 0) return;
-  int st = p->stack[p->depth];
-  p->depth--;
-  text_follow(p);
-  if (st >= S_LEAF) leaf_end(p, st - S_LEAF);
-  else if (st == S_RECORD) record_end(p);
-  else if (st == S_FEEDBACK) feedback_end(p);
+  uint32_t d = p->depth;
+  if (p->rc || p->done || d == 0) return;
+  int st = p->stack[d];
+  p->depth = d - 1;
+  if (st >= S_LEAF) {
+    text_set(p, false); /* back in a container */
+    leaf_end(p, st - S_LEAF);
+  } else if (st == S_SKIP) {
+    if (p->stack[d - 1] >= S_LEAF) text_set(p, true); /* back in the leaf */
+  } else if (st == S_RECORD) {
+    record_end(p);
+  } else if (st == S_FEEDBACK) {
+    feedback_end(p);
+  }
 }
 
 static void on_chars(void *ud, const xmlChar *ch, int len) {
@@ -965,8 +1012,9 @@ static xmlParserInputPtr no_external_loader(const char *url, const char *id, xml
 
 static pthread_once_t g_xml_once = PTHREAD_ONCE_INIT;
 static void xml_global_init(void) {
-  for (int st = 0; st < S_SKIP; st++)
-    for (int t = 0; t < T__N; t++) g_trans[st][t] = (unsigned char)child_state(st, t);
+  for (int st = 0; st < S__N; st++)
+    for (int t = 0; t < T__N; t++)
+      g_trans[st][t] = st == S_OUT ? S_OUTER : (unsigned char)child_state(st, t);
   xmlInitParser();
   /* Defence in depth: even if some code path asked, no URL or file is ever
    * loaded by libxml2 in this process (dmarcpipe never needs one). */
@@ -1286,7 +1334,6 @@ static void doc_state_init(dp_parser_t *p) {
   p->depth = 0;
   p->stack[0] = S_OUT;
   p->seen_feedback = p->done = p->begun = false;
-  p->text_on = false;
   p->root_name[0] = '\0';
   dp_buf_reset(&p->text);
   memset(&p->rep, 0, sizeof p->rep);
@@ -1315,7 +1362,7 @@ static xmlParserCtxtPtr new_ctxt(dp_parser_t *p) {
   sax.initialized = XML_SAX2_MAGIC;
   sax.startElementNs = on_start;
   sax.endElementNs = on_end;
-  /* characters, cdataBlock, ignorableWhitespace: set by text_follow() */
+  /* characters, cdataBlock, ignorableWhitespace: set by text_set() */
   sax.serror = on_xml_error;
   sax.entityDecl = on_entity_decl;
   sax.unparsedEntityDecl = on_unparsed_entity_decl;
