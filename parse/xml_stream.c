@@ -618,15 +618,26 @@ static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
 }
 
 /* ASCII lower-case s[0..n) in place, 8 bytes at a time: values are mostly
- * lower-case already, and a word without 'A'..'Z' is left alone. */
-static void ascii_lower(char *s, size_t n) {
+ * lower-case already, and a word without 'A'..'Z' is left alone. room is
+ * how many bytes from s on belong to the buffer (>= n): a last part shorter
+ * than 8 bytes is still done as one word when the buffer has room for it,
+ * with the bytes past n masked out of the change (they are written back as
+ * they were). Most values ("pass", "none", "fail") are shorter than 8. */
+static inline __attribute__((always_inline)) void ascii_lower(char *s, size_t n, size_t room) {
   const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+  for (; i < n; i += 8) {
+    if (room - i < 8) break;
     uint64_t x;
     memcpy(&x, s + i, 8);
     uint64_t t = x & ~highs; /* low 7 bits: no carry between bytes below */
     uint64_t upper = ((t + ones * (0x80 - 'A')) & ~(t + ones * (0x80 - 'Z' - 1)) & ~x) & highs;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* carries only move up, so the bytes below n are exact; mask the rest */
+    if (n - i < 8) upper &= (UINT64_C(1) << (8 * (n - i))) - 1;
+#else
+    if (n - i < 8) break;
+#endif
     if (upper) {
       x += upper >> 2; /* +0x20 in each upper-case byte */
       memcpy(s + i, &x, 8);
@@ -636,99 +647,125 @@ static void ascii_lower(char *s, size_t n) {
     if (s[i] >= 'A' && s[i] <= 'Z') s[i] += 32;
 }
 
-/* Store the finished text of leaf field f. A record-level leaf's text was
- * appended to the record buffer as it came (on_chars): it is trimmed there,
- * in place; a report-level one is in p->text. */
-static __attribute__((noinline)) int leaf_end(dp_parser_t *p, int f) {
-  char *s;
-  size_t n;
-  if (f >= F_SOURCE_IP) {
-    s = p->rbuf.data + p->leaf_off; /* data exists: record_reset stored "" */
-    n = p->rbuf.len - p->leaf_off;
-  } else {
-    s = p->text.data ? p->text.data : (char *)"";
-    n = p->text.len;
-  }
+/* Trim s[0..*n) of leaf field f and apply its flags, in place; room is as
+ * for ascii_lower. Returns the value's start. */
+static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, size_t *np, size_t room) {
+  size_t n = *np;
   while (n && is_ws((unsigned char)s[n - 1])) n--;
-  while (n && is_ws((unsigned char)*s)) { s++; n--; }
+  while (n && is_ws((unsigned char)*s)) { s++; n--; room--; }
   unsigned fl = fld_info[f].flags;
   if (fl & FL_DOMAIN && n && s[n - 1] == '.') n--;
-  if (fl & FL_LOWER) ascii_lower(s, n);
+  if (fl & FL_LOWER) ascii_lower(s, n, room);
+  *np = n;
+  return s;
+}
 
-  if (f < F_SOURCE_IP) {
-    dp_report_t *r = &p->rep;
-    const char *v;
-    int rc = arena_dup(p, s, n, &v);
-    if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
-    if (rc) return fail(p, rc, "out of memory");
-    switch (f) {
-    case F_VERSION: r->version = v; break;
-    case F_ORG_NAME: r->org_name = v; break;
-    case F_EMAIL: r->email = v; break;
-    case F_EXTRA: r->extra_contact = v; break;
-    case F_REPORT_ID: r->report_id = v; break;
-    case F_BEGIN: p->begin_txt = v; p->have_begin = true; break;
-    case F_END: p->end_txt = v; p->have_end = true; break;
-    case F_GENERATOR: r->generator = v; break;
-    case F_POL_DOMAIN: r->domain = v; break;
-    case F_ADKIM: r->adkim = v; break;
-    case F_ASPF: r->aspf = v; break;
-    case F_P: r->p = v; break;
-    case F_SP: r->sp = v; break;
-    case F_NP: r->np = v; break;
-    case F_FO: r->fo = v; break;
-    case F_TESTING: r->testing = v; break;
-    case F_DISCOVERY: r->discovery_method = v; break;
-    case F_PCT: {
-      /* pct is advisory; a malformed one is kept as "absent" rather than
-       * refusing the whole report. */
-      uint64_t pct;
-      r->pct = (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
-      break;
-    }
-    case F_ERROR:
-      if (r->n_errors >= MAX_REPORT_ERRORS)
-        return fail(p, DP_ELIMIT, "more than %d <error> elements", MAX_REPORT_ERRORS);
-      if (grow(&p->errors, &p->a_errors, r->n_errors + 1, sizeof *p->errors))
-        return fail(p, DP_ENOMEM, "out of memory");
-      p->errors[r->n_errors++] = v;
-      r->errors = p->errors;
-      break;
-    default: break;
-    }
-    return 0;
+/* Store the finished text of report-level leaf field f (in p->text) in the
+ * arena and the report. */
+static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
+  size_t n = p->text.len;
+  char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc) : (char *)"";
+  dp_report_t *r = &p->rep;
+  const char *v;
+  int rc = arena_dup(p, s, n, &v);
+  if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
+  if (rc) return fail(p, rc, "out of memory");
+  switch (f) {
+  case F_VERSION: r->version = v; break;
+  case F_ORG_NAME: r->org_name = v; break;
+  case F_EMAIL: r->email = v; break;
+  case F_EXTRA: r->extra_contact = v; break;
+  case F_REPORT_ID: r->report_id = v; break;
+  case F_BEGIN: p->begin_txt = v; p->have_begin = true; break;
+  case F_END: p->end_txt = v; p->have_end = true; break;
+  case F_GENERATOR: r->generator = v; break;
+  case F_POL_DOMAIN: r->domain = v; break;
+  case F_ADKIM: r->adkim = v; break;
+  case F_ASPF: r->aspf = v; break;
+  case F_P: r->p = v; break;
+  case F_SP: r->sp = v; break;
+  case F_NP: r->np = v; break;
+  case F_FO: r->fo = v; break;
+  case F_TESTING: r->testing = v; break;
+  case F_DISCOVERY: r->discovery_method = v; break;
+  case F_PCT: {
+    /* pct is advisory; a malformed one is kept as "absent" rather than
+     * refusing the whole report. */
+    uint64_t pct;
+    r->pct = (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
+    break;
   }
+  case F_ERROR:
+    if (r->n_errors >= MAX_REPORT_ERRORS)
+      return fail(p, DP_ELIMIT, "more than %d <error> elements", MAX_REPORT_ERRORS);
+    if (grow(&p->errors, &p->a_errors, r->n_errors + 1, sizeof *p->errors))
+      return fail(p, DP_ENOMEM, "out of memory");
+    p->errors[r->n_errors++] = v;
+    r->errors = p->errors;
+    break;
+  default: break;
+  }
+  return 0;
+}
 
+/* Where record-level field f's offset goes: the record's own fields, or the
+ * last open <reason>, auth_results <dkim> or <spf>. */
+static inline __attribute__((always_inline)) size_t *field_slot(dp_parser_t *p, int f) {
+  switch (f) {
+  case F_REASON_TYPE: return &p->rs[p->n_rs - 1].type;
+  case F_REASON_COMMENT: return &p->rs[p->n_rs - 1].comment;
+  case F_DKIM_DOMAIN: return &p->dk[p->n_dk - 1].domain;
+  case F_DKIM_SELECTOR: return &p->dk[p->n_dk - 1].selector;
+  case F_DKIM_RESULT: return &p->dk[p->n_dk - 1].result;
+  case F_DKIM_HUMAN: return &p->dk[p->n_dk - 1].human;
+  case F_SPF_DOMAIN: return &p->sp[p->n_sp - 1].domain;
+  case F_SPF_SCOPE: return &p->sp[p->n_sp - 1].scope;
+  case F_SPF_RESULT: return &p->sp[p->n_sp - 1].result;
+  case F_SPF_HUMAN: return &p->sp[p->n_sp - 1].human;
+  default: return &p->roff[f];
+  }
+}
+
+/* record_leaf_end's rare cases, out of line: the record's limit, leading
+ * blanks (the value moves to where the leaf's text began), a repeated
+ * element (it replaces the first one's string, which no longer counts). */
+static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, const char *s, size_t n) {
   /* the trimmed value and its NUL must end within the record's limit; the
    * bytes are already in place (on_chars reserved them) */
   size_t off = p->leaf_off;
   if (n + 1 > p->rcap || off > p->rcap - (n + 1))
     return fail(p, DP_ELIMIT, "record %" PRIu64 ": larger than %zu bytes", p->rep.n_records + 1, p->rcap);
-  if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n); /* leading blanks */
+  if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n);
   p->rbuf.data[off + n] = '\0';
   p->rbuf.len = off + n + 1;
-
-  size_t *slot;
-  switch (f) {
-  /* parsed, not handed out as stored: not in text_used */
-  case F_SOURCE_IP: p->rseen |= SEEN_IP; p->roff[f] = off; return 0;
-  case F_COUNT: p->rseen |= SEEN_COUNT; p->roff[f] = off; return 0;
-  case F_REASON_TYPE: slot = &p->rs[p->n_rs - 1].type; break;
-  case F_REASON_COMMENT: slot = &p->rs[p->n_rs - 1].comment; break;
-  case F_DKIM_DOMAIN: slot = &p->dk[p->n_dk - 1].domain; break;
-  case F_DKIM_SELECTOR: slot = &p->dk[p->n_dk - 1].selector; break;
-  case F_DKIM_RESULT: slot = &p->dk[p->n_dk - 1].result; break;
-  case F_DKIM_HUMAN: slot = &p->dk[p->n_dk - 1].human; break;
-  case F_SPF_DOMAIN: slot = &p->sp[p->n_sp - 1].domain; break;
-  case F_SPF_SCOPE: slot = &p->sp[p->n_sp - 1].scope; break;
-  case F_SPF_RESULT: slot = &p->sp[p->n_sp - 1].result; break;
-  case F_SPF_HUMAN: slot = &p->sp[p->n_sp - 1].human; break;
-  default: slot = &p->roff[f]; break;
+  if (f == F_SOURCE_IP || f == F_COUNT) { /* parsed, not handed out as stored */
+    p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
+    p->roff[f] = off;
+    return 0;
   }
-  /* a repeated element replaces the first one's string: it no longer counts */
+  size_t *slot = field_slot(p, f);
   if (*slot) p->rused -= strlen(p->rbuf.data + *slot);
   *slot = off;
   p->rused += n;
+  return 0;
+}
+
+/* Store the finished text of record-level leaf field f: it was appended to
+ * the record buffer as it came (on_chars), and is trimmed there, in place.
+ * Its rare cases are out of line, so that the common path saves few registers. */
+static __attribute__((noinline)) int record_leaf_end(dp_parser_t *p, int f) {
+  size_t off = p->leaf_off, n = p->rbuf.len - off;
+  char *base = p->rbuf.data; /* exists: record_reset stored "" */
+  char *s = leaf_value(f, base + off, &n, p->rbuf.alloc - off);
+  if (s != base + off || n + 1 > p->rcap || off > p->rcap - (n + 1)) return record_leaf_rare(p, f, s, n);
+  base[off + n] = '\0';
+  p->rbuf.len = off + n + 1;
+  size_t *slot = field_slot(p, f);
+  if (*slot) return record_leaf_rare(p, f, s, n);
+  *slot = off;
+  /* source_ip and count are parsed, not handed out as stored: not in text_used */
+  if ((unsigned)(f - F_SOURCE_IP) > F_COUNT - F_SOURCE_IP) p->rused += n;
+  else p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
   return 0;
 }
 
@@ -890,7 +927,8 @@ static void on_end(void *ud, const xmlChar *localname, const xmlChar *prefix, co
   p->depth = d - 1;
   if (st >= S_LEAF) {
     text_set(p, false); /* back in a container */
-    leaf_end(p, st - S_LEAF);
+    if (st >= S_LEAF + F_SOURCE_IP) record_leaf_end(p, st - S_LEAF);
+    else report_leaf_end(p, st - S_LEAF);
   } else if (st == S_SKIP) {
     if (p->stack[d - 1] >= S_LEAF) text_set(p, true); /* back in the leaf */
   } else if (st == S_RECORD) {
