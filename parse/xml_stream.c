@@ -458,6 +458,12 @@ static int canon_ip(const char *s, char *out, size_t outlen, int *family) {
   unsigned char a[16];
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (outlen < DP__IP_TEXT_MAX) return -1;
+  size_t n = dp__ip_quad_canon(s, a);
+  if (n) { /* the common case: s is its own canonical form */
+    *family = 4;
+    memcpy(out, s, n + 1);
+    return 0;
+  }
   int fam = dp__ip_parse(s, a);
   if (!fam) return -1;
   if (fam == 6 && memcmp(a, mapped, 12) == 0) {
