@@ -1377,3 +1377,37 @@ TEST(xml_stream_lower_cases_every_length_and_position) {
     }
   }
 }
+
+/* The same with CR and TAB (let through only after a second look) and no
+ * LF, and with no bad byte at all: XML reads a lone CR as LF. */
+TEST(xml_stream_repair_with_cr_and_tab_at_every_offset) {
+  for (size_t k = 0; k <= 40; k++) {
+    char org[64], want[160], doc[2048];
+    for (size_t i = 0; i < 40; i++) org[i] = (char)(i % 5 == 2 ? '\r' : i % 3 == 1 ? '\t' : 'a' + i % 26);
+    org[0] = 'A';
+    org[39] = 'z';
+    org[40] = '\0';
+    char norm[64];
+    memcpy(norm, org, sizeof org);
+    for (size_t i = 0; i < 40; i++)
+      if (norm[i] == '\r') norm[i] = '\n';
+    if (k < 40) {
+      org[k] = '\x02';
+      norm[k] = '\0';
+      snprintf(want, sizeof want, "org=%s\xef\xbf\xbd%s|", norm, norm + k + 1);
+    } else {
+      snprintf(want, sizeof want, "org=%s|", norm);
+    }
+    snprintf(doc, sizeof doc,
+             "<?xml version=\"1.0\"?>\r<feedback>\r\t<report_metadata><org_name>%s</org_name>"
+             "<report_id>r</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+             "</report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+             org);
+    struct coll c;
+    for (size_t chunk = 0; chunk <= 17; chunk += 17) {
+      ASSERT_OK(parse(doc, chunk, &c));
+      ASSERT_CONTAINS(c.rep, want);
+      coll_free(&c);
+    }
+  }
+}
