@@ -129,6 +129,8 @@ enum st {
  * xml_global_init: one load per element, and ignored subtrees and leaves'
  * children (S_SKIP) take the same path as everything else. */
 static unsigned char g_trans[S__N][T__N];
+/* Leaf states whose text is lower-cased (FL_LOWER), by state. */
+static bool g_lower[S__N];
 
 static int child_state(int parent, int tok) {
   switch (parent) {
@@ -655,13 +657,14 @@ static inline __attribute__((always_inline)) void ascii_lower(char *s, size_t n,
 
 /* Trim s[0..*n) of leaf field f and apply its flags, in place; room is as
  * for ascii_lower. Returns the value's start. */
-static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, size_t *np, size_t room) {
+static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, size_t *np, size_t room,
+                                                             bool lower) {
   size_t n = *np;
   while (n && is_ws((unsigned char)s[n - 1])) n--;
   while (n && is_ws((unsigned char)*s)) { s++; n--; room--; }
   unsigned fl = fld_info[f].flags;
   if (fl & FL_DOMAIN && n && s[n - 1] == '.') n--;
-  if (fl & FL_LOWER) ascii_lower(s, n, room);
+  if (lower && fl & FL_LOWER) ascii_lower(s, n, room);
   *np = n;
   return s;
 }
@@ -670,7 +673,7 @@ static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, si
  * arena and the report. */
 static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
   size_t n = p->text.len;
-  char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc) : (char *)"";
+  char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc, true) : (char *)"";
   dp_report_t *r = &p->rep;
   const char *v;
   int rc = arena_dup(p, s, n, &v);
@@ -762,7 +765,8 @@ static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, con
 static __attribute__((noinline)) int record_leaf_end(dp_parser_t *p, int f) {
   size_t off = p->leaf_off, n = p->rbuf.len - off;
   char *base = p->rbuf.data; /* exists: record_reset stored "" */
-  char *s = leaf_value(f, base + off, &n, p->rbuf.alloc - off);
+  /* lower-cased already, as it came (on_chars) */
+  char *s = leaf_value(f, base + off, &n, p->rbuf.alloc - off, false);
   if (s != base + off || n + 1 > p->rcap || off > p->rcap - (n + 1)) return record_leaf_rare(p, f, s, n);
   base[off + n] = '\0';
   p->rbuf.len = off + n + 1;
@@ -944,23 +948,43 @@ static void on_end(void *ud, const xmlChar *localname, const xmlChar *prefix, co
   }
 }
 
+/* One word of ascii_lower: +0x20 in each byte 'A'..'Z'. */
+static inline uint64_t lower_word(uint64_t x) {
+  const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+  uint64_t t = x & ~highs;
+  return x + ((((t + ones * (0x80 - 'A')) & ~(t + ones * (0x80 - 'Z' - 1)) & ~x) & highs) >> 2);
+}
+
 /* Copy n <= 16 bytes inline, as two overlapping words (never past either
- * end): values are short, and memcpy's call cost more than the copy. */
-static inline __attribute__((always_inline)) void copy_short(char *d, const xmlChar *s, size_t n) {
+ * end): values are short, and memcpy's call cost more than the copy. With
+ * lower, ASCII upper case is lower-cased on the way (bytes copied twice
+ * are lower-cased twice, which changes nothing). */
+static inline __attribute__((always_inline)) void copy_short(char *d, const xmlChar *s, size_t n, bool lower) {
   if (n >= 8) {
     uint64_t x, y;
     memcpy(&x, s, 8);
     memcpy(&y, s + n - 8, 8);
+    if (lower) {
+      x = lower_word(x);
+      y = lower_word(y);
+    }
     memcpy(d, &x, 8);
     memcpy(d + n - 8, &y, 8);
   } else if (n >= 4) {
     uint32_t x, y;
     memcpy(&x, s, 4);
     memcpy(&y, s + n - 4, 4);
+    if (lower) {
+      x = (uint32_t)lower_word(x);
+      y = (uint32_t)lower_word(y);
+    }
     memcpy(d, &x, 4);
     memcpy(d + n - 4, &y, 4);
   } else {
-    for (size_t i = 0; i < n; i++) d[i] = (char)s[i];
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = s[i];
+      d[i] = (char)(lower && c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
   }
 }
 
@@ -978,6 +1002,8 @@ static __attribute__((noinline)) void record_chars_long(dp_parser_t *p, const xm
     return;
   }
   memcpy(r->data + r->len, ch, n);
+  if (fld_info[p->stack[p->depth] - S_LEAF].flags & FL_LOWER)
+    ascii_lower(r->data + r->len, n, r->alloc - r->len);
   r->len += n;
   r->data[r->len] = '\0';
 }
@@ -1012,7 +1038,7 @@ static void on_chars(void *ud, const xmlChar *ch, int len) {
     record_chars_long(p, ch, n);
     return;
   }
-  copy_short(r->data + r->len, ch, n);
+  copy_short(r->data + r->len, ch, n, g_lower[st]);
   r->len += n;
   r->data[r->len] = '\0';
 }
@@ -1086,6 +1112,7 @@ static xmlParserInputPtr no_external_loader(const char *url, const char *id, xml
 
 static pthread_once_t g_xml_once = PTHREAD_ONCE_INIT;
 static void xml_global_init(void) {
+  for (int f = 0; f < F__N; f++) g_lower[S_LEAF + f] = fld_info[f].flags & FL_LOWER;
   for (int st = 0; st < S__N; st++)
     for (int t = 0; t < T__N; t++)
       g_trans[st][t] = st == S_OUT ? S_OUTER : (unsigned char)child_state(st, t);
