@@ -761,7 +761,7 @@ static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, con
 
 /* Store the finished text of record-level leaf field f: it was appended to
  * the record buffer as it came (on_chars), and is trimmed there, in place.
- * Its rare cases are out of line, so that the common path saves few registers. */
+ * Its rare cases are out of line, so that the common path saves no registers. */
 static __attribute__((noinline)) int record_leaf_end(dp_parser_t *p, int f) {
   size_t off = p->leaf_off, n = p->rbuf.len - off;
   char *base = p->rbuf.data; /* exists: record_reset stored "" */
