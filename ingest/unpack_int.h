@@ -90,6 +90,9 @@ void dp_unpack_stream_want_adler(dp_unpack_stream_t *st);
  *  knows it for exactly these bytes, else 0 (the consumer computes it). */
 int dp_unpack_stream_adler(const dp_unpack_stream_t *st, const char *buf, size_t n,
                            unsigned long *adler);
+/** zlib's adler32(adler, buf, len), the same value for every valid adler
+ *  (both halves below 65521) and buf of len bytes (len 0: adler itself). */
+unsigned long dp__adler32(unsigned long adler, const unsigned char *buf, size_t len);
 /** Feed the next n bytes; 0, or a callback's non-zero value (stop feeding). */
 int dp_unpack_stream_write(dp_unpack_stream_t *st, const void *p, size_t n);
 /** End of input: returns as dp_unpack does (0, or the input's refusal with

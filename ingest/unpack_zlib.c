@@ -246,7 +246,7 @@ static void *helper_main(void *arg) {
     wlen = DP__UNPACK_CHUNK - f->z.avail_out;
     if (wlen == DP__UNPACK_CHUNK) {
       /* the document's fingerprint, here rather than on the parsing thread */
-      unsigned long sum = h->sums ? adler32_z(1, f->ring[slot], DP__UNPACK_CHUNK) : 0;
+      unsigned long sum = h->sums ? dp__adler32(1, f->ring[slot], DP__UNPACK_CHUNK) : 0;
       pthread_mutex_lock(&h->mu);
       h->adler_at[slot] = sum;
       h->in_at[slot] = f->in_total;

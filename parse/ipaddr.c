@@ -7,26 +7,24 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-/* Strict dotted quad: four parts of 1-3 digits, no leading zero, <= 255.
- * Everything accepted here inet_pton(AF_INET) accepts with the same bytes;
- * what is refused here is still handed to inet_pton. */
-static int quad(const char *s, unsigned char a[4]) {
+size_t dp__ip_quad_canon(const char *s, unsigned char a[4]) {
+  const char *e = s;
   for (int part = 0; part < 4; part++) {
-    if (*s < '0' || *s > '9') return 0;
-    unsigned v = (unsigned)(*s++ - '0');
-    if (v && *s >= '0' && *s <= '9') {
-      v = v * 10 + (unsigned)(*s++ - '0');
-      if (*s >= '0' && *s <= '9') v = v * 10 + (unsigned)(*s++ - '0');
+    if (*e < '0' || *e > '9') return 0;
+    unsigned v = (unsigned)(*e++ - '0');
+    if (v && *e >= '0' && *e <= '9') {
+      v = v * 10 + (unsigned)(*e++ - '0');
+      if (*e >= '0' && *e <= '9') v = v * 10 + (unsigned)(*e++ - '0');
     }
     if (v > 255) return 0;
     a[part] = (unsigned char)v;
-    if (part < 3 && *s++ != '.') return 0;
+    if (part < 3 && *e++ != '.') return 0;
   }
-  return *s == '\0';
+  return *e == '\0' ? (size_t)(e - s) : 0;
 }
 
 int dp__ip_parse(const char *s, unsigned char a[16]) {
-  if (quad(s, a) || inet_pton(AF_INET, s, a) == 1) return 4;
+  if (dp__ip_quad_canon(s, a) || inet_pton(AF_INET, s, a) == 1) return 4;
   if (inet_pton(AF_INET6, s, a) == 1) return 6;
   return 0;
 }

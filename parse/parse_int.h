@@ -10,6 +10,12 @@
 /* Longest text dp__ip_format writes, NUL included (INET6_ADDRSTRLEN). */
 #define DP__IP_TEXT_MAX 46
 
+/** Strict dotted quad: four parts of 1-3 digits, no leading zero, <= 255.
+ *  Returns the length of s (a[0..3] set) or 0. What it accepts,
+ *  inet_pton(AF_INET) accepts with the same bytes, and s is then already
+ *  in the form dp__ip_format writes for them; what it refuses may still be
+ *  an address for inet_pton. */
+size_t dp__ip_quad_canon(const char *s, unsigned char a[4]);
 /** Parse s as inet_pton(3) does, IPv4 first then IPv6: 4 (a[0..3] set) or
  *  6 (a[0..15] set), or 0 when s is neither. Dotted quads take a fast path;
  *  anything else goes to inet_pton, so the accepted set is exactly libc's. */

@@ -108,16 +108,29 @@ static const struct {
 };
 
 /* Element states: containers we descend into, S_SKIP for ignored subtrees,
- * and S_LEAF + field for text fields. S_OUT is outside <feedback>. */
+ * and S_LEAF + field for text fields. S_OUT is outside <feedback>. S_OUTER
+ * is never on the stack: in g_trans it marks a child of S_OUT, decided in
+ * on_start's slow path (the injected wrapper, the first <feedback>, junk
+ * around it). */
 enum st {
   S_OUT, S_FEEDBACK, S_META, S_DATE, S_POLICY, S_RECORD, S_ROW, S_PE,
-  S_REASON, S_IDENT, S_AUTH, S_ADKIM, S_ASPF, S_SKIP, S_LEAF
+  S_REASON, S_IDENT, S_AUTH, S_ADKIM, S_ASPF, S_OUTER, S_SKIP, S_LEAF
 };
 #define LEAF(f) (S_LEAF + (f))
 
-/* child_state() as a table, filled once by xml_global_init: one load per
- * element instead of two switches. */
-static unsigned char g_trans[S_SKIP][T__N];
+#define S__N (S_LEAF + F__N)
+/* States below S_SKIP with work on entry (on_start's slow path: a child of
+ * S_OUT, containers that allocate or check something); every other state
+ * needs nothing beyond the stack and the text callbacks. */
+#define START_WORK ((1u << S_OUTER) | (1u << S_RECORD) | (1u << S_ADKIM) | (1u << S_ASPF) | \
+                    (1u << S_REASON))
+
+/* child_state() as a table over every parent state, filled once by
+ * xml_global_init: one load per element, and ignored subtrees and leaves'
+ * children (S_SKIP) take the same path as everything else. */
+static unsigned char g_trans[S__N][T__N];
+/* Leaf states whose text is lower-cased (FL_LOWER), by state. */
+static bool g_lower[S__N];
 
 static int child_state(int parent, int tok) {
   switch (parent) {
@@ -264,7 +277,6 @@ struct dp_parser {
   const xmlChar **names;       /* local name at each depth (dict-owned) */
   struct { const xmlChar *name; int tok; } cache[1u << NAME_CACHE_BITS];
   bool seen_feedback, done, begun;
-  bool text_on;                /* libxml2's text callbacks are set (inside a leaf) */
   char root_name[64];
   dp_buf_t text;               /* text of the current leaf */
 
@@ -448,6 +460,12 @@ static int canon_ip(const char *s, char *out, size_t outlen, int *family) {
   unsigned char a[16];
   static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (outlen < DP__IP_TEXT_MAX) return -1;
+  size_t n = dp__ip_quad_canon(s, a);
+  if (n) { /* the common case: s is its own canonical form */
+    *family = 4;
+    memcpy(out, s, n + 1);
+    return 0;
+  }
   int fam = dp__ip_parse(s, a);
   if (!fam) return -1;
   if (fam == 6 && memcmp(a, mapped, 12) == 0) {
@@ -522,7 +540,7 @@ static int record_reset(dp_parser_t *p) {
   return dp_buf_putc(&p->rbuf, '\0'); /* offset 0 is the empty string */
 }
 
-static int record_end(dp_parser_t *p) {
+static __attribute__((noinline)) int record_end(dp_parser_t *p) {
   dp_record_t *rec = &p->rec;
   const char *base = p->rbuf.data;
   uint64_t idx = p->rep.n_records + 1;
@@ -590,7 +608,7 @@ static int record_end(dp_parser_t *p) {
   return 0;
 }
 
-static int feedback_end(dp_parser_t *p) {
+static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
   int rc = report_begin(p);
   if (rc) return rc;
   p->done = true;
@@ -608,15 +626,26 @@ static int feedback_end(dp_parser_t *p) {
 }
 
 /* ASCII lower-case s[0..n) in place, 8 bytes at a time: values are mostly
- * lower-case already, and a word without 'A'..'Z' is left alone. */
-static void ascii_lower(char *s, size_t n) {
+ * lower-case already, and a word without 'A'..'Z' is left alone. room is
+ * how many bytes from s on belong to the buffer (>= n): a last part shorter
+ * than 8 bytes is still done as one word when the buffer has room for it,
+ * with the bytes past n masked out of the change (they are written back as
+ * they were). Most values ("pass", "none", "fail") are shorter than 8. */
+static inline __attribute__((always_inline)) void ascii_lower(char *s, size_t n, size_t room) {
   const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
+  for (; i < n; i += 8) {
+    if (room - i < 8) break;
     uint64_t x;
     memcpy(&x, s + i, 8);
     uint64_t t = x & ~highs; /* low 7 bits: no carry between bytes below */
     uint64_t upper = ((t + ones * (0x80 - 'A')) & ~(t + ones * (0x80 - 'Z' - 1)) & ~x) & highs;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* carries only move up, so the bytes below n are exact; mask the rest */
+    if (n - i < 8) upper &= (UINT64_C(1) << (8 * (n - i))) - 1;
+#else
+    if (n - i < 8) break;
+#endif
     if (upper) {
       x += upper >> 2; /* +0x20 in each upper-case byte */
       memcpy(s + i, &x, 8);
@@ -626,110 +655,137 @@ static void ascii_lower(char *s, size_t n) {
     if (s[i] >= 'A' && s[i] <= 'Z') s[i] += 32;
 }
 
-/* Store the finished text of leaf field f. A record-level leaf's text was
- * appended to the record buffer as it came (on_chars): it is trimmed there,
- * in place; a report-level one is in p->text. */
-static int leaf_end(dp_parser_t *p, int f) {
-  char *s;
-  size_t n;
-  if (f >= F_SOURCE_IP) {
-    s = p->rbuf.data + p->leaf_off; /* data exists: record_reset stored "" */
-    n = p->rbuf.len - p->leaf_off;
-  } else {
-    s = p->text.data ? p->text.data : (char *)"";
-    n = p->text.len;
-  }
+/* Trim s[0..*n) of leaf field f and apply its flags, in place; room is as
+ * for ascii_lower. Returns the value's start. */
+static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, size_t *np, size_t room,
+                                                             bool lower) {
+  size_t n = *np;
   while (n && is_ws((unsigned char)s[n - 1])) n--;
-  while (n && is_ws((unsigned char)*s)) { s++; n--; }
+  while (n && is_ws((unsigned char)*s)) { s++; n--; room--; }
   unsigned fl = fld_info[f].flags;
   if (fl & FL_DOMAIN && n && s[n - 1] == '.') n--;
-  if (fl & FL_LOWER) ascii_lower(s, n);
+  if (lower && fl & FL_LOWER) ascii_lower(s, n, room);
+  *np = n;
+  return s;
+}
 
-  if (f < F_SOURCE_IP) {
-    dp_report_t *r = &p->rep;
-    const char *v;
-    int rc = arena_dup(p, s, n, &v);
-    if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
-    if (rc) return fail(p, rc, "out of memory");
-    switch (f) {
-    case F_VERSION: r->version = v; break;
-    case F_ORG_NAME: r->org_name = v; break;
-    case F_EMAIL: r->email = v; break;
-    case F_EXTRA: r->extra_contact = v; break;
-    case F_REPORT_ID: r->report_id = v; break;
-    case F_BEGIN: p->begin_txt = v; p->have_begin = true; break;
-    case F_END: p->end_txt = v; p->have_end = true; break;
-    case F_GENERATOR: r->generator = v; break;
-    case F_POL_DOMAIN: r->domain = v; break;
-    case F_ADKIM: r->adkim = v; break;
-    case F_ASPF: r->aspf = v; break;
-    case F_P: r->p = v; break;
-    case F_SP: r->sp = v; break;
-    case F_NP: r->np = v; break;
-    case F_FO: r->fo = v; break;
-    case F_TESTING: r->testing = v; break;
-    case F_DISCOVERY: r->discovery_method = v; break;
-    case F_PCT: {
-      /* pct is advisory; a malformed one is kept as "absent" rather than
-       * refusing the whole report. */
-      uint64_t pct;
-      r->pct = (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
-      break;
-    }
-    case F_ERROR:
-      if (r->n_errors >= MAX_REPORT_ERRORS)
-        return fail(p, DP_ELIMIT, "more than %d <error> elements", MAX_REPORT_ERRORS);
-      if (grow(&p->errors, &p->a_errors, r->n_errors + 1, sizeof *p->errors))
-        return fail(p, DP_ENOMEM, "out of memory");
-      p->errors[r->n_errors++] = v;
-      r->errors = p->errors;
-      break;
-    default: break;
-    }
-    return 0;
+/* Store the finished text of report-level leaf field f (in p->text) in the
+ * arena and the report. */
+static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
+  size_t n = p->text.len;
+  char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc, true) : (char *)"";
+  dp_report_t *r = &p->rep;
+  const char *v;
+  int rc = arena_dup(p, s, n, &v);
+  if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
+  if (rc) return fail(p, rc, "out of memory");
+  switch (f) {
+  case F_VERSION: r->version = v; break;
+  case F_ORG_NAME: r->org_name = v; break;
+  case F_EMAIL: r->email = v; break;
+  case F_EXTRA: r->extra_contact = v; break;
+  case F_REPORT_ID: r->report_id = v; break;
+  case F_BEGIN: p->begin_txt = v; p->have_begin = true; break;
+  case F_END: p->end_txt = v; p->have_end = true; break;
+  case F_GENERATOR: r->generator = v; break;
+  case F_POL_DOMAIN: r->domain = v; break;
+  case F_ADKIM: r->adkim = v; break;
+  case F_ASPF: r->aspf = v; break;
+  case F_P: r->p = v; break;
+  case F_SP: r->sp = v; break;
+  case F_NP: r->np = v; break;
+  case F_FO: r->fo = v; break;
+  case F_TESTING: r->testing = v; break;
+  case F_DISCOVERY: r->discovery_method = v; break;
+  case F_PCT: {
+    /* pct is advisory; a malformed one is kept as "absent" rather than
+     * refusing the whole report. */
+    uint64_t pct;
+    r->pct = (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
+    break;
   }
+  case F_ERROR:
+    if (r->n_errors >= MAX_REPORT_ERRORS)
+      return fail(p, DP_ELIMIT, "more than %d <error> elements", MAX_REPORT_ERRORS);
+    if (grow(&p->errors, &p->a_errors, r->n_errors + 1, sizeof *p->errors))
+      return fail(p, DP_ENOMEM, "out of memory");
+    p->errors[r->n_errors++] = v;
+    r->errors = p->errors;
+    break;
+  default: break;
+  }
+  return 0;
+}
 
+/* Where record-level field f's offset goes: the record's own fields, or the
+ * last open <reason>, auth_results <dkim> or <spf>. */
+static inline __attribute__((always_inline)) size_t *field_slot(dp_parser_t *p, int f) {
+  switch (f) {
+  case F_REASON_TYPE: return &p->rs[p->n_rs - 1].type;
+  case F_REASON_COMMENT: return &p->rs[p->n_rs - 1].comment;
+  case F_DKIM_DOMAIN: return &p->dk[p->n_dk - 1].domain;
+  case F_DKIM_SELECTOR: return &p->dk[p->n_dk - 1].selector;
+  case F_DKIM_RESULT: return &p->dk[p->n_dk - 1].result;
+  case F_DKIM_HUMAN: return &p->dk[p->n_dk - 1].human;
+  case F_SPF_DOMAIN: return &p->sp[p->n_sp - 1].domain;
+  case F_SPF_SCOPE: return &p->sp[p->n_sp - 1].scope;
+  case F_SPF_RESULT: return &p->sp[p->n_sp - 1].result;
+  case F_SPF_HUMAN: return &p->sp[p->n_sp - 1].human;
+  default: return &p->roff[f];
+  }
+}
+
+/* record_leaf_end's rare cases, out of line: the record's limit, leading
+ * blanks (the value moves to where the leaf's text began), a repeated
+ * element (it replaces the first one's string, which no longer counts). */
+static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, const char *s, size_t n) {
   /* the trimmed value and its NUL must end within the record's limit; the
    * bytes are already in place (on_chars reserved them) */
   size_t off = p->leaf_off;
   if (n + 1 > p->rcap || off > p->rcap - (n + 1))
     return fail(p, DP_ELIMIT, "record %" PRIu64 ": larger than %zu bytes", p->rep.n_records + 1, p->rcap);
-  if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n); /* leading blanks */
+  if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n);
   p->rbuf.data[off + n] = '\0';
   p->rbuf.len = off + n + 1;
-
-  size_t *slot;
-  switch (f) {
-  /* parsed, not handed out as stored: not in text_used */
-  case F_SOURCE_IP: p->rseen |= SEEN_IP; p->roff[f] = off; return 0;
-  case F_COUNT: p->rseen |= SEEN_COUNT; p->roff[f] = off; return 0;
-  case F_REASON_TYPE: slot = &p->rs[p->n_rs - 1].type; break;
-  case F_REASON_COMMENT: slot = &p->rs[p->n_rs - 1].comment; break;
-  case F_DKIM_DOMAIN: slot = &p->dk[p->n_dk - 1].domain; break;
-  case F_DKIM_SELECTOR: slot = &p->dk[p->n_dk - 1].selector; break;
-  case F_DKIM_RESULT: slot = &p->dk[p->n_dk - 1].result; break;
-  case F_DKIM_HUMAN: slot = &p->dk[p->n_dk - 1].human; break;
-  case F_SPF_DOMAIN: slot = &p->sp[p->n_sp - 1].domain; break;
-  case F_SPF_SCOPE: slot = &p->sp[p->n_sp - 1].scope; break;
-  case F_SPF_RESULT: slot = &p->sp[p->n_sp - 1].result; break;
-  case F_SPF_HUMAN: slot = &p->sp[p->n_sp - 1].human; break;
-  default: slot = &p->roff[f]; break;
+  if (f == F_SOURCE_IP || f == F_COUNT) { /* parsed, not handed out as stored */
+    p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
+    p->roff[f] = off;
+    return 0;
   }
-  /* a repeated element replaces the first one's string: it no longer counts */
+  size_t *slot = field_slot(p, f);
   if (*slot) p->rused -= strlen(p->rbuf.data + *slot);
   *slot = off;
   p->rused += n;
   return 0;
 }
 
+/* Store the finished text of record-level leaf field f: it was appended to
+ * the record buffer as it came (on_chars), and is trimmed there, in place.
+ * Its rare cases are out of line, so that the common path saves no registers. */
+static __attribute__((noinline)) int record_leaf_end(dp_parser_t *p, int f) {
+  size_t off = p->leaf_off, n = p->rbuf.len - off;
+  char *base = p->rbuf.data; /* exists: record_reset stored "" */
+  /* lower-cased already, as it came (on_chars) */
+  char *s = leaf_value(f, base + off, &n, p->rbuf.alloc - off, false);
+  if (s != base + off || n + 1 > p->rcap || off > p->rcap - (n + 1)) return record_leaf_rare(p, f, s, n);
+  base[off + n] = '\0';
+  p->rbuf.len = off + n + 1;
+  size_t *slot = field_slot(p, f);
+  if (*slot) return record_leaf_rare(p, f, s, n);
+  *slot = off;
+  /* source_ip and count are parsed, not handed out as stored: not in text_used */
+  if ((unsigned)(f - F_SOURCE_IP) > F_COUNT - F_SOURCE_IP) p->rused += n;
+  else p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
+  return 0;
+}
+
 /* ======================================================================== */
 /* SAX2 handlers                                                            */
 
-static int name_token(dp_parser_t *p, const xmlChar *name) {
-  /* libxml2 interns names in the parser's dictionary, so a pointer seen once
-   * always names the same string: cache its token. */
-  size_t h = (size_t)(((uint64_t)(uintptr_t)name * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - NAME_CACHE_BITS));
-  if (p->cache[h].name == name) return p->cache[h].tok;
+/* name_token's cache miss: match the name case-insensitively against the
+ * vocabulary and remember the answer. Out of line, so that the callbacks'
+ * common path saves no registers. */
+static __attribute__((noinline)) int name_token_slow(dp_parser_t *p, const xmlChar *name, size_t h) {
   char low[24];
   size_t i = 0;
   int tok = T_UNKNOWN;
@@ -748,36 +804,28 @@ static int name_token(dp_parser_t *p, const xmlChar *name) {
   return tok;
 }
 
+static inline size_t name_slot(const xmlChar *name) {
+  return (size_t)(((uint64_t)(uintptr_t)name * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - NAME_CACHE_BITS));
+}
+
 static void on_chars(void *ud, const xmlChar *ch, int len);
 
 /* Text matters only inside leaf fields. Elsewhere the text callbacks are
  * unset, so libxml2 neither checks the whitespace between elements for
  * "ignorable" blanks nor calls us with it (as for the bare SAX ceiling).
- * Called after the element stack changed; ctxt->sax is the parser's own copy. */
-static void text_follow(dp_parser_t *p) {
-  bool on = p->stack[p->depth] >= S_LEAF;
-  if (on == p->text_on) return;
-  p->text_on = on;
+ * They are set exactly while the innermost element is a leaf: entering a
+ * leaf (whose parent is never one) sets them, entering a leaf's child
+ * (S_SKIP) unsets them, and leaving either undoes it. ctxt->sax is the
+ * parser's own copy. */
+static inline void text_set(dp_parser_t *p, bool on) {
   xmlSAXHandlerPtr sax = p->ctxt->sax;
   sax->characters = sax->cdataBlock = sax->ignorableWhitespace = on ? on_chars : NULL;
 }
 
-static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
-                     const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attr,
-                     int nb_def, const xmlChar **attrs) {
-  (void)prefix; (void)nb_ns; (void)ns; (void)nb_attr; (void)nb_def; (void)attrs;
-  dp_parser_t *p = ud;
-  if (p->rc || p->done) return;
-  if (p->depth >= p->max_depth) {
-    fail(p, DP_ELIMIT, "XML elements nested deeper than %u levels", p->lim.max_xml_depth);
-    return;
-  }
-  int parent = p->stack[p->depth];
-  int tok = name_token(p, localname);
-  int st;
-  p->depth++;
-  p->names[p->depth] = localname;
-  if (parent == S_OUT) {
+/* on_start for what the table does not decide alone: children of S_OUT
+ * (st is S_OUTER) and containers with work on entry (START_WORK). */
+static void start_slow(dp_parser_t *p, int st, int tok, const xmlChar *localname, const xmlChar *uri) {
+  if (st == S_OUTER) {
     uint32_t top = p->wrapped ? 2 : 1;
     if (p->depth < top) {
       st = S_OUT; /* the injected wrapper */
@@ -792,14 +840,9 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
       if (p->depth == top && !p->root_name[0])
         snprintf(p->root_name, sizeof p->root_name, "%s", (const char *)localname);
     }
-  } else if (parent >= S_SKIP) {
-    st = S_SKIP;
-  } else {
-    st = g_trans[parent][tok];
+    p->stack[p->depth] = (unsigned char)st;
+    return;
   }
-  p->stack[p->depth] = (unsigned char)st;
-  text_follow(p);
-
   switch (st) {
   case S_RECORD:
     if (p->lim.max_records && p->rep.n_records >= p->lim.max_records) {
@@ -823,14 +866,7 @@ static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
     if (grow(&p->rs, &p->a_rs, p->n_rs + 1, sizeof *p->rs)) goto oom;
     memset(&p->rs[p->n_rs++], 0, sizeof *p->rs);
     break;
-  default:
-    if (st >= S_LEAF + F_SOURCE_IP) {
-      p->leaf_off = p->rbuf.len; /* its text goes straight to the record buffer */
-    } else if (st >= S_LEAF) { /* dp_buf_reset inline */
-      p->text.len = 0;
-      if (p->text.data) p->text.data[0] = '\0';
-    }
-    break;
+  default: break;
   }
   return;
 too_many:
@@ -841,16 +877,143 @@ oom:
   fail(p, DP_ENOMEM, "out of memory");
 }
 
+/* on_start once the element's token is known. */
+static inline __attribute__((always_inline)) void start_tok(dp_parser_t *p, const xmlChar *localname,
+                                                            const xmlChar *uri, int tok) {
+  uint32_t d = p->depth;
+  if (d >= p->max_depth) {
+    fail(p, DP_ELIMIT, "XML elements nested deeper than %u levels", p->lim.max_xml_depth);
+    return;
+  }
+  int parent = p->stack[d];
+  int st = g_trans[parent][tok];
+  p->depth = ++d;
+  p->names[d] = localname;
+  p->stack[d] = (unsigned char)st;
+  if (st >= S_LEAF) {
+    text_set(p, true);
+    if (st >= S_LEAF + F_SOURCE_IP) {
+      p->leaf_off = p->rbuf.len; /* its text goes straight to the record buffer */
+    } else { /* dp_buf_reset inline */
+      p->text.len = 0;
+      if (p->text.data) p->text.data[0] = '\0';
+    }
+  } else if (parent >= S_LEAF) {
+    text_set(p, false); /* st is S_SKIP: a leaf's child */
+  } else if (st < S_SKIP && (START_WORK >> st & 1u)) {
+    start_slow(p, st, tok, localname, uri);
+  }
+}
+
+/* on_start for a name not in the cache yet: look it up, then go on as for
+ * a cached one (a tail call, so on_start's own path saves no registers). */
+static __attribute__((noinline)) void start_miss(dp_parser_t *p, const xmlChar *localname,
+                                                 const xmlChar *uri, size_t h) {
+  start_tok(p, localname, uri, name_token_slow(p, localname, h));
+}
+
+static void on_start(void *ud, const xmlChar *localname, const xmlChar *prefix,
+                     const xmlChar *uri, int nb_ns, const xmlChar **ns, int nb_attr,
+                     int nb_def, const xmlChar **attrs) {
+  (void)prefix; (void)nb_ns; (void)ns; (void)nb_attr; (void)nb_def; (void)attrs;
+  dp_parser_t *p = ud;
+  if (p->rc || p->done) return;
+  /* libxml2 interns names in the parser's dictionary, so a pointer seen once
+   * always names the same string: its token is cached */
+  size_t h = name_slot(localname);
+  if (p->cache[h].name != localname) {
+    start_miss(p, localname, uri, h);
+    return;
+  }
+  start_tok(p, localname, uri, p->cache[h].tok);
+}
+
 static void on_end(void *ud, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
   (void)localname; (void)prefix; (void)uri;
   dp_parser_t *p = ud;
-  if (p->rc || p->done || p->depth == 0) return;
-  int st = p->stack[p->depth];
-  p->depth--;
-  text_follow(p);
-  if (st >= S_LEAF) leaf_end(p, st - S_LEAF);
-  else if (st == S_RECORD) record_end(p);
-  else if (st == S_FEEDBACK) feedback_end(p);
+  uint32_t d = p->depth;
+  if (p->rc || p->done || d == 0) return;
+  int st = p->stack[d];
+  p->depth = d - 1;
+  if (st >= S_LEAF) {
+    text_set(p, false); /* back in a container */
+    if (st >= S_LEAF + F_SOURCE_IP) record_leaf_end(p, st - S_LEAF);
+    else report_leaf_end(p, st - S_LEAF);
+  } else if (st == S_SKIP) {
+    if (p->stack[d - 1] >= S_LEAF) text_set(p, true); /* back in the leaf */
+  } else if (st == S_RECORD) {
+    record_end(p);
+  } else if (st == S_FEEDBACK) {
+    feedback_end(p);
+  }
+}
+
+/* One word of ascii_lower: +0x20 in each byte 'A'..'Z'. */
+static inline uint64_t lower_word(uint64_t x) {
+  const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+  uint64_t t = x & ~highs;
+  return x + ((((t + ones * (0x80 - 'A')) & ~(t + ones * (0x80 - 'Z' - 1)) & ~x) & highs) >> 2);
+}
+
+/* Copy n <= 16 bytes inline, as two overlapping words (never past either
+ * end): values are short, and memcpy's call cost more than the copy. With
+ * lower, ASCII upper case is lower-cased on the way (bytes copied twice
+ * are lower-cased twice, which changes nothing). */
+static inline __attribute__((always_inline)) void copy_short(char *d, const xmlChar *s, size_t n, bool lower) {
+  if (n >= 8) {
+    uint64_t x, y;
+    memcpy(&x, s, 8);
+    memcpy(&y, s + n - 8, 8);
+    if (lower) {
+      x = lower_word(x);
+      y = lower_word(y);
+    }
+    memcpy(d, &x, 8);
+    memcpy(d + n - 8, &y, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    memcpy(&x, s, 4);
+    memcpy(&y, s + n - 4, 4);
+    if (lower) {
+      x = (uint32_t)lower_word(x);
+      y = (uint32_t)lower_word(y);
+    }
+    memcpy(d, &x, 4);
+    memcpy(d + n - 4, &y, 4);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      unsigned char c = s[i];
+      d[i] = (char)(lower && c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+  }
+}
+
+static __attribute__((noinline)) void chars_too_long(dp_parser_t *p, int f) {
+  char what[64];
+  snprintf(what, sizeof what, "is longer than %u bytes", p->lim.max_field_len);
+  field_fail(p, DP_ELIMIT, f, what, NULL);
+}
+
+/* on_chars for more than 16 bytes or when the record buffer must grow. */
+static __attribute__((noinline)) void record_chars_long(dp_parser_t *p, const xmlChar *ch, size_t n) {
+  dp_buf_t *r = &p->rbuf;
+  if (r->len + n >= r->alloc && dp_buf_reserve(r, n)) {
+    fail(p, DP_ENOMEM, "out of memory"); /* never DP_ELIMIT: its cap has room */
+    return;
+  }
+  memcpy(r->data + r->len, ch, n);
+  if (fld_info[p->stack[p->depth] - S_LEAF].flags & FL_LOWER)
+    ascii_lower(r->data + r->len, n, r->alloc - r->len);
+  r->len += n;
+  r->data[r->len] = '\0';
+}
+
+/* on_chars for a report-level leaf: into p->text. */
+static __attribute__((noinline)) void report_chars(dp_parser_t *p, int f, const xmlChar *ch, size_t n) {
+  dp_buf_t *t = &p->text;
+  int rc = dp_buf_append(t, ch, n);
+  if (rc == DP_ELIMIT) chars_too_long(p, f);
+  else if (rc) fail(p, rc, "out of memory");
 }
 
 static void on_chars(void *ud, const xmlChar *ch, int len) {
@@ -858,42 +1021,26 @@ static void on_chars(void *ud, const xmlChar *ch, int len) {
   int st = p->stack[p->depth];
   if (st < S_LEAF || p->rc) return;
   size_t n = (size_t)len;
-  if (st >= S_LEAF + F_SOURCE_IP) {
-    /* record-level: straight into the record buffer, untrimmed; the field
-     * limit is on the untrimmed text as for p->text (whose cap it is), the
-     * record's own limit is checked on the trimmed value at leaf_end */
-    dp_buf_t *r = &p->rbuf;
-    size_t have = r->len - p->leaf_off;
-    if (n > p->text.cap - have) {
-      char what[64];
-      snprintf(what, sizeof what, "is longer than %u bytes", p->lim.max_field_len);
-      field_fail(p, DP_ELIMIT, st - S_LEAF, what, NULL);
-      return;
-    }
-    if (r->len + n >= r->alloc && dp_buf_reserve(r, n)) {
-      fail(p, DP_ENOMEM, "out of memory"); /* never DP_ELIMIT: its cap has room */
-      return;
-    }
-    memcpy(r->data + r->len, ch, n);
-    r->len += n;
-    r->data[r->len] = '\0';
+  if (st < S_LEAF + F_SOURCE_IP) {
+    report_chars(p, st - S_LEAF, ch, n);
     return;
   }
-  dp_buf_t *t = &p->text;
-  if (t->len + n < t->alloc && t->len + n <= t->cap) { /* dp_buf_append without the call */
-    memcpy(t->data + t->len, ch, n);
-    t->len += n;
-    t->data[t->len] = '\0';
+  /* record-level: straight into the record buffer, untrimmed; the field
+   * limit is on the untrimmed text as for p->text (whose cap it is), the
+   * record's own limit is checked on the trimmed value at leaf end */
+  dp_buf_t *r = &p->rbuf;
+  size_t have = r->len - p->leaf_off;
+  if (n > p->text.cap - have) {
+    chars_too_long(p, st - S_LEAF);
     return;
   }
-  int rc = dp_buf_append(t, ch, n);
-  if (rc == DP_ELIMIT) {
-    char what[64];
-    snprintf(what, sizeof what, "is longer than %u bytes", p->lim.max_field_len);
-    field_fail(p, rc, st - S_LEAF, what, NULL);
-  } else if (rc) {
-    fail(p, rc, "out of memory");
+  if (n > 16 || r->len + n >= r->alloc) {
+    record_chars_long(p, ch, n);
+    return;
   }
+  copy_short(r->data + r->len, ch, n, g_lower[st]);
+  r->len += n;
+  r->data[r->len] = '\0';
 }
 
 static void on_entity_decl(void *ud, const xmlChar *name, int type, const xmlChar *pub,
@@ -965,8 +1112,10 @@ static xmlParserInputPtr no_external_loader(const char *url, const char *id, xml
 
 static pthread_once_t g_xml_once = PTHREAD_ONCE_INIT;
 static void xml_global_init(void) {
-  for (int st = 0; st < S_SKIP; st++)
-    for (int t = 0; t < T__N; t++) g_trans[st][t] = (unsigned char)child_state(st, t);
+  for (int f = 0; f < F__N; f++) g_lower[S_LEAF + f] = fld_info[f].flags & FL_LOWER;
+  for (int st = 0; st < S__N; st++)
+    for (int t = 0; t < T__N; t++)
+      g_trans[st][t] = st == S_OUT ? S_OUTER : (unsigned char)child_state(st, t);
   xmlInitParser();
   /* Defence in depth: even if some code path asked, no URL or file is ever
    * loaded by libxml2 in this process (dmarcpipe never needs one). */
@@ -1039,11 +1188,13 @@ static size_t clean_run(const unsigned char *s, size_t n) {
                 cr = _mm_set1_epi8('\r');
   for (; i + 16 <= n; i += 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-    /* signed compare: bytes >= 0x80 are negative, so they are caught as well */
-    __m128i low = _mm_cmplt_epi8(v, sp);
-    __m128i ok = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, tab)),
-                              _mm_cmpeq_epi8(v, cr));
-    unsigned m = (unsigned)_mm_movemask_epi8(_mm_andnot_si128(ok, low));
+    /* signed compare: bytes >= 0x80 are negative, so they are caught as well;
+     * LF (in nearly every step) is let through at once, TAB and CR only
+     * when something else stopped the step */
+    __m128i odd = _mm_andnot_si128(_mm_cmpeq_epi8(v, lf), _mm_cmplt_epi8(v, sp));
+    if (!_mm_movemask_epi8(odd)) continue;
+    __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, cr));
+    unsigned m = (unsigned)_mm_movemask_epi8(_mm_andnot_si128(ok, odd));
     if (m) return i + (size_t)__builtin_ctz(m);
   }
 #else
@@ -1286,7 +1437,6 @@ static void doc_state_init(dp_parser_t *p) {
   p->depth = 0;
   p->stack[0] = S_OUT;
   p->seen_feedback = p->done = p->begun = false;
-  p->text_on = false;
   p->root_name[0] = '\0';
   dp_buf_reset(&p->text);
   memset(&p->rep, 0, sizeof p->rep);
@@ -1315,7 +1465,7 @@ static xmlParserCtxtPtr new_ctxt(dp_parser_t *p) {
   sax.initialized = XML_SAX2_MAGIC;
   sax.startElementNs = on_start;
   sax.endElementNs = on_end;
-  /* characters, cdataBlock, ignorableWhitespace: set by text_follow() */
+  /* characters, cdataBlock, ignorableWhitespace: set by text_set() */
   sax.serror = on_xml_error;
   sax.entityDecl = on_entity_decl;
   sax.unparsedEntityDecl = on_unparsed_entity_decl;

@@ -84,3 +84,49 @@ TEST(ipaddr_random_match_libc) {
   }
 }
 
+
+/* The parser stores a dotted quad dp__ip_quad_canon accepts as it came,
+ * without formatting it: that is only right if the text is exactly what
+ * inet_ntop writes for its bytes, and if everything it accepts libc does. */
+static int quad_canon_ok(const char *s) {
+  unsigned char a[16], b[4];
+  size_t n = dp__ip_quad_canon(s, a);
+  if (!n) return same_as_libc(s); /* refused: the parser goes on as before */
+  char t[INET_ADDRSTRLEN];
+  if (inet_pton(AF_INET, s, b) != 1 || memcmp(a, b, 4) || !inet_ntop(AF_INET, b, t, sizeof t) ||
+      strcmp(t, s) || n != strlen(s)) {
+    fprintf(stderr, "quad \"%s\" accepted but not canonical\n", s);
+    return 0;
+  }
+  return 1;
+}
+
+TEST(ipaddr_quad_canon_is_inet_ntop_text) {
+  static const char *const accepted[] = {"0.0.0.0", "255.255.255.255", "192.0.2.1", "10.0.0.10",
+                                         "1.2.3.4", "100.20.3.0", "9.99.199.249"};
+  static const char *const refused[] = {"01.2.3.4", "1.2.3.04", "1.2.3.00", "1.2.3.256",
+                                        "1.2.3", "1.2.3.4.5", "1.2.3.4.", "1.2.3.4 ", " 1.2.3.4",
+                                        "", "1..2.3", "::1", "::ffff:1.2.3.4", "1234.1.1.1"};
+  for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+    unsigned char a[16];
+    ASSERT_EQ(dp__ip_quad_canon(accepted[i], a), strlen(accepted[i]));
+    ASSERT_EQ(quad_canon_ok(accepted[i]), 1);
+  }
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    unsigned char a[16];
+    ASSERT_EQ(dp__ip_quad_canon(refused[i], a), 0);
+    ASSERT_EQ(quad_canon_ok(refused[i]), 1);
+  }
+  /* every address libc formats is accepted as itself */
+  for (int round = 0; round < 200000; round++) {
+    unsigned char b[4];
+    uint32_t r = (uint32_t)next();
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(round & 1 ? r >> (8 * i) : (r >> (8 * i)) % 12);
+    char t[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, b, t, sizeof t);
+    unsigned char a[16];
+    ASSERT_EQ(dp__ip_quad_canon(t, a), strlen(t));
+    ASSERT_TRUE(memcmp(a, b, 4) == 0);
+    ASSERT_EQ(quad_canon_ok(t), 1);
+  }
+}

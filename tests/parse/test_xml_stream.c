@@ -1241,3 +1241,173 @@ TEST(xml_stream_record_buffer_limit) {
     free(padded);
   }
 }
+
+/* ------------------------------------------------------------------------ */
+/* Element dispatch (one table over every state, names cached by their
+ * dictionary pointer): every name of both schemas in any ASCII case, and
+ * unknown elements anywhere, known names in the wrong place included. */
+
+/* doc with every element name (not attributes, not <?xml or <!) put in a
+ * case: 0 upper, 1 first letter upper, 2 alternating. Caller frees. */
+static char *recase_names(const char *doc, int how) {
+  char *out = strdup(doc);
+  bool in_name = false;
+  size_t k = 0;
+  for (char *s = out; *s; s++) {
+    if (*s == '<') {
+      in_name = s[1] != '?' && s[1] != '!';
+      k = 0;
+      continue;
+    }
+    if (in_name && *s == '/' && k == 0) continue;
+    if (!in_name || *s == ' ' || *s == '>' || *s == '/' || *s == ':') {
+      if (*s == ':') k = 0; /* a prefix: the local name starts again */
+      else in_name = false;
+      continue;
+    }
+    bool up = how == 0 || (how == 1 && k == 0) || (how == 2 && k % 2 == 1);
+    if (up && *s >= 'a' && *s <= 'z') *s = (char)(*s - 32);
+    k++;
+  }
+  return out;
+}
+
+/* doc with `junk` inserted after every start tag (containers and leaves
+ * alike: a leaf's child elements are skipped with their text). */
+static char *insert_after_start_tags(const char *doc, const char *junk) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  for (const char *s = doc; *s; s++) {
+    dp_buf_putc(&b, *s);
+    if (*s != '>' || s == doc) continue;
+    const char *lt = s;
+    while (lt > doc && *lt != '<') lt--;
+    if (lt[1] == '/' || lt[1] == '?' || lt[1] == '!' || s[-1] == '/') continue;
+    dp_buf_puts(&b, junk);
+  }
+  return dp_buf_steal(&b, NULL);
+}
+
+TEST(xml_stream_dispatch_names_any_case_both_schemas) {
+  const char *docs[] = {RFC7489_FULL, RFC9990_FULL};
+  for (int d = 0; d < 2; d++) {
+    struct coll want, got;
+    ASSERT_OK(parse(docs[d], 0, &want));
+    ASSERT_EQ(want.nrec, 1);
+    for (int how = 0; how < 3; how++) {
+      char *doc = recase_names(docs[d], how);
+      ASSERT_TRUE(strstr(doc, how == 0 ? "<AUTH_RESULTS>" : how == 1 ? "<Auth_results>" : "<aUtH_ReSuLtS>"));
+      for (size_t chunk = 0; chunk <= 3; chunk += 3) {
+        ASSERT_OK(parse(doc, chunk, &got));
+        ASSERT_STR_EQ(got.rep, want.rep);
+        ASSERT_STR_EQ(got.last, want.last);
+        ASSERT_EQ(got.schema, d + 1);
+        coll_free(&got);
+      }
+      free(doc);
+    }
+    coll_free(&want);
+  }
+  /* <identities> (early drafts) is <identifiers>, in any case as well */
+  const char *alias = DOC("<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row>"
+                          "<IDENTITIES><header_from>Example.COM</header_from></IDENTITIES></record>");
+  struct coll c;
+  ASSERT_OK(parse(alias, 0, &c));
+  ASSERT_CONTAINS(c.last, "|hfrom=example.com|");
+  coll_free(&c);
+}
+
+TEST(xml_stream_dispatch_unknown_elements_anywhere) {
+  /* unknown names, names a known one starts with or that start with one,
+   * a name longer than the lookup's buffer, and known names (fields and
+   * containers of every level) where they do not belong */
+  static const char junk[] =
+      "<zz>junk<domain>evil.test</domain><count>99</count><record><row><source_ip>10.9.9.9"
+      "</source_ip><count>5</count></row></record></zz><domains>x</domains><dkim2>x</dkim2>"
+      "<p_>x</p_><a_name_longer_than_the_twenty_four_byte_buffer>x"
+      "</a_name_longer_than_the_twenty_four_byte_buffer><report_id_x>y</report_id_x>"
+      "<x:org_name xmlns:x=\"urn:x\"></x:org_name>";
+  const char *docs[] = {RFC7489_FULL, RFC9990_FULL};
+  for (int d = 0; d < 2; d++) {
+    struct coll want, got;
+    ASSERT_OK(parse(docs[d], 0, &want));
+    char *doc = insert_after_start_tags(docs[d], junk);
+    ASSERT_TRUE(strstr(doc, "<feedback") && strstr(doc, "<zz>"));
+    for (size_t chunk = 0; chunk <= 7; chunk += 7) {
+      ASSERT_OK(parse(doc, chunk, &got));
+      ASSERT_EQ(got.nrec, 1);
+      ASSERT_STR_EQ(got.rep, want.rep);
+      ASSERT_STR_EQ(got.last, want.last);
+      coll_free(&got);
+    }
+    free(doc);
+    coll_free(&want);
+  }
+}
+
+/* Lower-casing works on words, a short last part as a masked word: every
+ * length, upper-case at every position, blanks around, neighbours intact. */
+TEST(xml_stream_lower_cases_every_length_and_position) {
+  for (size_t len = 1; len <= 20; len++) {
+    for (size_t pos = 0; pos < len; pos++) {
+      char v[32], lower[32], doc[2048];
+      for (size_t i = 0; i < len; i++) v[i] = lower[i] = (char)('a' + (i % 26));
+      v[len] = lower[len] = '\0';
+      v[pos] = (char)(v[pos] - 32);
+      v[len - 1] = len - 1 == pos ? v[len - 1] : 'Z';
+      lower[len - 1] = 'z';
+      if (len - 1 == pos) lower[len - 1] = (char)(v[len - 1] + 32);
+      snprintf(doc, sizeof doc,
+               DOC("<record><row><source_ip>192.0.2.1</source_ip><count>1</count>"
+                   "<policy_evaluated><disposition>%s%s</disposition><dkim>Fail</dkim>"
+                   "</policy_evaluated></row><identifiers><header_from>%s</header_from>"
+                   "</identifiers><auth_results><spf><domain>%s</domain><result>%s</result>"
+                   "</spf></auth_results></record>"),
+               pos & 1 ? " \n" : "", v, v, v, v);
+      struct coll c;
+      ASSERT_OK(parse(doc, pos & 2 ? 1 : 0, &c));
+      char want[512];
+      snprintf(want, sizeof want,
+               "index=1|ip=192.0.2.1|family=4|count=1|disp=%s|pe_dkim=fail|pe_spf=|hfrom=%s|"
+               "efrom=|eto=|spf.d=%s|spf.s=|spf.r=%s|spf.h=|",
+               lower, lower, lower, lower);
+      if (strlen(c.last) > strlen(want)) c.last[strlen(want)] = '\0'; /* alignment follows */
+      ASSERT_STR_EQ(c.last, want);
+      coll_free(&c);
+    }
+  }
+}
+
+/* The same with CR and TAB (let through only after a second look) and no
+ * LF, and with no bad byte at all: XML reads a lone CR as LF. */
+TEST(xml_stream_repair_with_cr_and_tab_at_every_offset) {
+  for (size_t k = 0; k <= 40; k++) {
+    char org[64], want[160], doc[2048];
+    for (size_t i = 0; i < 40; i++) org[i] = (char)(i % 5 == 2 ? '\r' : i % 3 == 1 ? '\t' : 'a' + i % 26);
+    org[0] = 'A';
+    org[39] = 'z';
+    org[40] = '\0';
+    char norm[64];
+    memcpy(norm, org, sizeof org);
+    for (size_t i = 0; i < 40; i++)
+      if (norm[i] == '\r') norm[i] = '\n';
+    if (k < 40) {
+      org[k] = '\x02';
+      norm[k] = '\0';
+      snprintf(want, sizeof want, "org=%s\xef\xbf\xbd%s|", norm, norm + k + 1);
+    } else {
+      snprintf(want, sizeof want, "org=%s|", norm);
+    }
+    snprintf(doc, sizeof doc,
+             "<?xml version=\"1.0\"?>\r<feedback>\r\t<report_metadata><org_name>%s</org_name>"
+             "<report_id>r</report_id><date_range><begin>1</begin><end>2</end></date_range>"
+             "</report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+             org);
+    struct coll c;
+    for (size_t chunk = 0; chunk <= 17; chunk += 17) {
+      ASSERT_OK(parse(doc, chunk, &c));
+      ASSERT_CONTAINS(c.rep, want);
+      coll_free(&c);
+    }
+  }
+}
