@@ -36,12 +36,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The entries of a reasons list, in order. Not STRICT, so that the planner
--- inlines these three into the queries that call them.
+-- inlines these three into the queries that call them. unnest of an array
+-- rather than string_to_table: the planner takes the former for 10 rows, the
+-- latter for 1000, and at 1000 it sorted agg_dkim's and agg_spf's input
+-- (estimated 1.5M rows for 1.5k) instead of hashing it.
 CREATE FUNCTION dp_auth_reasons(list text)
 RETURNS TABLE (ord bigint, type text, comment text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2))
-    FROM string_to_table(list, E'\x1E') WITH ORDINALITY AS u(e, o)
+    FROM unnest(string_to_array(list, E'\x1E')) WITH ORDINALITY AS u(e, o)
 $$;
 
 -- The entries of a dkim list, in order.
@@ -50,7 +53,7 @@ RETURNS TABLE (ord bigint, domain text, selector text, result text, human_result
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2)),
          dp_auth_unesc(split_part(u.e, E'\x1F', 3)), dp_auth_unesc(split_part(u.e, E'\x1F', 4))
-    FROM string_to_table(list, E'\x1E') WITH ORDINALITY AS u(e, o)
+    FROM unnest(string_to_array(list, E'\x1E')) WITH ORDINALITY AS u(e, o)
 $$;
 
 -- The entries of an spf list, in order.
@@ -59,7 +62,7 @@ RETURNS TABLE (ord bigint, domain text, scope text, result text, human_result te
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2)),
          dp_auth_unesc(split_part(u.e, E'\x1F', 3)), dp_auth_unesc(split_part(u.e, E'\x1F', 4))
-    FROM string_to_table(list, E'\x1E') WITH ORDINALITY AS u(e, o)
+    FROM unnest(string_to_array(list, E'\x1E')) WITH ORDINALITY AS u(e, o)
 $$;
 
 -- A list from parallel arrays (as record's columns were): the i-th entry
