@@ -213,7 +213,7 @@ static int pg_fail(PGconn *c, PGresult *res, const char *what, char *err, size_t
 }
 
 int dp_bench_copy_table(PGconn *c, char *err, size_t errlen) {
-  /* The column types of table record (store/migrations/0007_authtext.sql:
+  /* The column types of table record (store/migrations/0008_authtext.sql:
    * the auth results as three text lists), in dp_store_record_columns order;
    * no key, no constraint, no partitions. */
   static const char sql[] =

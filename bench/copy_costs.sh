@@ -69,7 +69,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 declare -a names setups targets
 add() { names+=("$1"); setups+=("$2"); targets+=("$3"); }
 add "temp table, no index (the bench's COPY ceiling)" "CREATE TEMP TABLE t (LIKE record);" t
-# (none since migration 0007 made the auth results text lists; the row is
+# (none since migration 0008 made the auth results text lists; the row is
 # kept for a schema with arrays)
 if [[ "$(psql "$db" -qAt -c "SELECT count(*) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
   WHERE attrelid = 'record'::regclass AND attnum > 0 AND NOT attisdropped AND t.typcategory = 'A'")" != 0 ]]; then

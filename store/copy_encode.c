@@ -47,7 +47,7 @@ static size_t utf8_seq_len(const unsigned char *s) {
   return 0;
 }
 
-/* The auth lists of a record (columns reasons, dkim, spf; migration 0007):
+/* The auth lists of a record (columns reasons, dkim, spf; migration 0008):
  * entries joined by RS, their fields by US. A value's own FS, RS and US are
  * written as FS and a digit byte (1, 3, 2), so that the separators stay
  * unambiguous whatever the value holds (the parser lets none of the three

@@ -8,7 +8,7 @@
 # corpus likewise; the query answers do not change when the aggregates are
 # rebuilt; reports left pending (--no-aggregate) are folded exactly once by
 # three concurrent `db aggregate`, or by the first query; a database at
-# schema 2 gets its reports pending; databases at schema 3 and at schema 6
+# schema 2 gets its reports pending; databases at schema 3 and at schema 7
 # (auth results as arrays) with aggregates, migrated to the newest schema,
 # keep their records exactly and answer the same.
 source "$(dirname "$0")/lib/common.bash"
@@ -65,7 +65,7 @@ LATEST=$(find "$MIGDIR" -name '[0-9]*.sql' | sed 's|.*/0*\([0-9]*\)_.*|\1|' | so
 # old_schema_db NAME VERSION: a new database at schema VERSION (migrations
 # 0001..VERSION applied by psql, as an older dmarcpipe left it) holding DB's
 # reports and records (through record_arrays: the record layout of schemas
-# 1-6; in monthly partitions, as ingest puts them); sets DB to it.
+# 1-7; in monthly partitions, as ingest puts them); sets DB to it.
 old_schema_db() {
   local name=$1 version=$2 f v
   psql "$DB" -XAtqc "COPY report TO STDOUT" > "$TMP/report.copy"
@@ -90,13 +90,13 @@ old_schema_db() {
   psql "$DB" -Xqc "COPY record FROM STDIN" < "$TMP/record.copy"
 }
 
-# check_migration LABEL VERSION: the migrations after VERSION (3 or 6) on a
+# check_migration LABEL VERSION: the migrations after VERSION (3 or 7) on a
 # database at that schema holding DB's reports and records, whose aggregates
 # were folded by that schema's catch-up in several batches (agg_dis_pair's
 # detail arrays grown batch after batch at schema 3) with a third of the
 # reports still pending: after `db migrate` the records read back through
-# record_arrays exactly as stored before (0007 rebuilt `record`: same
-# partitions, same primary key), the answers equal DB's (the same records,
+# record_arrays exactly as stored before (0008 rebuilt `record`: same
+# partitions, checks and index), the answers equal DB's (the same records,
 # aggregated by the newest catch-up alone), and every table, the moved
 # details included, equals its rebuild. Leaves DB set to the migrated database.
 check_migration() {
@@ -124,7 +124,7 @@ check_migration() {
                       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                      WHERE i.inhparent = 'record'::regclass),
                    (SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), ', ' ORDER BY conname)
-                      FROM pg_constraint WHERE conrelid = 'record'::regclass)"
+                      FROM pg_constraint WHERE conrelid = 'record'::regclass AND contype = 'c')"
   shape=$(sql "$shape_sql")
   pend=$(sql "SELECT count(*) FROM agg_pending")
   "$DP_BIN" db migrate --db "$DB" > /dev/null
@@ -133,7 +133,14 @@ check_migration() {
   psql "$DB" -XAtqc "COPY (SELECT * FROM record_arrays ORDER BY report_key, seq) TO STDOUT" > "$TMP/after.copy"
   cmp -s "$TMP/before.copy" "$TMP/after.copy" && ok \
     || fail "$label: record_arrays after the migrations differs from record before"
-  expect_eq "$label: record's partitions and constraints kept" "$(sql "$shape_sql")" "$shape"
+  expect_eq "$label: record's partitions and checks kept" "$(sql "$shape_sql")" "$shape"
+  # the access path of 0007_record_key, on record and each partition,
+  # whichever of 0007 and 0008 rebuilt the table last
+  expect_eq "$label: record's index" \
+    "$(sql "SELECT string_agg(indexname, ','), (SELECT count(*) FROM pg_inherits i
+              WHERE i.inhparent = 'record'::regclass AND NOT EXISTS (SELECT 1 FROM pg_index x
+                WHERE x.indrelid = i.inhrelid AND NOT x.indisunique))
+              FROM pg_indexes WHERE tablename = 'record'")" "record_report_key|0"
   expect_eq "$label: the auth lists stored as text" \
     "$(sql "SELECT count(*) > 0 AND bool_and(dkim = '' OR dkim LIKE '%' || chr(31) || '%') FROM record")" t
   if [ "$version" -lt 5 ]; then
@@ -223,7 +230,7 @@ cmp -s "$TMP/want.json" "$TMP/got.json" && ok || fail "senders after the backfil
 check_rebuild "backfill"
 
 check_migration sample 3
-check_migration sample 6
+check_migration sample 7
 
 # 3. The real-world corpus (odd reports, duplicates across files), twice at once.
 new_db agg_real
@@ -235,5 +242,5 @@ wait $p2
 set -e
 check_rebuild "real corpus"
 check_migration real 3
-check_migration real 6
+check_migration real 7
 finish

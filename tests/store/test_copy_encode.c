@@ -208,7 +208,7 @@ static dp_record_t sample_record(void) {
   return rec;
 }
 
-/* The auth lists' separators (migration 0007): RS between entries, US
+/* The auth lists' separators (migration 0008): RS between entries, US
  * between an entry's fields. */
 #define RS "\x1e"
 #define US "\x1f"

@@ -269,7 +269,7 @@ TEST(store_pg_copy_roundtrip) {
   ASSERT_TRUE(array_is(c, "record_arrays", "spf_scopes", "seq = 1", &spf[0].scope, N_HOSTILE, sizeof spf[0]));
   ASSERT_TRUE(array_is(c, "record_arrays", "spf_results", "seq = 1", &spf[0].result, N_HOSTILE, sizeof spf[0]));
   ASSERT_TRUE(array_is(c, "record_arrays", "spf_human", "seq = 1", &spf[0].human_result, N_HOSTILE, sizeof spf[0]));
-  /* the lists as the catch-up reads them (migration 0007's decoders) */
+  /* the lists as the catch-up reads them (migration 0008's decoders) */
   ASSERT_TRUE(array_is(c, "record x", "ARRAY(SELECT d.human_result FROM dp_auth_dkim(x.dkim) d)",
                        "seq = 1", &dkim[0].human_result, N_HOSTILE, sizeof dkim[0]));
   ASSERT_TRUE(array_is(c, "record x", "ARRAY(SELECT s.scope FROM dp_auth_spf(x.spf) s)", "seq = 1",

@@ -1,6 +1,6 @@
 -- SPDX-License-Identifier: MIT
--- 0007_authtext.sql - a record's auth results as three text columns instead
--- of ten text[] (docs/decisions.md, decision 36, branch authtext): parsing
+-- 0008_authtext.sql - a record's auth results as three text columns instead
+-- of ten text[] (docs/decisions.md, decision 41, branch authtext): parsing
 -- the arrays was 44 % of the server's COPY cost per record row. `record` is
 -- rebuilt with the new columns (its partitions, constraints, indexes and
 -- grants carried over as they are), the catch-up is restated for them, and
@@ -200,7 +200,7 @@ END $m$;
 ANALYZE record;
 
 COMMENT ON VIEW record_arrays IS
-    'record with its auth results as the parallel text[] columns of schema 1-6 (decoded '
+    'record with its auth results as the parallel text[] columns of schemas 1-7 (decoded '
     'from reasons, dkim and spf); inserting into it stores the arrays encoded';
 COMMENT ON COLUMN record.reasons IS
     'policy_evaluated reasons: "type US comment" entries joined by RS (see record_arrays)';
