@@ -19,7 +19,7 @@
 -- round-trips exactly.
 
 -- A value as a list field: the three separator characters escaped.
-CREATE FUNCTION dp_auth_esc(s text) RETURNS text
+CREATE OR REPLACE FUNCTION dp_auth_esc(s text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT replace(replace(replace(coalesce(s, ''), E'\x1C', E'\x1C\x01'), E'\x1F', E'\x1C\x02'),
                  E'\x1E', E'\x1C\x03')
@@ -28,7 +28,7 @@ $$;
 -- A list field as the value: dp_auth_esc undone (a field without U+001C is
 -- its value; the escapes are undone leader last, so an escaped leader
 -- followed by 1-3 is not read as an escape).
-CREATE FUNCTION dp_auth_unesc(s text) RETURNS text
+CREATE OR REPLACE FUNCTION dp_auth_unesc(s text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN strpos(s, E'\x1C') = 0 THEN s
               ELSE replace(replace(replace(s, E'\x1C\x02', E'\x1F'), E'\x1C\x03', E'\x1E'),
@@ -40,7 +40,7 @@ $$;
 -- rather than string_to_table: the planner takes the former for 10 rows, the
 -- latter for 1000, and at 1000 it sorted agg_dkim's and agg_spf's input
 -- (estimated 1.5M rows for 1.5k) instead of hashing it.
-CREATE FUNCTION dp_auth_reasons(list text)
+CREATE OR REPLACE FUNCTION dp_auth_reasons(list text)
 RETURNS TABLE (ord bigint, type text, comment text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2))
@@ -48,7 +48,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The entries of a dkim list, in order.
-CREATE FUNCTION dp_auth_dkim(list text)
+CREATE OR REPLACE FUNCTION dp_auth_dkim(list text)
 RETURNS TABLE (ord bigint, domain text, selector text, result text, human_result text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2)),
@@ -57,7 +57,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The entries of an spf list, in order.
-CREATE FUNCTION dp_auth_spf(list text)
+CREATE OR REPLACE FUNCTION dp_auth_spf(list text)
 RETURNS TABLE (ord bigint, domain text, scope text, result text, human_result text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT u.o, dp_auth_unesc(split_part(u.e, E'\x1F', 1)), dp_auth_unesc(split_part(u.e, E'\x1F', 2)),
@@ -68,13 +68,13 @@ $$;
 -- A list from parallel arrays (as record's columns were): the i-th entry
 -- holds the i-th element of each; a shorter array or a NULL element gives ''
 -- (the loader always wrote arrays of one length without NULLs).
-CREATE FUNCTION dp_auth_list(a text[], b text[]) RETURNS text
+CREATE OR REPLACE FUNCTION dp_auth_list(a text[], b text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT coalesce(string_agg(dp_auth_esc(x) || E'\x1F' || dp_auth_esc(y), E'\x1E' ORDER BY o), '')
     FROM unnest(a, b) WITH ORDINALITY AS u(x, y, o)
 $$;
 
-CREATE FUNCTION dp_auth_list(a text[], b text[], c text[], d text[]) RETURNS text
+CREATE OR REPLACE FUNCTION dp_auth_list(a text[], b text[], c text[], d text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT coalesce(string_agg(dp_auth_esc(x) || E'\x1F' || dp_auth_esc(y) || E'\x1F' || dp_auth_esc(z)
                              || E'\x1F' || dp_auth_esc(w), E'\x1E' ORDER BY o), '')
@@ -86,12 +86,18 @@ $$;
 -- twice. The old table is renamed away with its partitions; the new one gets
 -- the same partitions, then the rows, then the old table's constraints,
 -- indexes and grants under their own names (whatever earlier or later
--- migrations made them).
+-- migrations made them). Like every statement here, it can run again on a
+-- database whose migrations table was rolled back by hand: a record that
+-- already has its lists is left as it is.
 DO $m$
 DECLARE
     p record;
     d record;
 BEGIN
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'record'::regclass
+                                            AND attname = 'dkim' AND NOT attisdropped) THEN
+        RETURN;
+    END IF;
     CREATE TEMP TABLE dp_mig_parts ON COMMIT DROP AS
         SELECT c.relname::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -211,7 +217,7 @@ COMMENT ON COLUMN record.spf IS
 
 -- Rows in the old form (hand-written SQL, the tests' fixtures) go in through
 -- the view: omitted arrays are '{}', as the old columns' defaults were.
-CREATE FUNCTION dp_record_arrays_insert() RETURNS trigger
+CREATE OR REPLACE FUNCTION dp_record_arrays_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO record VALUES (
@@ -229,6 +235,7 @@ BEGIN
     RETURN NEW;
 END $$;
 
+DROP TRIGGER IF EXISTS record_arrays_insert ON record_arrays;
 CREATE TRIGGER record_arrays_insert INSTEAD OF INSERT ON record_arrays
     FOR EACH ROW EXECUTE FUNCTION dp_record_arrays_insert();
 
