@@ -122,9 +122,9 @@ BEGIN
                LEFT JOIN pg_roles g ON g.oid = a.grantee
          WHERE c.oid = 'record'::regclass AND a.grantee <> c.relowner;
     FOR p IN SELECT * FROM dp_mig_parts LOOP
-        EXECUTE format('ALTER TABLE %I RENAME TO %I', p.name, 'dp_v6_' || p.name);
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', p.name, 'dp_arrays_' || p.name);
     END LOOP;
-    ALTER TABLE record RENAME TO dp_v6_record;
+    ALTER TABLE record RENAME TO dp_arrays_record;
 
     CREATE TABLE record (
         report_key          bigint NOT NULL,       -- report.id; no FOREIGN KEY (0001_init.sql)
@@ -176,8 +176,8 @@ BEGIN
                        || dp_auth_esc(spf_human[1])
                 ELSE dp_auth_list(spf_domains, spf_scopes, spf_results, spf_human) END,
            dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, sender, third_party
-      FROM dp_v6_record;
-    DROP TABLE dp_v6_record;
+      FROM dp_arrays_record;
+    DROP TABLE dp_arrays_record;
 
     -- The view, for the grants (step 3) to find.
     CREATE VIEW record_arrays AS
