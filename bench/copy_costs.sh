@@ -78,7 +78,7 @@ fi
 add "unlogged table" "CREATE UNLOGGED TABLE t (LIKE record);" t
 add "logged table (WAL)" "CREATE TABLE t (LIKE record);" t
 add "logged + primary key" "CREATE TABLE t (LIKE record); ALTER TABLE t ADD PRIMARY KEY (report_key, seq, begin_ts);" t
-add "record (partitioned, primary key)" "" record
+add "record (partitioned, as migrated)" "" record
 
 echo "COPY of $records record rows ($(du -m "$rows" | cut -f1) MB), median of $runs runs:"
 printf '%-52s %10s %12s\n' "table" "ms" "rows/s"
