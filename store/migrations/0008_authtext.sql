@@ -1,6 +1,6 @@
 -- SPDX-License-Identifier: MIT
 -- 0008_authtext.sql - a record's auth results as three text columns instead
--- of ten text[] (docs/decisions.md, decision 41, branch authtext): parsing
+-- of ten text[] (docs/decisions.md, decision 45, branch authtext): parsing
 -- the arrays was 44 % of the server's COPY cost per record row. `record` is
 -- rebuilt with the new columns (its partitions, constraints, indexes and
 -- grants carried over as they are), the catch-up is restated for them, and
