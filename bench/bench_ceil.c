@@ -213,17 +213,16 @@ static int pg_fail(PGconn *c, PGresult *res, const char *what, char *err, size_t
 }
 
 int dp_bench_copy_table(PGconn *c, char *err, size_t errlen) {
-  /* The column types of table record (store/migrations/0001_init.sql), in
-   * dp_store_record_columns order; no key, no constraint, no partitions. */
+  /* The column types of table record (store/migrations/0008_authtext.sql:
+   * the auth results as three text lists), in dp_store_record_columns order;
+   * no key, no constraint, no partitions. */
   static const char sql[] =
       "SET client_min_messages = warning;"
       "DROP TABLE IF EXISTS pg_temp.dp_bench_copy;"
       "CREATE TEMP TABLE dp_bench_copy ("
       " report_key bigint, begin_ts timestamptz, seq integer, source_ip inet, count bigint,"
-      " disposition text, pe_dkim text, pe_spf text, reason_types text[], reason_comments text[],"
-      " header_from text, envelope_from text, envelope_to text,"
-      " dkim_domains text[], dkim_selectors text[], dkim_results text[], dkim_human text[],"
-      " spf_domains text[], spf_scopes text[], spf_results text[], spf_human text[],"
+      " disposition text, pe_dkim text, pe_spf text, reasons text,"
+      " header_from text, envelope_from text, envelope_to text, dkim text, spf text,"
       " dkim_aligned boolean, dkim_aligned_strict boolean, spf_aligned boolean,"
       " spf_aligned_strict boolean, sender text, third_party boolean)";
   PGresult *res = PQexec(c, sql);

@@ -69,11 +69,16 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 declare -a names setups targets
 add() { names+=("$1"); setups+=("$2"); targets+=("$3"); }
 add "temp table, no index (the bench's COPY ceiling)" "CREATE TEMP TABLE t (LIKE record);" t
-add "temp table, arrays as text" "CREATE TEMP TABLE t ($astext);" t
+# (none since migration 0008 made the auth results text lists; the row is
+# kept for a schema with arrays)
+if [[ "$(psql "$db" -qAt -c "SELECT count(*) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  WHERE attrelid = 'record'::regclass AND attnum > 0 AND NOT attisdropped AND t.typcategory = 'A'")" != 0 ]]; then
+  add "temp table, arrays as text" "CREATE TEMP TABLE t ($astext);" t
+fi
 add "unlogged table" "CREATE UNLOGGED TABLE t (LIKE record);" t
 add "logged table (WAL)" "CREATE TABLE t (LIKE record);" t
 add "logged + primary key" "CREATE TABLE t (LIKE record); ALTER TABLE t ADD PRIMARY KEY (report_key, seq, begin_ts);" t
-add "record (partitioned, primary key)" "" record
+add "record (partitioned, as migrated)" "" record
 
 echo "COPY of $records record rows ($(du -m "$rows" | cut -f1) MB), median of $runs runs:"
 printf '%-52s %10s %12s\n' "table" "ms" "rows/s"

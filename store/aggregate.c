@@ -2,7 +2,7 @@
 /* store/aggregate.c - the catch-up: folds the reports that ingest marked
  * pending (agg_pending) into the agg_* tables with set-based SQL, a batch per
  * transaction (dp_agg_catch_up_batch in migration 0003, its statement
- * dp_agg_sql as migrations 0005 and 0006 redefined it), and waits for
+ * dp_agg_sql as migrations 0005, 0006 and 0008 redefined it), and waits for
  * batches another process holds, so that a query run afterwards sees
  * aggregates covering every committed report. */
 #include "store/store.h"

@@ -5,6 +5,7 @@
 #include "store/store.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -18,9 +19,7 @@ const char dp_store_report_columns[] =
     "schema_version, version, generator, source, content_hash, n_records, messages";
 const char dp_store_record_columns[] =
     "report_key, begin_ts, seq, source_ip, count, disposition, pe_dkim, pe_spf, "
-    "reason_types, reason_comments, header_from, envelope_from, envelope_to, "
-    "dkim_domains, dkim_selectors, dkim_results, dkim_human, "
-    "spf_domains, spf_scopes, spf_results, spf_human, "
+    "reasons, header_from, envelope_from, envelope_to, dkim, spf, "
     "dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, "
     "sender, third_party";
 const char dp_store_error_columns[] = "source, part, org_name, report_id, code, reason";
@@ -48,10 +47,30 @@ static size_t utf8_seq_len(const unsigned char *s) {
   return 0;
 }
 
-/* Append s COPY-escaped. Inside an array literal (in_array), " and \ are first
- * escaped for the array parser, and that backslash is then escaped for COPY.
+/* The auth lists of a record (columns reasons, dkim, spf; migration 0008):
+ * entries joined by RS, their fields by US. A value's own FS, RS and US are
+ * written as FS and a digit byte (1, 3, 2), so that the separators stay
+ * unambiguous whatever the value holds (the parser lets none of the three
+ * through: XML forbids them). */
+#define LIST_FS '\x1c'
+#define LIST_RS '\x1e'
+#define LIST_US '\x1f'
+
+/* The two bytes a list value's FS, RS or US becomes; NULL for other bytes. */
+static const char *list_esc(unsigned c) {
+  return c == 0x1c ? "\x1c\x01" : c == 0x1f ? "\x1c\x02" : c == 0x1e ? "\x1c\x03" : NULL;
+}
+
+/* How copy_escape writes a string: a COPY text field, an element of an array
+ * literal, or a field of an auth list. */
+enum esc_mode { ESC_TEXT, ESC_ARRAY, ESC_LIST };
+
+/* Append s COPY-escaped. Inside an array literal (ESC_ARRAY), " and \ are first
+ * escaped for the array parser, and that backslash is then escaped for COPY;
+ * inside an auth list (ESC_LIST), the separators are escaped (list_esc).
  * Runs of plain bytes are appended in one call: this is the hot path. */
-static int copy_escape(dp_buf_t *b, const char *str, bool in_array) {
+static int copy_escape(dp_buf_t *b, const char *str, enum esc_mode mode) {
+  bool in_array = mode == ESC_ARRAY;
   const unsigned char *s = (const unsigned char *)(str ? str : "");
   const unsigned char *run = s;
   int rc;
@@ -85,13 +104,15 @@ static int copy_escape(dp_buf_t *b, const char *str, bool in_array) {
       rep = "\\n";
     } else if (c == '\r') {
       rep = "\\r";
+    } else if (mode == ESC_LIST && list_esc(c)) {
+      rep = list_esc(c);
     } else {
       /* Other control characters are taken literally by COPY. */
       s++;
       continue;
     }
     if (s > run && (rc = dp_buf_append(b, run, (size_t)(s - run)))) return rc;
-    if ((rc = dp_buf_puts(b, rep))) return rc;
+    if ((rc = dp_buf_append(b, rep, strlen(rep)))) return rc;
     s++;
     run = s;
   }
@@ -100,7 +121,7 @@ static int copy_escape(dp_buf_t *b, const char *str, bool in_array) {
 }
 
 /** Append s as one COPY text field (no separator); NULL is written as "". */
-int dp_copy_text(dp_buf_t *b, const char *s) { return copy_escape(b, s, false); }
+int dp_copy_text(dp_buf_t *b, const char *s) { return copy_escape(b, s, ESC_TEXT); }
 
 /** Append a text[] field of n strings taken stride bytes apart from first. */
 int dp_copy_array(dp_buf_t *b, const char *const *first, size_t n, size_t stride) {
@@ -111,10 +132,41 @@ int dp_copy_array(dp_buf_t *b, const char *const *first, size_t n, size_t stride
     memcpy(&s, p, sizeof s);
     if (i && (rc = dp_buf_putc(b, ','))) break;
     if ((rc = dp_buf_putc(b, '"'))) break;
-    if ((rc = copy_escape(b, s, true))) break;
+    if ((rc = copy_escape(b, s, ESC_ARRAY))) break;
     rc = dp_buf_putc(b, '"');
   }
   return rc ? rc : dp_buf_putc(b, '}');
+}
+
+/* The fields of each auth list's entries: offsets of const char * members. */
+static const size_t reason_fields[] = {offsetof(dp_reason_t, type), offsetof(dp_reason_t, comment)};
+static const size_t dkim_fields[] = {offsetof(dp_dkim_auth_t, domain), offsetof(dp_dkim_auth_t, selector),
+                                     offsetof(dp_dkim_auth_t, result),
+                                     offsetof(dp_dkim_auth_t, human_result)};
+static const size_t spf_fields[] = {offsetof(dp_spf_auth_t, domain), offsetof(dp_spf_auth_t, scope),
+                                    offsetof(dp_spf_auth_t, result),
+                                    offsetof(dp_spf_auth_t, human_result)};
+#define NFIELDS(f) (sizeof(f) / sizeof(f)[0])
+
+/* The string at offset off of the entry at p (NULL stays NULL). */
+static const char *field_at(const char *p, size_t off) {
+  const char *s;
+  memcpy(&s, p + off, sizeof s);
+  return s;
+}
+
+/* Append an auth list field: n entries stride bytes apart from first, each
+ * the nf strings at the offsets in fields. */
+static int copy_list(dp_buf_t *b, const void *first, size_t n, size_t stride, const size_t *fields,
+                     size_t nf) {
+  int rc = 0;
+  const char *p = first;
+  for (size_t i = 0; i < n && !rc; i++, p += stride)
+    for (size_t k = 0; k < nf && !rc; k++) {
+      if ((i || k) && (rc = dp_buf_putc(b, k ? LIST_US : LIST_RS))) break;
+      rc = copy_escape(b, field_at(p, fields[k]), ESC_LIST);
+    }
+  return rc;
 }
 
 /* uint64 -> int64 two's complement without implementation-defined conversion. */
@@ -283,24 +335,16 @@ static int encode_record_exact(dp_buf_t *b, int64_t key, const dp_report_t *r, c
   if (!rc) rc = put_text(b, rec->disposition);
   if (!rc) rc = put_text(b, rec->pe_dkim);
   if (!rc) rc = put_text(b, rec->pe_spf);
-#define ARR(base, n, member)                                                                   \
-  if (!rc) rc = dp_copy_array(b, (base) ? &(base)[0].member : NULL, (base) ? (n) : 0,           \
-                              sizeof (base)[0]);                                               \
+#define LIST(base, n, fields)                                                                  \
+  if (!rc) rc = copy_list(b, base, (base) ? (n) : 0, sizeof (base)[0], fields, NFIELDS(fields));  \
   if (!rc) rc = dp_buf_putc(b, '\t');
-  ARR(rec->reasons, rec->n_reasons, type)
-  ARR(rec->reasons, rec->n_reasons, comment)
+  LIST(rec->reasons, rec->n_reasons, reason_fields)
   if (!rc) rc = put_text(b, rec->header_from);
   if (!rc) rc = put_text(b, rec->envelope_from);
   if (!rc) rc = put_text(b, rec->envelope_to);
-  ARR(rec->dkim, rec->n_dkim, domain)
-  ARR(rec->dkim, rec->n_dkim, selector)
-  ARR(rec->dkim, rec->n_dkim, result)
-  ARR(rec->dkim, rec->n_dkim, human_result)
-  ARR(rec->spf, rec->n_spf, domain)
-  ARR(rec->spf, rec->n_spf, scope)
-  ARR(rec->spf, rec->n_spf, result)
-  ARR(rec->spf, rec->n_spf, human_result)
-#undef ARR
+  LIST(rec->dkim, rec->n_dkim, dkim_fields)
+  LIST(rec->spf, rec->n_spf, spf_fields)
+#undef LIST
   if (!rc) rc = put_bool(b, rec->dkim_aligned);
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_bool(b, rec->dkim_aligned_strict);
@@ -318,11 +362,11 @@ static int encode_record_exact(dp_buf_t *b, int64_t key, const dp_report_t *r, c
 
 /* ------------------------------------------------------------------------ */
 /* The record hot path: one reservation per row for its worst case, then
- * plain stores. Every field expands at most 4x (a backslash inside an array
- * becomes 4 bytes, an invalid byte 3), so the bound is 4x the text plus the
- * fixed parts. Output is byte-identical to encode_record_exact. */
+ * plain stores. Every field expands at most 3x (an invalid byte becomes
+ * U+FFFD's 3 bytes; a backslash, TAB, LF, CR or a list separator 2), so 4x
+ * the text plus the fixed parts is a safe bound. Output is byte-identical to
+ * encode_record_exact. */
 
-/* Write s (n bytes, NUL-terminated) COPY-escaped at o; returns the new end. */
 #define ONES UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
@@ -332,48 +376,36 @@ static uint64_t zero_bytes(uint64_t x) {
 }
 
 /* Non-zero when one of the 8 bytes in x needs more than a plain copy:
- * >= 0x80, < 0x20, a backslash, or (in an array) a double quote. */
-static uint64_t word_special(uint64_t x, bool in_array) {
+ * >= 0x80, < 0x20 or a backslash. */
+static uint64_t word_special(uint64_t x) {
   uint64_t ge20 = ((x & ~HIGHS) + ONES * (0x80 - 0x20)) & HIGHS; /* low 7 bits >= 0x20 */
-  uint64_t sp = (x & HIGHS) | (~ge20 & HIGHS) | zero_bytes(x ^ (ONES * '\\'));
-  if (in_array) sp |= zero_bytes(x ^ (ONES * '"'));
-  return sp;
+  return (x & HIGHS) | (~ge20 & HIGHS) | zero_bytes(x ^ (ONES * '\\'));
 }
 
-/* 1 for a byte that needs a look (control, backslash, non-ASCII, and the
- * double quote inside arrays); 0 for one copied as is. [in_array][byte] */
-static const unsigned char needs_look[2][256] = {
-    {
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    },
-    {
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    }
+/* 1 for a byte that needs a look (control, backslash, non-ASCII); 0 for one
+ * copied as is, in a text field and in a list field alike. */
+static const unsigned char needs_look[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
-static char *esc_fast(char *o, const char *str, size_t n, bool in_array) {
+/* Write s (n bytes, NUL-terminated) COPY-escaped at o, as a list field when
+ * in_list; returns the new end. */
+static char *esc_fast(char *o, const char *str, size_t n, bool in_list) {
   const unsigned char *s = (const unsigned char *)str, *end = s + n;
   while (s < end) {
-    /* eight plain bytes at a time: the output stays within the 4x bound
+    /* eight plain bytes at a time: the output stays within the bound
      * because a word is copied only when all 8 input bytes are there */
     while (end - s >= 8) {
       uint64_t x;
       memcpy(&x, s, 8);
-      if (word_special(x, in_array)) break;
+      if (word_special(x)) break;
       memcpy(o, &x, 8);
       o += 8;
       s += 8;
@@ -385,7 +417,7 @@ static char *esc_fast(char *o, const char *str, size_t n, bool in_array) {
        * with the same bytes is harmless */
       uint64_t x;
       memcpy(&x, end - 8, 8);
-      if (!word_special(x, in_array)) {
+      if (!word_special(x)) {
         size_t back = (size_t)(s - (end - 8));
         memcpy(o - back, &x, 8);
         o += 8 - back;
@@ -393,7 +425,7 @@ static char *esc_fast(char *o, const char *str, size_t n, bool in_array) {
       }
     }
     unsigned c = *s;
-    if (!needs_look[in_array][c]) {
+    if (!needs_look[c]) {
       *o++ = (char)c;
       s++;
       continue;
@@ -412,26 +444,23 @@ static char *esc_fast(char *o, const char *str, size_t n, bool in_array) {
       continue;
     }
     const char *rep;
-    size_t rl = 2;
     if (c == '\\') {
-      rep = in_array ? "\\\\\\\\" : "\\\\";
-      rl = in_array ? 4 : 2;
-    } else if (c == '"') {
-      rep = "\\\\\"";
-      rl = 3;
+      rep = "\\\\";
     } else if (c == '\t') {
       rep = "\\t";
     } else if (c == '\n') {
       rep = "\\n";
     } else if (c == '\r') {
       rep = "\\r";
+    } else if (in_list && list_esc(c)) {
+      rep = list_esc(c);
     } else {
       *o++ = (char)c; /* other control characters are taken literally */
       s++;
       continue;
     }
-    memcpy(o, rep, rl);
-    o += rl;
+    memcpy(o, rep, 2);
+    o += 2;
     s++;
   }
   return o;
@@ -451,17 +480,16 @@ static char *u64_fast(char *o, uint64_t v) {
 
 static size_t slen(const char *s) { return s ? strlen(s) : 0; }
 
-static char *arr_fast(char *o, const char *first, size_t n, size_t stride) {
-  *o++ = '{';
-  for (size_t i = 0; i < n; i++, first += stride) {
-    const char *s;
-    memcpy(&s, first, sizeof s);
-    if (i) *o++ = ',';
-    *o++ = '"';
-    o = esc_fast(o, s ? s : "", slen(s), true);
-    *o++ = '"';
-  }
-  *o++ = '}';
+/* An auth list field and its tab (see copy_list). */
+static char *list_fast(char *o, const void *first, size_t n, size_t stride, const size_t *fields,
+                       size_t nf) {
+  const char *p = first;
+  for (size_t i = 0; i < n; i++, p += stride)
+    for (size_t k = 0; k < nf; k++) {
+      if (i || k) *o++ = k ? LIST_US : LIST_RS;
+      const char *s = field_at(p, fields[k]);
+      o = esc_fast(o, s ? s : "", slen(s), true);
+    }
   *o++ = '\t';
   return o;
 }
@@ -472,8 +500,7 @@ static char *text_fast(char *o, const char *s) {
   return o;
 }
 
-#define ARR_ARGS(base, n, member) \
-  (const char *)((base) ? &(base)[0].member : NULL), (base) ? (n) : 0, sizeof(base)[0]
+#define LIST_ARGS(base, n, fields) (base), (base) ? (n) : 0, sizeof(base)[0], fields, NFIELDS(fields)
 
 /* 0, DP_ENOMEM, or DP_ELIMIT when the worst case does not fit under the
  * buffer's cap (the caller then retries with the exact encoder). */
@@ -506,9 +533,9 @@ static int encode_record_fast(dp_buf_t *b, int64_t key, const dp_report_t *r, co
   for (size_t i = 0; i < ns; i++)
     text += slen(rec->spf[i].domain) + slen(rec->spf[i].scope) + slen(rec->spf[i].result) +
             slen(rec->spf[i].human_result);
-  /* 3 numbers of <= 20 digits, the timestamp, 27 separators, 5 booleans,
-   * 10 arrays of "{}" and 3 bytes per element ("",) */
-  size_t bound = 4 * text + 3 * 24 + ts_len + 32 + 5 + 10 * 2 + 3 * (2 * nr + 4 * nd + 4 * ns);
+  /* 3 numbers of <= 20 digits, the timestamp, 19 tabs and the newline, 5
+   * booleans, and a separator per list field */
+  size_t bound = 4 * text + 3 * 24 + ts_len + 32 + 5 + 2 * nr + 4 * nd + 4 * ns;
   int rc = dp_buf_reserve(b, bound);
   if (rc) return rc;
   char *o = b->data + b->len;
@@ -530,19 +557,12 @@ static int encode_record_fast(dp_buf_t *b, int64_t key, const dp_report_t *r, co
   o = text_fast(o, rec->disposition);
   o = text_fast(o, rec->pe_dkim);
   o = text_fast(o, rec->pe_spf);
-  o = arr_fast(o, ARR_ARGS(rec->reasons, nr, type));
-  o = arr_fast(o, ARR_ARGS(rec->reasons, nr, comment));
+  o = list_fast(o, LIST_ARGS(rec->reasons, nr, reason_fields));
   o = text_fast(o, rec->header_from);
   o = text_fast(o, rec->envelope_from);
   o = text_fast(o, rec->envelope_to);
-  o = arr_fast(o, ARR_ARGS(rec->dkim, nd, domain));
-  o = arr_fast(o, ARR_ARGS(rec->dkim, nd, selector));
-  o = arr_fast(o, ARR_ARGS(rec->dkim, nd, result));
-  o = arr_fast(o, ARR_ARGS(rec->dkim, nd, human_result));
-  o = arr_fast(o, ARR_ARGS(rec->spf, ns, domain));
-  o = arr_fast(o, ARR_ARGS(rec->spf, ns, scope));
-  o = arr_fast(o, ARR_ARGS(rec->spf, ns, result));
-  o = arr_fast(o, ARR_ARGS(rec->spf, ns, human_result));
+  o = list_fast(o, LIST_ARGS(rec->dkim, nd, dkim_fields));
+  o = list_fast(o, LIST_ARGS(rec->spf, ns, spf_fields));
   *o++ = rec->dkim_aligned ? 't' : 'f';
   *o++ = '\t';
   *o++ = rec->dkim_aligned_strict ? 't' : 'f';
@@ -558,7 +578,6 @@ static int encode_record_fast(dp_buf_t *b, int64_t key, const dp_report_t *r, co
   b->data[b->len] = '\0';
   return 0;
 }
-#undef ARR_ARGS
 
 /** Append one record's COPY row (columns as in dp_store_record_columns). */
 int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const dp_record_t *rec) {
@@ -572,24 +591,24 @@ int dp_store_encode_record(dp_buf_t *b, int64_t key, const dp_report_t *r, const
  * apply the same size limit (the report's rows are capped like its XML) as
  * the sinks that build them. Must agree with esc_fast byte for byte. */
 
-static size_t esc_len(const char *str, size_t n, bool in_array) {
+static size_t esc_len(const char *str, size_t n, bool in_list) {
   const unsigned char *s = (const unsigned char *)str, *end = s + n;
   size_t len = n;
   while (s < end) {
     while (end - s >= 8) {
       uint64_t x;
       memcpy(&x, s, 8);
-      if (word_special(x, in_array)) break;
+      if (word_special(x)) break;
       s += 8;
     }
     if (s >= end) break;
     if (n >= 8 && end - s < 8) {
       uint64_t x;
       memcpy(&x, end - 8, 8);
-      if (!word_special(x, in_array)) break;
+      if (!word_special(x)) break;
     }
     unsigned c = *s;
-    if (!needs_look[in_array][c]) {
+    if (!needs_look[c]) {
       s++;
       continue;
     }
@@ -603,25 +622,19 @@ static size_t esc_len(const char *str, size_t n, bool in_array) {
       }
       continue;
     }
-    if (c == '\\')
-      len += in_array ? 3 : 1;
-    else if (c == '"')
-      len += 2; /* needs_look flags '"' only inside arrays */
-    else if (c == '\t' || c == '\n' || c == '\r')
-      len += 1;
+    if (c == '\\' || c == '\t' || c == '\n' || c == '\r' || (in_list && list_esc(c))) len += 1;
     s++;
   }
   return len;
 }
 
-/* True when no byte of s[0..n) but NUL needs escaping anywhere (inside an
- * array or not): then every string inside s is its own COPY text. */
+/* True when no byte of s[0..n) but NUL needs escaping (as text or as a list
+ * field): then every string inside s is its own COPY text. */
 static bool block_plain(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i sp = _mm_set1_epi8(0x20), bs = _mm_set1_epi8('\\'), dq = _mm_set1_epi8('"'),
-                zero = _mm_setzero_si128();
+  const __m128i sp = _mm_set1_epi8(0x20), bs = _mm_set1_epi8('\\'), zero = _mm_setzero_si128();
   for (;;) {
     if (i + 16 > n) {
       if (n < 16 || i == n) break;
@@ -630,44 +643,34 @@ static bool block_plain(const char *str, size_t n) {
     __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
     /* signed: bytes >= 0x80 are negative, so "< 0x20" takes them too */
     __m128i m = _mm_andnot_si128(_mm_cmpeq_epi8(v, zero), _mm_cmplt_epi8(v, sp));
-    m = _mm_or_si128(m, _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, dq)));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, bs));
     if (_mm_movemask_epi8(m)) return false;
     i += 16;
   }
 #endif
   for (; i < n; i++)
-    if (s[i] && needs_look[1][s[i]]) return false;
+    if (s[i] && needs_look[s[i]]) return false;
   return true;
 }
 
-/* Where a record's strings are known plain (inside its text block, which
- * block_plain passed), their length is their COPY length. */
-struct plain {
-  uintptr_t lo, hi;
-};
-
-static size_t field_len(const struct plain *pl, const char *s, bool in_array) {
+static size_t field_len(const char *s, bool in_list) {
   if (!s) return 0;
-  size_t n = strlen(s);
-  return (uintptr_t)s >= pl->lo && (uintptr_t)s < pl->hi ? n : esc_len(s, n, in_array);
+  return esc_len(s, strlen(s), in_list);
 }
 
-static size_t arr_len(const struct plain *pl, const char *first, size_t n, size_t stride) {
-  size_t len = 3; /* braces and the tab */
-  for (size_t i = 0; i < n; i++, first += stride) {
-    const char *s;
-    memcpy(&s, first, sizeof s);
-    len += (i ? 3 : 2) + field_len(pl, s, true);
-  }
+/* An auth list field with its tab (see list_fast). */
+static size_t list_len(const void *first, size_t n, size_t stride, const size_t *fields, size_t nf) {
+  size_t len = 1;
+  const char *p = first;
+  for (size_t i = 0; i < n; i++, p += stride)
+    for (size_t k = 0; k < nf; k++) len += (i || k) + field_len(field_at(p, fields[k]), true);
   return len;
 }
 
-static size_t text_len(const struct plain *pl, const char *s) { return 1 + field_len(pl, s, false); }
+static size_t text_len(const char *s) { return 1 + field_len(s, false); }
 
-static const struct plain no_plain = {0, 0};
-
-/* The quotes and commas of an array of n elements. */
-static size_t elems_len(size_t n) { return n ? 3 * n - 1 : 0; }
+/* The separators of a list of n entries of nf fields. */
+static size_t seps_len(size_t n, size_t nf) { return n ? n * nf - 1 : 0; }
 
 static size_t u64_len(uint64_t v) {
   size_t n = 1;
@@ -692,8 +695,6 @@ size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_recor
   }
   size_t nr = rec->reasons ? rec->n_reasons : 0, nd = rec->dkim ? rec->n_dkim : 0,
          ns = rec->spf ? rec->n_spf : 0;
-  /* key, timestamp, index, count and their four tabs; the four booleans
-   * with their tabs; third_party and the newline */
   /* the key's length, once per report */
   static _Thread_local int64_t key_v;
   static _Thread_local size_t key_len;
@@ -701,33 +702,25 @@ size_t dp_store_record_row_len(int64_t key, const dp_report_t *r, const dp_recor
     key_len = key < 0 ? 1 + u64_len((uint64_t)0 - (uint64_t)key) : u64_len((uint64_t)key);
     key_v = key;
   }
-  size_t len = key_len + ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2;
+  /* key, timestamp, index, count and their four tabs; the four booleans
+   * with their tabs; third_party and the newline; source_ip and sender
+   * (outside the text block) with their tabs */
+  size_t len = key_len + ts_len + u64_len(rec->index) + u64_len(rec->count) + 4 + 8 + 2 +
+               text_len(rec->source_ip) + text_len(rec->sender);
   if (rec->text && block_plain(rec->text, rec->text_len)) {
     /* every string in the block is its own COPY text, and the parser summed
-     * their lengths: only the fixed parts and the two strings outside it */
-    len += 6 + text_len(&no_plain, rec->source_ip) + text_len(&no_plain, rec->sender);
-    len += rec->text_used + 10 * 3 + 2 * elems_len(nr) + 4 * elems_len(nd) + 4 * elems_len(ns);
-    return len;
+     * their lengths: only the six text fields' and three lists' tabs and the
+     * lists' separators */
+    return len + rec->text_used + 6 + 3 + seps_len(nr, NFIELDS(reason_fields)) +
+           seps_len(nd, NFIELDS(dkim_fields)) + seps_len(ns, NFIELDS(spf_fields));
   }
-  struct plain pl = {0, 0};
-  if (rec->text && block_plain(rec->text, rec->text_len)) {
-    pl.lo = (uintptr_t)rec->text;
-    pl.hi = pl.lo + rec->text_len;
-  }
-  len += text_len(&pl, rec->source_ip) + text_len(&pl, rec->disposition) +
-         text_len(&pl, rec->pe_dkim) + text_len(&pl, rec->pe_spf) + text_len(&pl, rec->header_from) +
-         text_len(&pl, rec->envelope_from) + text_len(&pl, rec->envelope_to) +
-         text_len(&pl, rec->sender);
-#define ARR_ARGS(base, n, member) \
-  (const char *)((base) ? &(base)[0].member : NULL), (base) ? (n) : 0, sizeof(base)[0]
-  len += arr_len(&pl, ARR_ARGS(rec->reasons, nr, type)) + arr_len(&pl, ARR_ARGS(rec->reasons, nr, comment));
-  len += arr_len(&pl, ARR_ARGS(rec->dkim, nd, domain)) + arr_len(&pl, ARR_ARGS(rec->dkim, nd, selector)) +
-         arr_len(&pl, ARR_ARGS(rec->dkim, nd, result)) + arr_len(&pl, ARR_ARGS(rec->dkim, nd, human_result));
-  len += arr_len(&pl, ARR_ARGS(rec->spf, ns, domain)) + arr_len(&pl, ARR_ARGS(rec->spf, ns, scope)) +
-         arr_len(&pl, ARR_ARGS(rec->spf, ns, result)) + arr_len(&pl, ARR_ARGS(rec->spf, ns, human_result));
-#undef ARR_ARGS
+  len += text_len(rec->disposition) + text_len(rec->pe_dkim) + text_len(rec->pe_spf) +
+         text_len(rec->header_from) + text_len(rec->envelope_from) + text_len(rec->envelope_to);
+  len += list_len(LIST_ARGS(rec->reasons, nr, reason_fields)) +
+         list_len(LIST_ARGS(rec->dkim, nd, dkim_fields)) + list_len(LIST_ARGS(rec->spf, ns, spf_fields));
   return len;
 }
+#undef LIST_ARGS
 
 /** Append one ingest_error COPY row (columns as in dp_store_error_columns). */
 int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,

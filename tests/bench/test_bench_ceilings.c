@@ -116,8 +116,8 @@ TEST(bench_copy_rows_one_row_per_record) {
   ASSERT_OK(rc);
   ASSERT_U64_EQ(rows, 53);
   ASSERT_EQ(s.calls, 1); /* small: one piece at the end */
-  ASSERT_EQ(dp_bench_copy_columns(), 27);
-  /* 53 lines, each with 27 tab-separated fields, sequence numbers 1..53 */
+  ASSERT_EQ(dp_bench_copy_columns(), 20);
+  /* 53 lines, each with 20 tab-separated fields, sequence numbers 1..53 */
   uint64_t lines = 0;
   const char *p = s.all.data;
   while (p < s.all.data + s.all.len) {
@@ -125,7 +125,7 @@ TEST(bench_copy_rows_one_row_per_record) {
     ASSERT_NOT_NULL(nl);
     size_t tabs = 0;
     for (const char *q = p; q < nl; q++) tabs += *q == '\t';
-    ASSERT_EQ(tabs, 26);
+    ASSERT_EQ(tabs, 19);
     const char *f3 = strchr(strchr(p, '\t') + 1, '\t') + 1; /* seq */
     ASSERT_EQ(strtoull(f3, NULL, 10), lines + 1);
     lines++;
@@ -140,16 +140,16 @@ TEST(bench_copy_rows_one_row_per_record) {
 TEST(bench_copy_rows_flush_in_pieces) {
   ASSERT_OK(dp_align_global_init());
   struct one x;
-  ASSERT_OK(gen_one(6000, DP_GEN_FMT_XML, 4, &x)); /* > 1 MiB of rows */
+  ASSERT_OK(gen_one(8000, DP_GEN_FMT_XML, 4, &x)); /* > 1 MiB of rows */
   uint64_t rows = 0, sax = 0;
   int rc;
   struct sink s = build_rows(&x, &rows, &rc);
   ASSERT_OK(rc);
-  ASSERT_U64_EQ(rows, 6000);
+  ASSERT_U64_EQ(rows, 8000);
   ASSERT_TRUE(s.calls >= 2);
   uint64_t lines = 0;
   for (size_t i = 0; i < s.all.len; i++) lines += s.all.data[i] == '\n';
-  ASSERT_U64_EQ(lines, 6000);
+  ASSERT_U64_EQ(lines, 8000);
   ASSERT_OK(dp_bench_sax_count(x.data.data, x.data.len, 0, &sax));
   ASSERT_U64_EQ(sax, rows);
   dp_buf_free(&s.all);

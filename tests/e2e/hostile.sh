@@ -45,5 +45,5 @@ sql "TRUNCATE report, record, ingest_error" >/dev/null
 "$DP_BIN" ingest --quiet --db "$DB" "$H/copy-escapes.xml"
 expect_eq "org_name with SQL in it" "$(sql "SELECT org_name FROM report")" "x'); DROP TABLE report;--"
 expect_eq "human_result with tab, newline, backslash, \\N" \
-  "$(sql "SELECT dkim_human[1] = E'tab\\there\\nnewline back\\\\slash \\\\N end' FROM record")" t
+  "$(sql "SELECT dkim_human[1] = E'tab\\there\\nnewline back\\\\slash \\\\N end' FROM record_arrays")" t
 finish

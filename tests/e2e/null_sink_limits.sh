@@ -10,7 +10,7 @@ new_db nulllim
 python3 - "$TMP" <<'PY'
 import gzip, sys
 tmp = sys.argv[1]
-bs = "\\" * 2000  # four COPY bytes each inside an array: rows outgrow the XML
+bs = "\xff" * 2700  # invalid UTF-8: U+FFFD, three COPY bytes each: rows outgrow the XML
 def report(n, rid):
     out = ['<?xml version="1.0"?><feedback><report_metadata><org_name>lim.example</org_name>'
            f'<email>a@lim.example</email><report_id>{rid}</report_id><date_range><begin>1700000000'
@@ -25,9 +25,9 @@ def report(n, rid):
                    f'<spf><domain>{bs}</domain><result>pass</result></spf></auth_results></record>')
     out.append('</feedback>')
     return "".join(out)
-with open(f"{tmp}/big.xml", "w") as f: f.write(report(150, "big"))
-with gzip.open(f"{tmp}/big.xml.gz", "wt") as f: f.write(report(150, "big-gz"))
-with open(f"{tmp}/small.xml", "w") as f: f.write(report(3, "small"))
+with open(f"{tmp}/big.xml", "wb") as f: f.write(report(150, "big").encode("latin-1"))
+with gzip.open(f"{tmp}/big.xml.gz", "wb") as f: f.write(report(150, "big-gz").encode("latin-1"))
+with open(f"{tmp}/small.xml", "wb") as f: f.write(report(3, "small").encode("latin-1"))
 PY
 
 # run SINK CAP: refusal lines and the summary's counts, then the exit status

@@ -272,15 +272,16 @@ TEST(input_job_shared_context_equals_own_job) {
 
 /* The null sink builds no rows but applies the size limit to the same COPY
  * row bytes: for every limit, a job that measures refuses exactly what a job
- * that encodes refuses, with the same lines, rows and counts. Backslashes in
- * array fields make the rows four times their XML, so the rows' limit is
- * what refuses: in memory (under one spool chunk), at a spool point, and on
- * the last rows at </feedback>. */
-static char *big_backslash_report(size_t n_records, size_t n_bs, size_t *len) {
+ * that encodes refuses, with the same lines, rows and counts. Invalid UTF-8
+ * bytes in the auth results (each U+FFFD, three bytes, in the rows) make the
+ * rows about three times their XML, so the rows' limit is what refuses: in
+ * memory (under one spool chunk), at a spool point, and on the last rows at
+ * </feedback>. The auth results are filled with n_bs bytes fill. */
+static char *big_filled_report(size_t n_records, size_t n_bs, char fill, size_t *len) {
   dp_buf_t x;
   dp_buf_init(&x, 0);
   char *bs = malloc(n_bs + 1);
-  memset(bs, '\\', n_bs);
+  memset(bs, fill, n_bs);
   bs[n_bs] = '\0';
   dp_buf_puts(&x, "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>lim.example"
                   "</org_name><email>a@lim.example</email><report_id>big</report_id><date_range>"
@@ -325,7 +326,7 @@ static char *refusal_text(const dp_job_t *j) {
 TEST(input_job_null_sink_same_size_refusals) {
   dp_align_global_init();
   size_t xlen = 0;
-  char *xml = big_backslash_report(150, 2000, &xlen);
+  char *xml = big_filled_report(150, 2700, '\xff', &xlen);
   char *path = write_tmp(xml, xlen);
   free(xml);
   ASSERT_NOT_NULL(path);
@@ -337,7 +338,7 @@ TEST(input_job_null_sink_same_size_refusals) {
   ASSERT_TRUE(j.head->spool_len > 0); /* past a spool chunk */
   uint64_t total = dp_staged_rows_len(j.head);
   dp_job_free(&j);
-  ASSERT_TRUE(xlen < 900 * 1024 && total > 2 * xlen);
+  ASSERT_TRUE(xlen < 900 * 1024 && total > 2 * xlen && total > (2u << 20));
   const struct {
     uint64_t cap;
     const char *want; /* in the refusal line, or NULL: stored */
@@ -448,7 +449,7 @@ TEST(input_job_row_len_equals_row_on_corpora) {
   /* two made-up reports: every field plain, and backslashes in arrays */
   for (int k = 0; k < 2; k++) {
     size_t xlen = 0;
-    char *xml = big_backslash_report(20, k ? 37 : 0, &xlen);
+    char *xml = big_filled_report(20, k ? 37 : 0, '\\', &xlen);
     char *path = write_tmp(xml, xlen);
     free(xml);
     ASSERT_NOT_NULL(path);

@@ -40,7 +40,7 @@ static const char *const rec_senders_sql[] = {
     "         x.dkim_domains, x.dkim_results, x.dkim_selectors, x.spf_domains, x.spf_results,"
     "         x.reason_types && ARRAY['forwarded', 'mailing_list', 'trusted_forwarder'] AS relayed,"
     "         r.org_name, r.begin_ts, r.end_ts"
-    "    FROM record x JOIN report r ON r.id = x.report_key"
+    "    FROM record_arrays x JOIN report r ON r.id = x.report_key"
     "   WHERE (r.domain = $1::text OR x.header_from = $1::text"
     "          OR right(x.header_from, length($1::text) + 1) = '.' || $1::text)"
     "     AND ($2::bigint IS NULL OR r.end_ts > to_timestamp($2::bigint))"
@@ -136,7 +136,7 @@ static const char *const rec_class_sql[] = {
     "                   WHERE lower(t) IN ('forwarded', 'mailing_list', 'trusted_forwarder'))"
     "          OR EXISTS (SELECT 1 FROM unnest(x.reason_comments) m"
     "                      WHERE lower(m) LIKE '%arc=pass%')) AS fwd_reason"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
+    "    FROM record_arrays x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
     ", fwd_ip AS (SELECT DISTINCT source_ip FROM rec WHERE fwd_reason)"
     ", good_sig AS ("
     "  SELECT DISTINCT lower(d.dom) AS dom, coalesce(d.sel, '') AS sel"
@@ -183,7 +183,7 @@ static const char *const rec_disagree_sql[] = {
     "              ELSE x.dkim_aligned END AS dk_ok,"
     "         CASE WHEN lower(r.aspf) = 's' THEN x.spf_aligned_strict"
     "              ELSE x.spf_aligned END AS sp_ok"
-    "    FROM record x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
+    "    FROM record_arrays x JOIN report r ON r.id = x.report_key" REC_WHERE ")",
     ", src AS ("
     "  SELECT source_ip, header_from, sum(count)::bigint AS messages,"
     "         (bool_or(pd = 'pass') AND bool_or(pd = 'fail')"
@@ -228,7 +228,7 @@ static const char fixture_reports[] =
 
 /* 60 records per report from the same sources, report after report. */
 static const char fixture_records[] =
-    "INSERT INTO record (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
+    "INSERT INTO record_arrays (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
     "  reason_types, reason_comments, header_from, dkim_domains, dkim_selectors, dkim_results,"
     "  spf_domains, spf_results, dkim_aligned, dkim_aligned_strict, spf_aligned,"
     "  spf_aligned_strict, sender, third_party)"
@@ -264,7 +264,7 @@ static const char fixture_records[] =
 /* Sources no receiver judged (no policy_evaluated verdict): pairs that are
  * never flagged as receivers disagreeing, for reports $1..$2. */
 static const char fixture_quiet[] =
-    "INSERT INTO record (report_key, begin_ts, seq, source_ip, count, header_from,"
+    "INSERT INTO record_arrays (report_key, begin_ts, seq, source_ip, count, header_from,"
     "  dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, sender, third_party)"
     " SELECT r.id, r.begin_ts, j, ('198.51.100.' || (j + r.id % 3))::inet, j + r.id % 5,"
     "        'example.com', false, false, false, false,"

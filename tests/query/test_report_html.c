@@ -133,7 +133,7 @@ static const char fixture[] =
     "', 'none', 'none', 100, 'r', 'r', 1, 'a', 1, 3, 1130),"
     " (2, '<img src=http://evil.example/x.png>', 'spy@evil.example', 'r2', 'example.com',"
     "  '" D3 "', '" D3E "', 'quarantine', '', NULL, '', '', 1, 'b', 2, 2, 520);"
-    "INSERT INTO record (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
+    "INSERT INTO record_arrays (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
     "  header_from, dkim_domains, dkim_selectors, dkim_results, spf_domains, spf_results,"
     "  dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, sender, third_party)"
     " VALUES"

@@ -48,7 +48,7 @@ static const char fixture_reports[] =
  * dkim domains/selectors/results, spf domains/results, dkim_aligned,
  * dkim_strict, spf_aligned, spf_strict, sender, third_party. */
 static const char fixture_records[] =
-    "INSERT INTO record (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
+    "INSERT INTO record_arrays (report_key, begin_ts, seq, source_ip, count, pe_dkim, pe_spf,"
     "  header_from, dkim_domains, dkim_selectors, dkim_results, spf_domains, spf_results,"
     "  dkim_aligned, dkim_aligned_strict, spf_aligned, spf_aligned_strict, sender, third_party)"
     " VALUES"

@@ -208,21 +208,27 @@ static dp_record_t sample_record(void) {
   return rec;
 }
 
+/* The auth lists' separators (migration 0008): RS between entries, US
+ * between an entry's fields. */
+#define RS "\x1e"
+#define US "\x1f"
+
 TEST(store_encode_record_row) {
   dp_report_t r = sample_report();
   dp_record_t rec = sample_record();
   dp_buf_t b;
   dp_buf_init(&b, 0);
   ASSERT_OK(dp_store_encode_record(&b, 42, &r, &rec));
+  /* COPY escapes only: " is plain outside arrays */
   ASSERT_STR_EQ(b.data,
                 "42\t2024-03-01 00:00:00+00\t1\t2001:db8::1\t3\tnone\tpass\tfail\t"
-                "{\"forwarded\",\"other\"}\t{\"via list\\tX\",\"\"}\t"
+                "forwarded" US "via list\\tX" RS "other" US "\t"
                 "example.com\tbounce.esp.net\t\t"
-                "{\"example.com\",\"esp.net\"}\t{\"s1\",\"sel\\\\\\\\2\"}\t{\"pass\",\"fail\"}\t"
-                "{\"\",\"bad \\\\\"sig\\\\\"\"}\t"
-                "{\"bounce.esp.net\"}\t{\"mfrom\"}\t{\"pass\"}\t{\"\"}\t"
+                "example.com" US "s1" US "pass" US RS "esp.net" US "sel\\\\2" US "fail" US
+                "bad \"sig\"\t"
+                "bounce.esp.net" US "mfrom" US "pass" US "\t"
                 "t\tt\tf\tf\texample.com\tf\n");
-  /* No auth results, no reasons: empty arrays. */
+  /* No auth results, no reasons: empty lists. */
   dp_buf_reset(&b);
   rec.n_reasons = rec.n_dkim = rec.n_spf = 0;
   rec.reasons = NULL;
@@ -234,10 +240,45 @@ TEST(store_encode_record_row) {
   snprintf(rec.source_ip, sizeof rec.source_ip, "%s", "192.0.2.1");
   ASSERT_OK(dp_store_encode_record(&b, 42, &r, &rec));
   ASSERT_STR_EQ(b.data,
-                "42\t2024-03-01 00:00:00+00\t7\t192.0.2.1\t3\tnone\tpass\tfail\t{}\t{}\t"
-                "example.com\tbounce.esp.net\t\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t"
+                "42\t2024-03-01 00:00:00+00\t7\t192.0.2.1\t3\tnone\tpass\tfail\t\t"
+                "example.com\tbounce.esp.net\t\t\t\t"
                 "t\tt\tf\tf\tunauthenticated 192.0.2.0/24\tt\n");
   dp_buf_free(&b);
+}
+
+/* A list of one entry of empty fields is not the empty list (each entry has
+ * its fields' separators), NULL fields are "", and a value's own FS, RS and
+ * US are escaped as FS and 1, 3, 2 (an FS already followed by a digit byte
+ * included), in the fast path and the exact one alike. */
+TEST(store_encode_record_lists_exact) {
+  static const dp_reason_t empty_reason[] = {{"", NULL}};
+  static const dp_dkim_auth_t empty_dkim[] = {{NULL, "", "", NULL}};
+  static const dp_spf_auth_t hostile_spf[] = {
+      {"a\x1f" "b", "\x1e", "\x1c", "\x1c\x01\x1c\x02"}, {"\x1d\x1e\x1f", "", "x\\", "\t"}};
+  dp_report_t r = sample_report();
+  dp_record_t rec = sample_record();
+  rec.reasons = empty_reason;
+  rec.n_reasons = 1;
+  rec.dkim = empty_dkim;
+  rec.n_dkim = 1;
+  rec.spf = hostile_spf;
+  rec.n_spf = 2;
+  static const char want[] =
+      "42\t2024-03-01 00:00:00+00\t1\t2001:db8::1\t3\tnone\tpass\tfail\t" US "\t"
+      "example.com\tbounce.esp.net\t\t" US US US "\t"
+      "a\x1c\x02" "b" US "\x1c\x03" US "\x1c\x01" US "\x1c\x01\x01\x1c\x01\x02" RS
+      "\x1d\x1c\x03\x1c\x02" US US "x\\\\" US "\\t\t"
+      "t\tt\tf\tf\texample.com\tf\n";
+  for (size_t cap = 0; cap <= 1; cap++) {
+    dp_buf_t b;
+    /* cap 1: a buffer the fast path's worst case does not fit, the exact
+     * encoder writes the row */
+    dp_buf_init(&b, cap ? sizeof want - 1 : 0);
+    ASSERT_OK(dp_store_encode_record(&b, 42, &r, &rec));
+    ASSERT_STR_EQ(b.data, want);
+    ASSERT_EQ(dp_store_record_row_len(42, &r, &rec), sizeof want - 1);
+    dp_buf_free(&b);
+  }
 }
 
 /* begin_ts of a record row for report begin t. */
@@ -316,7 +357,8 @@ static size_t rnd_pieces = 6;
 static const char *rnd_str(char *buf, size_t cap) {
   static const char *const piece[] = {"a", "Z", "\\", "\"", "\t", "\n", "\r", "\x01", "\x7f",
                                       "\xc3\xa9", "\xff", "\xe2\x82", "\xed\xa0\x80", ",", "{",
-                                      " ", "\xf0\x9f\x98\x80", "example.com"};
+                                      " ", "\xf0\x9f\x98\x80", "example.com", "\x1c", "\x1d",
+                                      "\x1e", "\x1f"};
   size_t n = 0, k = rnd(rnd_pieces);
   buf[0] = '\0';
   for (size_t i = 0; i < k; i++) {
@@ -417,7 +459,7 @@ TEST(store_column_lists) {
   ASSERT_EQ(n, 25);
   n = 1;
   for (const char *p = dp_store_record_columns; *p; p++) n += *p == ',';
-  ASSERT_EQ(n, 27);
+  ASSERT_EQ(n, 20);
   ASSERT_STR_EQ(dp_store_error_columns, "source, part, org_name, report_id, code, reason");
 }
 
@@ -425,7 +467,8 @@ TEST(store_column_lists) {
  * out): one byte that needs escaping anywhere in the block, at every
  * position of blocks of 1 to 70 bytes, still gives the row's exact length. */
 TEST(store_record_row_len_text_block) {
-  static const char specials[] = {'\\', '"', '\t', '\n', '\x01', (char)0xc3, (char)0xff, 'a'};
+  static const char specials[] = {'\\', '"', '\t', '\n', '\x01', (char)0xc3, (char)0xff, 'a',
+                                  '\x1c', '\x1e', '\x1f'};
   dp_report_t r = sample_report();
   for (size_t len = 1; len <= 70; len++) {
     for (size_t at = 0; at < len; at++) {
@@ -439,15 +482,17 @@ TEST(store_record_row_len_text_block) {
         dp_record_t rec = sample_record();
         rec.reasons = NULL;
         rec.n_reasons = 0;
-        rec.dkim = NULL;
-        rec.n_dkim = 0;
         rec.spf = NULL;
         rec.n_spf = 0;
         rec.disposition = rec.pe_dkim = rec.pe_spf = rec.envelope_from = rec.envelope_to = block;
         rec.header_from = len >= 2 ? block + 1 : block;
+        /* and as a DKIM domain, where the separators are escaped too */
+        dp_dkim_auth_t dk = {rec.header_from, block, block, block};
+        rec.dkim = &dk;
+        rec.n_dkim = 1;
         rec.text = block;
         rec.text_len = len;
-        rec.text_used = strlen(rec.header_from);
+        rec.text_used = 2 * strlen(rec.header_from);
         dp_buf_t b;
         dp_buf_init(&b, 0);
         ASSERT_OK(dp_store_encode_record(&b, -42, &r, &rec));
