@@ -3,9 +3,10 @@
 # bench/copy_costs.sh - where PostgreSQL's time goes when it takes record rows.
 # COPYs the big report's rows (the exact rows dmarcpipe sends, written by
 # `dmarcpipe bench --workdir`) into tables that differ by one property at a
-# time - temp (no WAL), unlogged, logged, + the primary key, the real
-# partitioned `record` - and into a temp table whose array columns are plain
-# text, so the cost of each layer is the difference of two medians.
+# time - temp (no WAL), unlogged, logged, + the old primary key or today's
+# index on report_key, the real partitioned `record` - so the cost of each
+# layer is the difference of two medians, by wall time and by the backend's
+# own CPU time.
 # Not a test: figures go to docs/performance.md ("Server cost per record row").
 #
 # usage: bench/copy_costs.sh [RECORDS]   (default 200000)
@@ -51,15 +52,23 @@ astext=$(psql "$db" -qAt -c "SELECT string_agg(format('%I %s', attname,
   WHERE attrelid = 'record'::regclass AND attnum > 0 AND NOT attisdropped")
 
 # one COPY into the table made by $2, in its own transaction rolled back (so
-# every run starts from the same empty table); prints milliseconds
+# every run starts from the same empty table); prints the wall milliseconds
+# and the backend's CPU milliseconds (user + system, from its own
+# log_statement_stats: steadier than wall time on a busy machine)
 copy_ms() {
   local setup=$1 target=$2
-  psql "$db" -qAt -v ON_ERROR_STOP=1 <<SQL | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+  psql "$db" -qAt -v ON_ERROR_STOP=1 2>&1 <<SQL | awk '
+    /^Time: / { wall = $2 }
+    /s user, .* s system, .* s elapsed/ && !cpu { gsub(/^[!\t ]+/, ""); cpu = ($1 + $4) * 1000 }
+    END { printf "%s %.1f\n", wall, cpu }'
 BEGIN;
 $setup
+SET client_min_messages = log;
+SET log_statement_stats = on;
 \timing on
 \copy $target from '$rows'
 \timing off
+SET log_statement_stats = off;
 ROLLBACK;
 SQL
 }
@@ -78,11 +87,15 @@ fi
 add "unlogged table" "CREATE UNLOGGED TABLE t (LIKE record);" t
 add "logged table (WAL)" "CREATE TABLE t (LIKE record);" t
 add "logged + primary key" "CREATE TABLE t (LIKE record); ALTER TABLE t ADD PRIMARY KEY (report_key, seq, begin_ts);" t
+add "logged + index on report_key (record's since 0007)" "CREATE TABLE t (LIKE record); CREATE INDEX ON t (report_key);" t
 add "record (partitioned, as migrated)" "" record
+add "record + the primary key it had before 0007" "ALTER TABLE record ADD PRIMARY KEY (report_key, seq, begin_ts);" record
 
 echo "COPY of $records record rows ($(du -m "$rows" | cut -f1) MB), median of $runs runs:"
-printf '%-52s %10s %12s\n' "table" "ms" "rows/s"
+printf '%-52s %10s %12s %12s\n' "table" "ms" "rows/s" "backend ms"
 for i in "${!names[@]}"; do
-  ms=$(for _ in $(seq "$runs"); do copy_ms "${setups[$i]}" "${targets[$i]}"; done | median)
-  printf '%-52s %10.0f %12.0f\n' "${names[$i]}" "$ms" "$(echo "$records * 1000 / $ms" | bc -l)"
+  out=$(for _ in $(seq "$runs"); do copy_ms "${setups[$i]}" "${targets[$i]}"; done)
+  ms=$(cut -d' ' -f1 <<<"$out" | median)
+  cpu=$(cut -d' ' -f2 <<<"$out" | median)
+  printf '%-52s %10.0f %12.0f %12.0f\n' "${names[$i]}" "$ms" "$(echo "$records * 1000 / $ms" | bc -l)" "$cpu"
 done
