@@ -52,7 +52,7 @@ struct dp_loader {
   dp_batch_t *orig;     /* the batch the caller submitted */
   dp_loader_cb cb;
   enum phase phase;
-  bool session_set;     /* this connection's SESSION_SQL ran */
+  bool session_set;     /* this connection ran DP_STORE_UNTIMED_SESSION */
   bool copying;         /* COPY IN accepted: sending data */
   enum copy_kind copy_kind;
   dp_staged_t *copy_cur;
@@ -791,17 +791,6 @@ static bool transient(const char *state) {
          !strcmp(state, "42P07");
 }
 
-/* Run once on each new connection, outside any transaction. A DBA's timeouts
- * (on the role, the database or the server) are for interactive sessions; a
- * loader's statement lasts as long as the report it streams, and it waits
- * for locks by design (a duplicate's claim until the first copy commits, a
- * new partition until another connection's COPY ends). Under a timeout a
- * big report would be refused, or retried forever, for being big: pg_dump
- * and pg_restore turn the same three off for the same reason. */
-#define SESSION_SQL                                                            \
-  "SET statement_timeout = 0; SET lock_timeout = 0; "                          \
-  "SET idle_in_transaction_session_timeout = 0"
-
 static void collect_new_months(dp_loader_t *l);
 static void send_partitions(dp_loader_t *l);
 static void begin_tx(dp_loader_t *l);
@@ -989,7 +978,8 @@ static void start_batch(dp_loader_t *l) {
     l->outage_started = 0;
   }
   if (!l->session_set) {
-    send_query(l, PH_SESSION, SESSION_SQL);
+    /* once per connection, outside any transaction (decision 38) */
+    send_query(l, PH_SESSION, DP_STORE_UNTIMED_SESSION);
     return;
   }
   session_ready(l);

@@ -72,12 +72,9 @@ static int apply_one(PGconn *c, size_t i, char *err, size_t errlen) {
                    "BEGIN;"
                    /* No "already exists, skipping" notices on stderr. */
                    "SET LOCAL client_min_messages = warning;"
-                   /* A migration may build an index over every stored
-                    * record, and waits for a concurrent migrator's lock:
-                    * a DBA's timeouts for interactive sessions must not
-                    * cancel it halfway. */
-                   "SET LOCAL statement_timeout = 0;"
-                   "SET LOCAL lock_timeout = 0;"
+                   /* may index every stored record, waits for a
+                    * concurrent migrator's lock */
+                   DP_STORE_UNTIMED_TRANSACTION ";"
                    "SELECT pg_advisory_xact_lock(" DP_MIGRATE_LOCK ");"
                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
                    " version integer PRIMARY KEY,"

@@ -22,6 +22,21 @@ extern const size_t dp_n_migrations;
 int dp__store_db_version(PGconn *c, char *err, size_t errlen);
 /** Write prefix followed by the first line of msg (trimmed) into err; NULL/"" msg gives prefix alone. */
 void dp__store_errline(char *err, size_t errlen, const char *prefix, const char *msg);
+
+/* Timeouts a DBA may set for interactive sessions (on the role, database or
+ * server) that dmarcpipe's own work turns off (decision 38): a load lasts as
+ * long as its report, a migration may index every record, and waiting for
+ * another loader's, aggregator's or migrator's lock is the design. As SET
+ * commands for a whole session (the loader's connections, once when they
+ * connect), and as one statement for the current transaction only (the
+ * catch-up, a migration: the caller's session keeps its settings). */
+#define DP_STORE_UNTIMED_SESSION                                                                   \
+  "SET statement_timeout = 0; SET lock_timeout = 0; "                                              \
+  "SET idle_in_transaction_session_timeout = 0"
+#define DP_STORE_UNTIMED_TRANSACTION                                                               \
+  "SELECT set_config('statement_timeout', '0', true), "                                            \
+  "set_config('lock_timeout', '0', true)"
+
 /** true when any libpq variable that selects a server (PGHOST, PGHOSTADDR,
  *  PGPORT, PGDATABASE, PGUSER, PGSERVICE) is set and non-empty. */
 bool dp__store_pg_env_set(void);
