@@ -9,10 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Advisory lock key for schema changes: "dmarcmig" as a big-endian int64.
- * Shared with nothing else, so no other application's lock can collide. */
-#define DP_MIGRATE_LOCK "7236547320176535911"
-
 /* The version number of a migration: the digits its file name starts with. */
 static int migration_version(const char *name) { return atoi(name); }
 

@@ -23,6 +23,10 @@ int dp__store_db_version(PGconn *c, char *err, size_t errlen);
 /** Write prefix followed by the first line of msg (trimmed) into err; NULL/"" msg gives prefix alone. */
 void dp__store_errline(char *err, size_t errlen, const char *prefix, const char *msg);
 
+/* Advisory lock key every migrator holds: "dmarcmig" as a big-endian int64.
+ * Shared with nothing else, so no other application's lock can collide. */
+#define DP_MIGRATE_LOCK "7236547320176535911"
+
 /* Timeouts a DBA may set for interactive sessions (on the role, database or
  * server) that dmarcpipe's own work turns off (decision 38): a load lasts as
  * long as its report, a migration may index every record, and waiting for

@@ -15,9 +15,6 @@
 #define DP_PG_TEST_DB_PREFIX "dp_store_dba"
 #include "pg_test_util.h"
 
-/* The advisory lock every migrator takes (store/migrate.c). */
-#define MIGRATE_LOCK "7236547320176535911"
-
 /* Ends holder's lock (a statement) after 400 ms, from another thread, while
  * the test thread is blocked on it. */
 struct release {
@@ -58,7 +55,7 @@ TEST(migration_waits_for_another_migrator_past_lock_timeout) {
            dp_store_schema_version());
   PQclear(PQexec(c, sql));
   PGconn *holder = PQconnectdb(conninfo);
-  ASSERT_TRUE(scalar_is(holder, "SELECT pg_advisory_lock(" MIGRATE_LOCK ") IS NULL", "f"));
+  ASSERT_TRUE(scalar_is(holder, "SELECT pg_advisory_lock(" DP_MIGRATE_LOCK ") IS NULL", "f"));
   set_db_timeouts("100ms");
   PGconn *late = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(late, "SHOW lock_timeout", "100ms"));
