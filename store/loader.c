@@ -39,6 +39,8 @@ enum phase {
 enum copy_kind { COPY_STAGE, COPY_DIRECT, COPY_RECORDS, COPY_ERRORS };
 
 #define DP_LOADER_CHUNK (256 * 1024)
+/* COPY data put into libpq between explicit flushes (see pump_copy) */
+#define DP_LOADER_FLUSH (64 * 1024)
 #define DP_LOADER_MAX_MONTHS 4096
 
 struct dp_loader {
@@ -58,6 +60,7 @@ struct dp_loader {
   dp_staged_t *copy_cur;
   size_t copy_idx;      /* COPY_DIRECT: position in order */
   uint64_t copy_off;
+  size_t unflushed;     /* COPY bytes put since the last explicit flush */
   char *spool_buf;      /* DP_LOADER_CHUNK bytes read from a spool file */
   bool spool_error;
   /* spool reads run on a reader thread of our own, never on the loop
@@ -526,6 +529,7 @@ static void send_copy(dp_loader_t *l, enum phase ph, enum copy_kind kind, const 
   l->copy_cur = l->batch->head;
   l->copy_idx = 0;
   l->copy_off = 0;
+  l->unflushed = 0;
   l->copy_ended = false;
   l->abort_copy = false;
   l->spool_error = false;
@@ -642,12 +646,19 @@ static int pump_copy(dp_loader_t *l) {
     if (rc < 0) return -1;
     if (rc == 0) return 1; /* buffer full: wait for writable */
     l->copy_off += n;
-    /* In non-blocking mode libpq grows its output buffer without bound when
-     * the server is slower than we are; wait for the socket instead, so the
-     * buffer holds at most about one chunk. */
-    int f = PQflush(l->conn);
-    if (f < 0) return -1;
-    if (f > 0) return 1;
+    /* libpq sends whole 8 kB blocks by itself as its buffer fills. Flushing
+     * after every piece made a send() for each small report's row and rows,
+     * and a wake-up of the backend for each. But in non-blocking mode libpq
+     * grows its output buffer without bound when the server is slower than
+     * we are, so every DP_LOADER_FLUSH bytes we flush and, if the socket is
+     * full, wait for it: the buffer holds at most about that plus a chunk. */
+    l->unflushed += n;
+    if (l->unflushed >= DP_LOADER_FLUSH) {
+      l->unflushed = 0;
+      int f = PQflush(l->conn);
+      if (f < 0) return -1;
+      if (f > 0) return 1;
+    }
   }
   if (!l->copy_ended && pc == 2) return 2;
   if (!l->copy_ended) {
