@@ -65,7 +65,7 @@ struct corpus {
 
 enum stage_id {
   ST_INFLATE, ST_UNPACK, ST_SAX, ST_PARSE_GZ, ST_PARSE_XML, ST_COPY, ST_E2E_BIG, ST_AGG_BIG,
-  ST_SMALL_NULL, ST_SMALL_NULL_1T, ST_SMALL_PG, ST_MIX_NULL, ST_MIX_PG, N_STAGES
+  ST_SMALL_NULL, ST_SMALL_NULL_1T, ST_SMALL_PG, ST_AGG_SMALL, ST_MIX_NULL, ST_MIX_PG, N_STAGES
 };
 
 enum set { SET_BIG, SET_SMALL, SET_MIX };
@@ -577,36 +577,50 @@ static int st_e2e_big(const struct ctx *x, struct sample *s) {
   return pipeline(x, x->big_gz, DP_SINK_PG, 1, x->c.big_records, x->c.big_xml_bytes, s);
 }
 
-/* The catch-up that `ingest` runs at its end (dp_agg_catch_up: the big
- * report's records folded into the aggregates the queries read), timed
- * alone after an untimed end-to-end load of the big report into the run's
- * fresh database: what a user pays after the load, in records folded per
- * second. */
-static int st_agg_big(const struct ctx *x, struct sample *s) {
+/* The catch-up that `ingest` runs at its end (dp_agg_catch_up_parallel
+ * with ingest's aggregators: the set's records folded into the aggregates
+ * the queries read), timed alone after an untimed end-to-end load of the set
+ * into the run's fresh database: what a user pays after the load, in
+ * records folded per second. */
+static int agg_after_load(const struct ctx *x, const char *path, uint64_t reports,
+                          uint64_t records, uint64_t bytes, struct sample *s) {
   struct sample load;
   memset(&load, 0, sizeof load);
-  int rc = pipeline(x, x->big_gz, DP_SINK_PG, 1, x->c.big_records, x->c.big_xml_bytes, &load);
+  int rc = pipeline(x, path, DP_SINK_PG, reports, records, bytes, &load);
   if (rc) {
-    snprintf(s->err, sizeof s->err, "loading the big report: %.200s", load.err);
+    snprintf(s->err, sizeof s->err, "loading the corpus: %.200s", load.err);
     return rc;
   }
   PGconn *c = dp_store_connect(x->run_db, s->err, sizeof s->err);
   if (!c) return DP_EPGCONN;
   dp_agg_stats_t st;
   double t0 = now_s();
-  rc = dp_agg_catch_up(c, 0, &st, s->err, sizeof s->err);
+  rc = dp_agg_catch_up_parallel(c, x->run_db, dp_agg_default_aggregators(), 0, &st, s->err,
+                                sizeof s->err);
   s->secs = now_s() - t0;
   PQfinish(c);
-  s->bytes = x->c.big_xml_bytes;
+  s->bytes = bytes;
   s->records = (uint64_t)st.records;
   s->reports = (uint64_t)st.reports;
-  if (!rc && (s->reports != 1 || s->records != x->c.big_records)) {
+  if (!rc && (s->reports != reports || s->records != records)) {
     snprintf(s->err, sizeof s->err,
-             "catch-up folded %" PRIu64 " reports, %" PRIu64 " records; expected 1, %" PRIu64,
-             s->reports, s->records, x->c.big_records);
+             "catch-up folded %" PRIu64 " reports, %" PRIu64 " records; expected %" PRIu64
+             ", %" PRIu64,
+             s->reports, s->records, reports, records);
     rc = DP_EPG;
   }
   return rc;
+}
+
+static int st_agg_big(const struct ctx *x, struct sample *s) {
+  return agg_after_load(x, x->big_gz, 1, x->c.big_records, x->c.big_xml_bytes, s);
+}
+
+/* Small reports make many more aggregate rows per record than one big
+ * report (each report's period is part of most aggregate keys). */
+static int st_agg_small(const struct ctx *x, struct sample *s) {
+  return agg_after_load(x, x->small_dir, x->c.small_reports, x->c.small_records,
+                        x->c.small_bytes, s);
 }
 
 static int st_small_null(const struct ctx *x, struct sample *s) {
@@ -681,6 +695,7 @@ static const struct stage_def stages[N_STAGES] = {
   [ST_SMALL_NULL] = {"small_null", "parse, null sink (small set)", SET_SMALL, false, true, true, false, st_small_null},
   [ST_SMALL_NULL_1T] = {"small_null_1thread", "same, one pool thread (small set)", SET_SMALL, false, true, true, false, st_small_null_1t},
   [ST_SMALL_PG] = {"small_pg", "end to end into PG (small set)", SET_SMALL, true, false, true, true, st_small_pg},
+  [ST_AGG_SMALL] = {"agg_catch_up_small", "aggregate catch-up (small set)", SET_SMALL, true, false, false, true, st_agg_small},
   [ST_MIX_NULL] = {"mix_null", "parse, null sink (realistic mix)", SET_MIX, false, true, true, false, st_mix_null},
   [ST_MIX_PG] = {"mix_pg", "end to end into PG (realistic mix)", SET_MIX, true, false, true, true, st_mix_pg},
 };
@@ -858,6 +873,7 @@ static void compute(const struct stage_res *res, struct ratio *ra, size_t *nra, 
   RATIO("small_pg_vs_big_pg", "small set / big report, into PG (records/s)", ST_SMALL_PG, M_RECS, ST_E2E_BIG, M_RECS);
   RATIO("threads_speedup", "small set null: pool / one thread (records/s)", ST_SMALL_NULL, M_RECS, ST_SMALL_NULL_1T, M_RECS);
   RATIO("agg_vs_e2e", "aggregate catch-up / end to end (records/s)", ST_AGG_BIG, M_RECS, ST_E2E_BIG, M_RECS);
+  RATIO("agg_small_vs_small_pg", "catch-up / end to end, small set (records/s)", ST_AGG_SMALL, M_RECS, ST_SMALL_PG, M_RECS);
 #undef RATIO
   *nra = n; /* the targets below use these by index, in the order above */
 
@@ -1037,6 +1053,7 @@ static const char *ceiling_note(enum stage_id id, enum metric m, const struct ra
   if (id == ST_SMALL_PG && m == M_RECS) k = 7, what = "big e2e";
   if (id == ST_SMALL_NULL && m == M_RECS) k = 6, what = "big null";
   if (id == ST_AGG_BIG && m == M_RECS) k = 9, what = "big e2e";
+  if (id == ST_AGG_SMALL && m == M_RECS) k = 10, what = "small e2e";
   if (k < 0 || !ra[k].ok) return "";
   snprintf(buf, sizeof buf, "%.2fx %s", ra[k].value, what);
   return buf;
@@ -1121,7 +1138,7 @@ static void usage(FILE *f) {
           "the bare ceilings measured in the same run (zlib inflate, libxml2 SAX that\n"
           "only counts records, COPY of the same rows into an unindexed temp table).\n"
           "The aggregate catch-up that ingest runs at its end is timed after an\n"
-          "untimed load of the big report.\n"
+          "untimed load, of the big report and of the small set.\n"
           "Each stage runs K times in its own child process; medians, min and max\n"
           "are printed with the peak RSS of each stage and the issue's targets.\n"
           "\n"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # tests/e2e/bench_smoke.sh - `dmarcpipe bench` runs every stage on a tiny
-# corpus and reports it (the aggregate catch-up after the big report's load
-# included): the JSON holds each stage with one positive timing
+# corpus and reports it (the aggregate catch-ups after the big report's and
+# the small set's loads included): the JSON holds each stage with one positive timing
 # per run, the corpus sizes it generated, and the targets. No speed
 # is asserted (speed lives in benchmarks, not tests); this keeps the harness
 # that produces the figures in docs/performance.md working.
@@ -18,12 +18,18 @@ assert c["big"]["records"] == 3000 and c["big"]["gzip_bytes"] > 0, c
 assert c["big"]["xml_bytes"] > c["big"]["gzip_bytes"], c
 assert c["small"]["reports"] == 30 and 30 <= c["small"]["records"] <= 300, c
 want = {"inflate", "unpack", "sax", "parse_null", "parse_null_xml", "copy", "e2e_pg", "agg_catch_up",
-        "small_null", "small_null_1thread", "small_pg"}
+        "small_null", "small_null_1thread", "small_pg", "agg_catch_up_small"}
 assert want <= set(d["stages"]), set(d["stages"])
 for k in want:
     s = d["stages"][k]
     assert len(s["seconds"]) == 2 and all(t > 0 for t in s["seconds"]), (k, s)
     assert s["peak_rss_mb"]["max"] > 0, (k, s)
+# the small set's catch-up is timed over what was loaded (the stage fails
+# when it folds anything else)
+a = d["stages"]["agg_catch_up_small"]
+folded = a["records_per_s"]["max"] * min(a["seconds"])
+assert abs(folded - c["small"]["records"]) < 0.01 * c["small"]["records"], (a, c["small"])
+assert d["ratios"]["agg_small_vs_small_pg"] > 0, d["ratios"]
 keys = {t["key"] for t in d["targets"]}
 assert {"parse_null_vs_sax", "e2e_vs_ceiling", "small_vs_big", "peak_rss", "parallel"} <= keys, keys
 for t in d["targets"]:
