@@ -66,14 +66,43 @@ int dp_utf8_put(dp_buf_t *b, uint32_t cp) {
   return dp_buf_append(b, t, n);
 }
 
+/* Printable ASCII other than the quote and the backslash: copied as it is. */
+static inline bool json_plain(unsigned char c) {
+  return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+
+/* How many bytes from p on go into a JSON string as they are: plain ASCII and
+ * well-formed UTF-8 sequences. dp_utf8_next accepts a sequence only in its
+ * shortest form, so its bytes are what dp_utf8_put would write for it; U+FFFD
+ * (also what it returns for invalid bytes), U+2028 and U+2029 are left to the
+ * caller. */
+static size_t json_run(const unsigned char *p, size_t n) {
+  size_t i = 0;
+  for (;;) {
+    while (i < n && json_plain(p[i])) i++;
+    if (i == n || p[i] < 0x80) return i;
+    uint32_t cp;
+    size_t k = dp_utf8_next(p + i, n - i, &cp);
+    if (cp == 0xFFFD || cp == 0x2028 || cp == 0x2029) return i;
+    i += k;
+  }
+}
+
 /* A JSON string: quote, backslash and control characters escaped (DEL and
  * U+2028/U+2029 too, so the output is also safe as JavaScript), other
- * characters as UTF-8, invalid bytes as U+FFFD. */
+ * characters as UTF-8, invalid bytes as U+FFFD. Runs that need nothing are
+ * appended whole: this encodes every value of `--output jsonl`. */
 int dp_json_string(dp_buf_t *b, const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   size_t n = strlen(s);
   int rc = dp_buf_putc(b, '"');
   while (n && !rc) {
+    size_t run = json_run(p, n);
+    if (run) {
+      rc = dp_buf_append(b, p, run);
+      p += run, n -= run;
+      continue;
+    }
     uint32_t cp;
     size_t k = dp_utf8_next(p, n, &cp);
     p += k, n -= k;

@@ -62,3 +62,81 @@ TEST(core_limits_default) {
   ASSERT_TRUE(l.max_xml_depth < 1000);
   ASSERT_TRUE(l.max_ratio > 0 && l.max_ratio < 1000);
 }
+
+/* dp_json_string's contract spelled one code point at a time: the reference
+ * the run-copying encoder must match byte for byte. */
+static void json_reference(dp_buf_t *b, const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  dp_buf_putc(b, '"');
+  while (n) {
+    uint32_t cp;
+    size_t k = dp_utf8_next(p, n, &cp);
+    p += k, n -= k;
+    if (cp == '"') dp_buf_puts(b, "\\\"");
+    else if (cp == '\\') dp_buf_puts(b, "\\\\");
+    else if (cp == '\b') dp_buf_puts(b, "\\b");
+    else if (cp == '\f') dp_buf_puts(b, "\\f");
+    else if (cp == '\n') dp_buf_puts(b, "\\n");
+    else if (cp == '\r') dp_buf_puts(b, "\\r");
+    else if (cp == '\t') dp_buf_puts(b, "\\t");
+    else if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029)
+      dp_buf_printf(b, "\\u%04x", (unsigned)cp);
+    else
+      dp_utf8_put(b, cp);
+  }
+  dp_buf_putc(b, '"');
+}
+
+static const char *json_of(dp_buf_t *b, const char *s) {
+  dp_buf_reset(b);
+  return dp_json_string(b, s) ? "<error>" : b->data;
+}
+
+TEST(core_json_string) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  ASSERT_STR_EQ(json_of(&b, ""), "\"\"");
+  ASSERT_STR_EQ(json_of(&b, "mail.example.com"), "\"mail.example.com\"");
+  ASSERT_STR_EQ(json_of(&b, "a\"b\\c"), "\"a\\\"b\\\\c\"");
+  ASSERT_STR_EQ(json_of(&b, "\t\n\r\b\f\x01\x1f\x7f"), "\"\\t\\n\\r\\b\\f\\u0001\\u001f\\u007f\"");
+  /* well-formed UTF-8 is kept, U+2028/U+2029 are escaped */
+  ASSERT_STR_EQ(json_of(&b, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7"),
+                "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7\"");
+  ASSERT_STR_EQ(json_of(&b, "a\xE2\x80\xA8" "b\xE2\x80\xA9"), "\"a\\u2028b\\u2029\"");
+  /* ill-formed: lone continuation, truncated, overlong, surrogate, > U+10FFFF */
+  ASSERT_STR_EQ(json_of(&b, "x\x80y"), "\"x\xEF\xBF\xBDy\"");
+  ASSERT_STR_EQ(json_of(&b, "x\xE2\x82"), "\"x\xEF\xBF\xBD\"");
+  ASSERT_STR_EQ(json_of(&b, "\xC0\xAF"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\"");
+  ASSERT_STR_EQ(json_of(&b, "\xED\xA0\x80"), "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+  ASSERT_STR_EQ(json_of(&b, "\xF4\x90\x80\x80"),
+                "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+  ASSERT_STR_EQ(json_of(&b, "\xEF\xBF\xBD"), "\"\xEF\xBF\xBD\"");
+
+  /* random strings over the bytes that matter, against the reference */
+  static const unsigned char alphabet[] = {
+      'a', 'Z', '0', ' ', '~', '"', '\\', '\n', 0x01, 0x1f, 0x7f, 0x80, 0x82, 0xA0, 0xA8,
+      0xA9, 0xBF, 0xC0, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF};
+  dp_buf_t ref;
+  dp_buf_init(&ref, 0);
+  uint64_t x = 88172645463325252u;
+  char s[40];
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t len = (size_t)(x % (sizeof s - 1));
+    for (size_t j = 0; j < len; j++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      s[j] = (char)alphabet[x % sizeof alphabet];
+    }
+    s[len] = '\0';
+    dp_buf_reset(&ref);
+    json_reference(&ref, s);
+    const char *got = json_of(&b, s);
+    if (strcmp(got, ref.data)) {
+      fprintf(stderr, "input %d: \"%s\": got %s, want %s\n", i, s, got, ref.data);
+      ASSERT_TRUE(0);
+    }
+  }
+  dp_buf_free(&ref);
+  dp_buf_free(&b);
+}
