@@ -1,114 +1,175 @@
 /* SPDX-License-Identifier: MIT */
 /* ingest/jsonl_encode.c - one JSON object per record for `ingest --output
  * jsonl`: the record with its report's identity and policy, its auth results
- * and the alignment dmarcpipe computed, for other tools to consume. */
+ * and the alignment dmarcpipe computed, for other tools to consume. Keys are
+ * appended as literals and the report's part once per report: the encoder
+ * runs once per record, on the parsing thread. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "jsonl_int.h"
 
-static int key(dp_buf_t *b, const char *k, bool first) {
-  int rc = first ? 0 : dp_buf_putc(b, ',');
-  if (!rc) rc = dp_json_string(b, k);
-  return rc ? rc : dp_buf_putc(b, ':');
-}
+/* Append a string literal (a key with its punctuation) in one piece. */
+#define LIT(b, s) dp_buf_append((b), (s), sizeof(s) - 1)
 
-static int kstr(dp_buf_t *b, const char *k, const char *v) {
-  int rc = key(b, k, false);
+/* ,"k": then v as a JSON string; k is a literal without escapes. */
+#define KSTR(b, k, v) kstr((b), ",\"" k "\":", sizeof(",\"" k "\":") - 1, (v))
+
+static int kstr(dp_buf_t *b, const char *key, size_t klen, const char *v) {
+  int rc = dp_buf_append(b, key, klen);
   return rc ? rc : dp_json_string(b, v ? v : "");
 }
 
-static int kbool(dp_buf_t *b, const char *k, bool v) {
-  int rc = key(b, k, false);
-  return rc ? rc : dp_buf_puts(b, v ? "true" : "false");
+static int put_u64(dp_buf_t *b, uint64_t v) {
+  char t[24];
+  size_t i = sizeof t;
+  do {
+    t[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return dp_buf_append(b, t + i, sizeof t - i);
 }
 
-static int ktime(dp_buf_t *b, const char *k, int64_t t) {
-  char iso[32];
-  dp_time_iso8601(t, iso, sizeof iso);
-  return kstr(b, k, iso);
+static int put_bool(dp_buf_t *b, bool v) { return v ? LIT(b, "true") : LIT(b, "false"); }
+
+static const char *iso(int64_t t, char out[32]) {
+  dp_time_iso8601(t, out, 32);
+  return out;
 }
 
-int dp__jsonl_record(dp_buf_t *b, const dp_report_t *r, const dp_record_t *rec,
-                     const char *source) {
-  size_t mark = b->len;
-  int rc = dp_buf_putc(b, '{');
-  if (!rc) rc = key(b, "source", true);
+void dp__jsonl_head_init(dp__jsonl_head_t *h) {
+  memset(h, 0, sizeof *h);
+  dp_buf_init(&h->buf, 0);
+}
+
+void dp__jsonl_head_forget(dp__jsonl_head_t *h) { h->valid = false; }
+
+void dp__jsonl_head_free(dp__jsonl_head_t *h) {
+  dp_buf_free(&h->buf);
+  h->valid = false;
+}
+
+static bool head_matches(const dp__jsonl_head_t *h, const dp_report_t *r, const char *source) {
+  return h->valid && h->source == source && h->org_name == r->org_name && h->email == r->email &&
+         h->report_id == r->report_id && h->domain == r->domain && h->adkim == r->adkim &&
+         h->aspf == r->aspf && h->p == r->p && h->sp == r->sp && h->np == r->np &&
+         h->fo == r->fo && h->begin == r->begin && h->end == r->end && h->pct == r->pct;
+}
+
+/* {"source":...,"policy":{...} without the closing brace of the object */
+static int make_head(dp__jsonl_head_t *h, const dp_report_t *r, const char *source) {
+  dp_buf_t *b = &h->buf;
+  h->valid = false;
+  dp_buf_reset(b);
+  int rc = LIT(b, "{\"source\":");
   if (!rc) rc = dp_json_string(b, source);
-  if (!rc) rc = kstr(b, "org_name", r->org_name);
-  if (!rc) rc = kstr(b, "email", r->email);
-  if (!rc) rc = kstr(b, "report_id", r->report_id);
-  if (!rc) rc = kstr(b, "domain", r->domain);
-  if (!rc) rc = ktime(b, "begin", r->begin);
-  if (!rc) rc = ktime(b, "end", r->end);
-  if (!rc) rc = key(b, "policy", false);
-  if (!rc) rc = dp_buf_putc(b, '{');
-  if (!rc) rc = key(b, "adkim", true);
-  if (!rc) rc = dp_json_string(b, r->adkim);
-  if (!rc) rc = kstr(b, "aspf", r->aspf);
-  if (!rc) rc = kstr(b, "p", r->p);
-  if (!rc) rc = kstr(b, "sp", r->sp);
-  if (!rc) rc = kstr(b, "np", r->np);
-  if (!rc) rc = key(b, "pct", false);
-  if (!rc) rc = r->pct < 0 ? dp_buf_puts(b, "null") : dp_buf_printf(b, "%d", r->pct);
-  if (!rc) rc = kstr(b, "fo", r->fo);
+  if (!rc) rc = KSTR(b, "org_name", r->org_name);
+  if (!rc) rc = KSTR(b, "email", r->email);
+  if (!rc) rc = KSTR(b, "report_id", r->report_id);
+  if (!rc) rc = KSTR(b, "domain", r->domain);
+  char t[32];
+  if (!rc) rc = KSTR(b, "begin", iso(r->begin, t));
+  if (!rc) rc = KSTR(b, "end", iso(r->end, t));
+  if (!rc) rc = LIT(b, ",\"policy\":{\"adkim\":");
+  if (!rc) rc = dp_json_string(b, r->adkim ? r->adkim : "");
+  if (!rc) rc = KSTR(b, "aspf", r->aspf);
+  if (!rc) rc = KSTR(b, "p", r->p);
+  if (!rc) rc = KSTR(b, "sp", r->sp);
+  if (!rc) rc = KSTR(b, "np", r->np);
+  if (!rc) rc = LIT(b, ",\"pct\":");
+  if (!rc) rc = r->pct < 0 ? LIT(b, "null") : put_u64(b, (uint64_t)r->pct);
+  if (!rc) rc = KSTR(b, "fo", r->fo);
   if (!rc) rc = dp_buf_putc(b, '}');
-  if (!rc) rc = key(b, "record", false);
-  if (!rc) rc = dp_buf_printf(b, "%" PRIu64, rec->index);
-  if (!rc) rc = kstr(b, "source_ip", rec->source_ip);
-  if (!rc) rc = key(b, "count", false);
-  if (!rc) rc = dp_buf_printf(b, "%" PRIu64, rec->count);
-  if (!rc) rc = kstr(b, "disposition", rec->disposition);
-  if (!rc) rc = kstr(b, "policy_dkim", rec->pe_dkim);
-  if (!rc) rc = kstr(b, "policy_spf", rec->pe_spf);
-  if (!rc) rc = key(b, "reasons", false);
-  if (!rc) rc = dp_buf_putc(b, '[');
+  if (rc) return rc;
+  h->source = source;
+  h->org_name = r->org_name;
+  h->email = r->email;
+  h->report_id = r->report_id;
+  h->domain = r->domain;
+  h->adkim = r->adkim;
+  h->aspf = r->aspf;
+  h->p = r->p;
+  h->sp = r->sp;
+  h->np = r->np;
+  h->fo = r->fo;
+  h->begin = r->begin;
+  h->end = r->end;
+  h->pct = r->pct;
+  h->valid = true;
+  return 0;
+}
+
+static int reasons(dp_buf_t *b, const dp_record_t *rec) {
+  int rc = LIT(b, ",\"reasons\":[");
   for (size_t i = 0; i < rec->n_reasons && !rc; i++) {
-    if (i) rc = dp_buf_putc(b, ',');
-    if (!rc) rc = dp_buf_putc(b, '{');
-    if (!rc) rc = key(b, "type", true);
+    rc = i ? LIT(b, ",{\"type\":") : LIT(b, "{\"type\":");
     if (!rc) rc = dp_json_string(b, rec->reasons[i].type);
-    if (!rc) rc = kstr(b, "comment", rec->reasons[i].comment);
+    if (!rc) rc = KSTR(b, "comment", rec->reasons[i].comment);
     if (!rc) rc = dp_buf_putc(b, '}');
   }
-  if (!rc) rc = dp_buf_putc(b, ']');
-  if (!rc) rc = kstr(b, "header_from", rec->header_from);
-  if (!rc) rc = kstr(b, "envelope_from", rec->envelope_from);
-  if (!rc) rc = kstr(b, "envelope_to", rec->envelope_to);
-  if (!rc) rc = key(b, "dkim", false);
-  if (!rc) rc = dp_buf_putc(b, '[');
+  return rc ? rc : dp_buf_putc(b, ']');
+}
+
+static int dkim(dp_buf_t *b, const dp_record_t *rec) {
+  int rc = LIT(b, ",\"dkim\":[");
   for (size_t i = 0; i < rec->n_dkim && !rc; i++) {
-    if (i) rc = dp_buf_putc(b, ',');
-    if (!rc) rc = dp_buf_putc(b, '{');
-    if (!rc) rc = key(b, "domain", true);
+    rc = i ? LIT(b, ",{\"domain\":") : LIT(b, "{\"domain\":");
     if (!rc) rc = dp_json_string(b, rec->dkim[i].domain);
-    if (!rc) rc = kstr(b, "selector", rec->dkim[i].selector);
-    if (!rc) rc = kstr(b, "result", rec->dkim[i].result);
-    if (!rc) rc = kstr(b, "human_result", rec->dkim[i].human_result);
+    if (!rc) rc = KSTR(b, "selector", rec->dkim[i].selector);
+    if (!rc) rc = KSTR(b, "result", rec->dkim[i].result);
+    if (!rc) rc = KSTR(b, "human_result", rec->dkim[i].human_result);
     if (!rc) rc = dp_buf_putc(b, '}');
   }
-  if (!rc) rc = dp_buf_putc(b, ']');
-  if (!rc) rc = key(b, "spf", false);
-  if (!rc) rc = dp_buf_putc(b, '[');
+  return rc ? rc : dp_buf_putc(b, ']');
+}
+
+static int spf(dp_buf_t *b, const dp_record_t *rec) {
+  int rc = LIT(b, ",\"spf\":[");
   for (size_t i = 0; i < rec->n_spf && !rc; i++) {
-    if (i) rc = dp_buf_putc(b, ',');
-    if (!rc) rc = dp_buf_putc(b, '{');
-    if (!rc) rc = key(b, "domain", true);
+    rc = i ? LIT(b, ",{\"domain\":") : LIT(b, "{\"domain\":");
     if (!rc) rc = dp_json_string(b, rec->spf[i].domain);
-    if (!rc) rc = kstr(b, "scope", rec->spf[i].scope);
-    if (!rc) rc = kstr(b, "result", rec->spf[i].result);
-    if (!rc) rc = kstr(b, "human_result", rec->spf[i].human_result);
+    if (!rc) rc = KSTR(b, "scope", rec->spf[i].scope);
+    if (!rc) rc = KSTR(b, "result", rec->spf[i].result);
+    if (!rc) rc = KSTR(b, "human_result", rec->spf[i].human_result);
     if (!rc) rc = dp_buf_putc(b, '}');
   }
-  if (!rc) rc = dp_buf_putc(b, ']');
-  if (!rc) rc = kbool(b, "dkim_aligned", rec->dkim_aligned);
-  if (!rc) rc = kbool(b, "dkim_aligned_strict", rec->dkim_aligned_strict);
-  if (!rc) rc = kbool(b, "spf_aligned", rec->spf_aligned);
-  if (!rc) rc = kbool(b, "spf_aligned_strict", rec->spf_aligned_strict);
-  if (!rc) rc = kbool(b, "dmarc_pass", rec->dkim_aligned || rec->spf_aligned);
-  if (!rc) rc = kstr(b, "sender", rec->sender);
-  if (!rc) rc = kbool(b, "third_party", rec->third_party);
-  if (!rc) rc = dp_buf_puts(b, "}\n");
+  return rc ? rc : dp_buf_putc(b, ']');
+}
+
+int dp__jsonl_record(dp_buf_t *b, dp__jsonl_head_t *h, const dp_report_t *r,
+                     const dp_record_t *rec, const char *source) {
+  size_t mark = b->len;
+  int rc = head_matches(h, r, source) ? 0 : make_head(h, r, source);
+  if (!rc) rc = dp_buf_append(b, h->buf.data, h->buf.len);
+  if (!rc) rc = LIT(b, ",\"record\":");
+  if (!rc) rc = put_u64(b, rec->index);
+  if (!rc) rc = KSTR(b, "source_ip", rec->source_ip);
+  if (!rc) rc = LIT(b, ",\"count\":");
+  if (!rc) rc = put_u64(b, rec->count);
+  if (!rc) rc = KSTR(b, "disposition", rec->disposition);
+  if (!rc) rc = KSTR(b, "policy_dkim", rec->pe_dkim);
+  if (!rc) rc = KSTR(b, "policy_spf", rec->pe_spf);
+  if (!rc) rc = reasons(b, rec);
+  if (!rc) rc = KSTR(b, "header_from", rec->header_from);
+  if (!rc) rc = KSTR(b, "envelope_from", rec->envelope_from);
+  if (!rc) rc = KSTR(b, "envelope_to", rec->envelope_to);
+  if (!rc) rc = dkim(b, rec);
+  if (!rc) rc = spf(b, rec);
+  if (!rc) rc = LIT(b, ",\"dkim_aligned\":");
+  if (!rc) rc = put_bool(b, rec->dkim_aligned);
+  if (!rc) rc = LIT(b, ",\"dkim_aligned_strict\":");
+  if (!rc) rc = put_bool(b, rec->dkim_aligned_strict);
+  if (!rc) rc = LIT(b, ",\"spf_aligned\":");
+  if (!rc) rc = put_bool(b, rec->spf_aligned);
+  if (!rc) rc = LIT(b, ",\"spf_aligned_strict\":");
+  if (!rc) rc = put_bool(b, rec->spf_aligned_strict);
+  if (!rc) rc = LIT(b, ",\"dmarc_pass\":");
+  if (!rc) rc = put_bool(b, rec->dkim_aligned || rec->spf_aligned);
+  if (!rc) rc = KSTR(b, "sender", rec->sender);
+  if (!rc) rc = LIT(b, ",\"third_party\":");
+  if (!rc) rc = put_bool(b, rec->third_party);
+  if (!rc) rc = LIT(b, "}\n");
   if (rc) {
     /* never leave half a line behind */
     b->len = mark;

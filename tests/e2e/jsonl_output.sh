@@ -46,4 +46,39 @@ assert [r["record"] for r in rows] == list(range(1, 20001))
 assert sum(r["count"] for r in rows) == sum(i % 5 + 1 for i in range(20000))
 assert rows[0]["spf"][0]["human_result"] == 'tab\there "q" \\N', rows[0]["spf"][0]
 PY
+# each line carries its own report's part, which is encoded once per report:
+# the reports of one zip (parsed one after the other by the same thread) keep
+# theirs, and a second <policy_published> after a record changes the policy
+# of the records after it, as the report is read
+python3 - "$TMP" <<'PY'
+import sys, zipfile
+def rep(org, rid, recs, mid=""):
+    r = ('<record><row><source_ip>192.0.2.{i}</source_ip><count>{i}</count></row><identifiers>'
+         '<header_from>example.com</header_from></identifiers><auth_results><spf><domain>example.com'
+         '</domain><result>pass</result></spf></auth_results></record>')
+    body = "".join(r.format(i=i) + (mid if i == 1 else "") for i in range(1, recs + 1))
+    return ('<feedback><report_metadata><org_name>' + org + '</org_name><email>d@' + org +
+            '</email><report_id>' + rid + '</report_id><date_range><begin>1700000000</begin>'
+            '<end>1700086399</end></date_range></report_metadata><policy_published><domain>'
+            'example.com</domain><p>none</p></policy_published>' + body + '</feedback>')
+with zipfile.ZipFile(f"{sys.argv[1]}/two.zip", "w") as z:
+    z.writestr("a.xml", rep("first.test", "r-1", 3))
+    z.writestr("b.xml", rep("second.test", "r-2", 2,
+                            "<policy_published><domain>example.com</domain><p>reject</p>"
+                            "<pct>50</pct></policy_published>"))
+PY
+"$DP_BIN" ingest --quiet --output jsonl "$TMP/two.zip" > "$TMP/two.jsonl"
+python3 - "$TMP/two.jsonl" <<'PY' && ok || fail "per-report part of JSON lines"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+got = [(r["org_name"], r["email"], r["report_id"], r["record"], r["policy"]["p"], r["policy"]["pct"])
+       for r in rows]
+assert sorted(got) == [("first.test", "d@first.test", "r-1", 1, "none", None),
+                       ("first.test", "d@first.test", "r-1", 2, "none", None),
+                       ("first.test", "d@first.test", "r-1", 3, "none", None),
+                       ("second.test", "d@second.test", "r-2", 1, "none", None),
+                       ("second.test", "d@second.test", "r-2", 2, "reject", 50)], got
+assert all("two.zip" in r["source"] for r in rows), rows
+assert all(r["source"].endswith("a.xml") == (r["report_id"] == "r-1") for r in rows), rows
+PY
 finish
