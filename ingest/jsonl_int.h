@@ -9,8 +9,9 @@
 /* The head of a record's JSON object: what comes from its report (source,
  * identity, period, policy), the same bytes for every record of the report,
  * so it is encoded once and copied. It is remembered with the values it was
- * made from and remade when one of them changes (a second
- * <policy_published> after some records). */
+ * made from and remade if one of them changes (the parser refuses a report
+ * whose metadata or policy changes after its first record; this does not
+ * rely on it). */
 typedef struct dp__jsonl_head {
   dp_buf_t buf;
   bool valid;

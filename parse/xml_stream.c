@@ -669,12 +669,76 @@ static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, si
   return s;
 }
 
+/* The current text of report-level field f (not <error>, not <pct>). */
+static const char *report_field(const dp_parser_t *p, int f) {
+  const dp_report_t *r = &p->rep;
+  switch (f) {
+  case F_VERSION: return r->version;
+  case F_ORG_NAME: return r->org_name;
+  case F_EMAIL: return r->email;
+  case F_EXTRA: return r->extra_contact;
+  case F_REPORT_ID: return r->report_id;
+  case F_BEGIN: return p->begin_txt;
+  case F_END: return p->end_txt;
+  case F_GENERATOR: return r->generator;
+  case F_POL_DOMAIN: return r->domain;
+  case F_ADKIM: return r->adkim;
+  case F_ASPF: return r->aspf;
+  case F_P: return r->p;
+  case F_SP: return r->sp;
+  case F_NP: return r->np;
+  case F_FO: return r->fo;
+  case F_TESTING: return r->testing;
+  case F_DISCOVERY: return r->discovery_method;
+  default: return "";
+  }
+}
+
+/* A report-level element after the first record (rare: out of line). The
+ * first record fixed the report's identity and policy: its key, its
+ * records' alignment and their JSON lines were made from them, so a later
+ * element may repeat a value but not change it; otherwise the report would
+ * be stored under one identity with the fields of another. <error> only
+ * adds. Returns 1 when the value is the same (nothing to store). */
+static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *s,
+                                                      size_t n) {
+  if (f == F_ERROR) return 0;
+  const char *where = f == F_VERSION ? "" : f < F_POL_DOMAIN ? "report_metadata/" : "policy_published/";
+  if (f == F_BEGIN || f == F_END) where = "report_metadata/date_range/";
+  char was[96], now[96], tmp[200];
+  if (f == F_PCT) {
+    uint64_t pct;
+    char t[32];
+    snprintf(t, sizeof t, "%.*s", (int)(n < 31 ? n : 31), s);
+    int v = (n < 31 && !parse_count(t, &pct) && pct <= 100) ? (int)pct : -1;
+    if (v == p->rep.pct) return 1;
+  } else {
+    const char *cur = report_field(p, f);
+    if (strlen(cur) == n && !memcmp(cur, s, n)) return 1;
+  }
+  snprintf(tmp, sizeof tmp, "%.*s", (int)(n < sizeof tmp - 1 ? n : sizeof tmp - 1), s);
+  if (f == F_PCT) {
+    if (p->rep.pct < 0) snprintf(was, sizeof was, "absent");
+    else snprintf(was, sizeof was, "%d", p->rep.pct);
+  } else {
+    quote_value(report_field(p, f), was, sizeof was);
+  }
+  return fail(p, DP_EREPORT,
+              "%s%s after the first record changes it (\"%s\" -> \"%s\"): a report's metadata "
+              "and policy come before its records",
+              where, fld_info[f].name, was, quote_value(tmp, now, sizeof now));
+}
+
 /* Store the finished text of report-level leaf field f (in p->text) in the
  * arena and the report. */
 static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
   size_t n = p->text.len;
   char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc, true) : (char *)"";
   dp_report_t *r = &p->rep;
+  if (p->begun) {
+    int late = report_leaf_late(p, f, s, n);
+    if (late) return late > 0 ? 0 : late;
+  }
   const char *v;
   int rc = arena_dup(p, s, n, &v);
   if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);

@@ -46,4 +46,25 @@ sql "TRUNCATE report, record, ingest_error" >/dev/null
 expect_eq "org_name with SQL in it" "$(sql "SELECT org_name FROM report")" "x'); DROP TABLE report;--"
 expect_eq "human_result with tab, newline, backslash, \\N" \
   "$(sql "SELECT dkim_human[1] = E'tab\\there\\nnewline back\\\\slash \\\\N end' FROM record_arrays")" t
+
+# A report that turns into another after its first record (a second
+# report_metadata naming another reporter and report) is refused; before,
+# it was stored under its first identity's key with the second identity's
+# fields, and the genuine report of that second identity was then taken for
+# a duplicate and lost.
+sql "TRUNCATE report, record, ingest_error" >/dev/null
+rec='<record><row><source_ip>192.0.2.1</source_ip><count>2</count></row><identifiers><header_from>example.com</header_from></identifiers><auth_results><spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>'
+meta() { echo "<report_metadata><org_name>$1</org_name><email>d@$1</email><report_id>$2</report_id><date_range><begin>1700000000</begin><end>1700086399</end></date_range></report_metadata>"; }
+echo "<feedback>$(meta x.test r1)<policy_published><domain>example.com</domain></policy_published>$rec$(meta evil.test r2)<policy_published><domain>other.test</domain></policy_published>$rec</feedback>" > "$TMP/turncoat.xml"
+echo "<feedback>$(meta evil.test r2)<policy_published><domain>other.test</domain></policy_published>$rec</feedback>" > "$TMP/genuine.xml"
+set +e
+"$DP_BIN" ingest --quiet --db "$DB" "$TMP/turncoat.xml" 2> "$TMP/err"
+rc=$?
+set -e
+expect_eq "identity changed after a record: exit status" "$rc" 1
+grep -qF 'report_metadata/org_name after the first record changes it ("x.test" -> "evil.test")' "$TMP/err" && ok ||
+  fail "identity changed after a record: $(cat "$TMP/err")"
+"$DP_BIN" ingest --quiet --db "$DB" "$TMP/genuine.xml"
+expect_eq "the genuine report is stored" \
+  "$(sql "SELECT org_name, report_id, domain, n_records FROM report")" "evil.test|r2|other.test|1"
 finish

@@ -611,6 +611,22 @@ static const struct refusal REFUSALS[] = {
    "<feedback>" META POLICY "</feedback>", DP_EXML, "refused: the document declares the entity \"a\""},
   {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> %p;]>\n"
    "<feedback/>", DP_EXML, "refused: the document declares the entity \"p\""},
+  /* after the first record the identity and policy are fixed: a report
+   * cannot turn into another one (its key was made from the first) */
+  {DOC(REC("192.0.2.1", "1") "<report_metadata><org_name>Other</org_name><report_id>id-2</report_id>"
+       "</report_metadata>" REC("192.0.2.2", "1")),
+   DP_EREPORT, "report_metadata/org_name after the first record changes it (\"Org\" -> \"Other\")"},
+  {DOC(REC("192.0.2.1", "1") "<report_metadata><report_id>id-2</report_id></report_metadata>"),
+   DP_EREPORT, "report_metadata/report_id after the first record changes it (\"id-1\" -> \"id-2\")"},
+  {DOC(REC("192.0.2.1", "1") "<report_metadata><date_range><begin>1700000001</begin></date_range>"
+       "</report_metadata>"),
+   DP_EREPORT, "report_metadata/date_range/begin after the first record changes it"},
+  {DOC(REC("192.0.2.1", "1") "<policy_published><domain>other.test</domain></policy_published>"),
+   DP_EREPORT, "policy_published/domain after the first record changes it (\"example.com\" -> \"other.test\")"},
+  {DOC(REC("192.0.2.1", "1") "<policy_published><p>reject</p></policy_published>"),
+   DP_EREPORT, "policy_published/p after the first record changes it (\"none\" -> \"reject\")"},
+  {DOC(REC("192.0.2.1", "1") "<policy_published><pct>50</pct></policy_published>"),
+   DP_EREPORT, "policy_published/pct after the first record changes it (\"absent\" -> \"50\")"},
 };
 
 TEST(xml_stream_refusals) {
@@ -627,6 +643,24 @@ TEST(xml_stream_refusals) {
       ASSERT_EQ(c.ends, 0);
       coll_free(&c);
     }
+  }
+}
+
+/* Repeating a value after the records (as written or as normalised) and
+ * adding an <error> change nothing: the report is accepted as it began. */
+TEST(xml_stream_late_metadata_that_changes_nothing) {
+  struct coll c;
+  for (size_t chunk = 0; chunk <= 3; chunk += 3) {
+    ASSERT_OK(parse(DOC(REC("192.0.2.1", "1")
+                        "<report_metadata><org_name> Org </org_name><report_id>id-1</report_id>"
+                        "<error>late note</error></report_metadata>"
+                        "<policy_published><domain>Example.COM.</domain><p>none</p><pct>x</pct>"
+                        "</policy_published>" REC("192.0.2.2", "2")),
+                    chunk, &c));
+    ASSERT_U64_EQ(c.nrec, 2);
+    ASSERT_EQ(c.ends, 1);
+    ASSERT_CONTAINS(c.log.data, "late note");
+    coll_free(&c);
   }
 }
 
