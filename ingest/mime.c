@@ -365,47 +365,76 @@ static int param_value(const struct params *ps, const char *name, dp_buf_t *out)
 /* ======================================================================== */
 /* Transfer encodings                                                       */
 
-static int b64val(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+/* Base64 symbols as their value + 1; 0 is a byte outside the alphabet. */
+#define B64_WS 65  /* whitespace: skipped */
+#define B64_PAD 66 /* '=' */
+static const unsigned char b64_tab[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15,
+    ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
+    ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29,
+    ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
+    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43,
+    ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49, ['x'] = 50,
+    ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56, ['4'] = 57,
+    ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+    [' '] = B64_WS, ['\t'] = B64_WS, ['\r'] = B64_WS, ['\n'] = B64_WS, ['\f'] = B64_WS,
+    ['\v'] = B64_WS, ['='] = B64_PAD
+};
 
 /* Base64: whitespace and line breaks anywhere are fine, anything else outside
  * the alphabet is an error (a wrong boundary or a cut message shows up here).
  * Missing final padding is tolerated. */
 static int b64_decode(const char *s, size_t n, dp_buf_t *out, char *why, size_t whylen) {
+  /* Room for the most a body of n bytes can decode to (within the buffer's
+   * cap), reserved once: the bytes are stored directly, not one call each. */
+  size_t room = n / 4 * 3 + 3;
+  if (room > out->cap - out->len) room = out->cap - out->len;
+  int rc = dp_buf_reserve(out, room);
+  if (rc) return rc;
+  unsigned char *o = (unsigned char *)out->data + out->len, *end = o + room;
   unsigned acc = 0;
   int bits = 0, pad = 0;
   size_t q = 0; /* symbols in the current quantum */
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !rc; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v') continue;
-    if (c == '=') {
+    unsigned v = b64_tab[c];
+    if (v == B64_WS) continue;
+    if (v == B64_PAD) {
       pad++;
       continue;
     }
-    int v = b64val(c);
-    if (v < 0) {
+    if (v == 0) {
       snprintf(why, whylen, "invalid base64: byte 0x%02x at offset %zu", c, i);
-      return DP_EMIME;
+      rc = DP_EMIME;
+      break;
     }
     if (pad) {
       snprintf(why, whylen, "invalid base64: data after '=' padding at offset %zu", i);
-      return DP_EMIME;
+      rc = DP_EMIME;
+      break;
     }
-    acc = (acc << 6) | (unsigned)v;
+    acc = (acc << 6) | (v - 1);
     bits += 6;
     q = (q + 1) % 4;
     if (bits >= 8) {
       bits -= 8;
-      int rc = dp_buf_putc(out, (char)((acc >> bits) & 0xff));
-      if (rc) return rc;
+      if (o == end) {
+        /* only when the cap cut the room short: the buffer's own check */
+        out->len = (size_t)((char *)o - out->data);
+        rc = dp_buf_putc(out, (char)((acc >> bits) & 0xff));
+        o = (unsigned char *)out->data + out->len;
+        end = o;
+        continue;
+      }
+      *o++ = (unsigned char)((acc >> bits) & 0xff);
     }
   }
+  if (o != (unsigned char *)out->data + out->len) {
+    out->len = (size_t)((char *)o - out->data);
+    out->data[out->len] = '\0';
+  }
+  if (rc) return rc;
   if (q == 1) {
     snprintf(why, whylen, "invalid base64: truncated (a lone final symbol)");
     return DP_EMIME;
