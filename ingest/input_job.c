@@ -288,6 +288,13 @@ static int on_doc_end(void *ud, int status, const char *reason) {
     doc_reset(d);
     return 0;
   }
+  if (dp_parser_more_reports(d->parser)) {
+    /* the first report is kept; the one after it was not read */
+    j->docs_refused++;
+    job_refuse(j, d->part, d->org_name, d->report_id, DP_EREPORT,
+               "another <feedback> report follows this one in the same document and was not "
+               "read (one report per document: split the file)");
+  }
   dp_staged_t *s = d->staged;
   d->staged = NULL;
   s->next = NULL;

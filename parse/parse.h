@@ -123,6 +123,11 @@ int dp_parser_finish(dp_parser_t *p);
  *  field where there is one, e.g. "record 3: <count> is not an integer: \"x\"";
  *  borrowed, valid until the parser is destroyed. "" when no failure. */
 const char *dp_parser_error(const dp_parser_t *p);
+/** True when, after the report's end, the document opens another <feedback>
+ *  (a second report, which is not read: one document, one report). Only
+ *  ASCII-compatible documents are searched past the chunk that ended the
+ *  report. */
+bool dp_parser_more_reports(const dp_parser_t *p);
 /** Make p ready for the next document, exactly as dp_parser_create(same
  *  limits, cb, ud) would, but keeping its libxml2 context (reset with
  *  xmlCtxtResetPush: same options, no entities, fresh input) and buffers,

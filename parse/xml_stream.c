@@ -233,6 +233,8 @@ static int child_state(int parent, int tok) {
 #define WRAP_CLOSE "</dmarcpipe-document>"
 
 enum mode { M_SNIFF, M_UTF8, M_BYTE, M_RAW };
+/* bytes kept between chunks when looking for a second <feedback> */
+#define TAIL_MAX 63
 enum prolog {
   PS_MISC, PS_LT, PS_BANG, PS_BANG_DASH, PS_PI, PS_PI_Q, PS_COMMENT,
   PS_COMMENT_D1, PS_COMMENT_D2, PS_DECL, PS_DONE
@@ -277,6 +279,11 @@ struct dp_parser {
   const xmlChar **names;       /* local name at each depth (dict-owned) */
   struct { const xmlChar *name; int tok; } cache[1u << NAME_CACHE_BITS];
   bool seen_feedback, done, begun;
+  /* after the report's end: another <feedback> start tag follows in the
+   * document (not read); the last bytes looked at, for a tag cut in two */
+  bool more_reports;
+  unsigned char tail[TAIL_MAX];
+  size_t tail_len;
   char root_name[64];
   dp_buf_t text;               /* text of the current leaf */
 
@@ -608,6 +615,47 @@ static __attribute__((noinline)) int record_end(dp_parser_t *p) {
   return 0;
 }
 
+/* Whether s[i] ('<') opens a <feedback> element, any prefix, any case (as
+ * the parser matches names), judged on the n bytes there are. */
+static bool feedback_tag_at(const unsigned char *s, size_t n, size_t i) {
+  size_t j = i + 1, k = j;
+  while (k < n && (((s[k] | 0x20) >= 'a' && (s[k] | 0x20) <= 'z') || (s[k] >= '0' && s[k] <= '9') ||
+                   s[k] == '_' || s[k] == '-' || s[k] == '.'))
+    k++;
+  if (k > j && k < n && s[k] == ':') j = k + 1;
+  if (n - j < 9) return false;
+  for (size_t m = 0; m < 8; m++)
+    if ((s[j + m] | 0x20) != (unsigned char)"feedback"[m]) return false;
+  unsigned char c = s[j + 8];
+  return c == '>' || c == '/' || is_ws(c);
+}
+
+/* Bytes after the report's end, in document order, looked at as ASCII: a
+ * second report there is not read (the document is one report), but it
+ * must not vanish without a word (dp_parser_more_reports). A tag cut
+ * between two calls is found through the kept tail. */
+static void trailing_scan(dp_parser_t *p, const unsigned char *s, size_t n) {
+  if (p->more_reports || n == 0) return;
+  unsigned char w[2 * TAIL_MAX];
+  size_t t = p->tail_len, m = n < TAIL_MAX ? n : TAIL_MAX;
+  memcpy(w, p->tail, t);
+  memcpy(w + t, s, m);
+  for (size_t i = 0; i < t && !p->more_reports; i++)
+    if (w[i] == '<' && feedback_tag_at(w, t + m, i)) p->more_reports = true;
+  for (const unsigned char *q = s; !p->more_reports && (q = memchr(q, '<', n - (size_t)(q - s)));
+       q++)
+    if (feedback_tag_at(s, n, (size_t)(q - s))) p->more_reports = true;
+  if (n >= TAIL_MAX) {
+    memcpy(p->tail, s + n - TAIL_MAX, TAIL_MAX);
+    p->tail_len = TAIL_MAX;
+  } else {
+    size_t keep = t + n > TAIL_MAX ? TAIL_MAX - n : t;
+    memmove(p->tail, p->tail + t - keep, keep);
+    memcpy(p->tail + keep, s, n);
+    p->tail_len = keep + n;
+  }
+}
+
 static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
   int rc = report_begin(p);
   if (rc) return rc;
@@ -620,7 +668,11 @@ static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
     }
   }
   /* The report is complete: whatever follows (an unclosed wrapper element,
-   * trailing garbage) cannot change it, so parsing stops here. */
+   * trailing garbage) cannot change it, so parsing stops here; what libxml2
+   * holds of the document past this end tag is looked at for another
+   * report, as is everything fed later. */
+  xmlParserInputPtr in = p->ctxt->input;
+  if (in && in->cur && in->end > in->cur) trailing_scan(p, in->cur, (size_t)(in->end - in->cur));
   xmlStopParser(p->ctxt);
   return 0;
 }
@@ -1191,6 +1243,11 @@ static void xml_global_init(void) {
 
 static int push(dp_parser_t *p, const void *buf, size_t n, int terminate) {
   const char *b = buf;
+  if (p->done) {
+    /* the rest of a chunk whose first part ended the report */
+    if (p->mode != M_RAW) trailing_scan(p, buf, n);
+    return 0;
+  }
   do {
     int c = n > (1u << 30) ? (1 << 30) : (int)n;
     int last = (size_t)c == n;
@@ -1500,7 +1557,8 @@ static void doc_state_init(dp_parser_t *p) {
   p->decl_depth = p->decl_match = 0;
   p->depth = 0;
   p->stack[0] = S_OUT;
-  p->seen_feedback = p->done = p->begun = false;
+  p->seen_feedback = p->done = p->begun = p->more_reports = false;
+  p->tail_len = 0;
   p->root_name[0] = '\0';
   dp_buf_reset(&p->text);
   memset(&p->rep, 0, sizeof p->rep);
@@ -1669,7 +1727,11 @@ int dp_parser_reset(dp_parser_t *p, const dp_parse_cb_t *cb, void *ud) {
 
 int dp_parser_feed(dp_parser_t *p, const char *buf, size_t n) {
   if (p->rc) return p->rc;
-  if (p->done || n == 0) return 0;
+  if (p->done) {
+    if (p->mode != M_RAW) trailing_scan(p, (const unsigned char *)buf, n);
+    return 0;
+  }
+  if (n == 0) return 0;
   const unsigned char *s = (const unsigned char *)buf;
   if (p->mode == M_SNIFF) {
     size_t take = HEAD_MAX - p->head_len < n ? HEAD_MAX - p->head_len : n;
@@ -1735,6 +1797,8 @@ int dp_parser_finish(dp_parser_t *p) {
 }
 
 const char *dp_parser_error(const dp_parser_t *p) { return p->err; }
+
+bool dp_parser_more_reports(const dp_parser_t *p) { return p->more_reports; }
 
 void dp_parser_destroy(dp_parser_t *p) {
   if (!p) return;

@@ -67,4 +67,21 @@ grep -qF 'report_metadata/org_name after the first record changes it ("x.test" -
 "$DP_BIN" ingest --quiet --db "$DB" "$TMP/genuine.xml"
 expect_eq "the genuine report is stored" \
   "$(sql "SELECT org_name, report_id, domain, n_records FROM report")" "evil.test|r2|other.test|1"
+
+# Two reports concatenated in one file (cat a.xml b.xml > both.xml): the
+# document is one report, so the second is not read, but it is not lost
+# without a word: the first is stored, the second named in the refusal.
+sql "TRUNCATE report, record, ingest_error" >/dev/null
+{ echo '<?xml version="1.0"?>'; echo "<feedback>$(meta a.test r1)<policy_published><domain>example.com</domain></policy_published>$rec</feedback>"
+  echo '<?xml version="1.0"?>'; echo "<feedback>$(meta b.test r2)<policy_published><domain>example.com</domain></policy_published>$rec</feedback>"; } > "$TMP/both.xml"
+set +e
+"$DP_BIN" ingest --quiet --db "$DB" "$TMP/both.xml" 2> "$TMP/err"
+rc=$?
+set -e
+expect_eq "two reports in one file: exit status" "$rc" 1
+expect_eq "two reports in one file: the first is stored" "$(sql "SELECT org_name FROM report")" "a.test"
+grep -qF "$TMP/both.xml: report a.test/r1: another <feedback> report follows this one" "$TMP/err" && ok ||
+  fail "two reports in one file: $(cat "$TMP/err")"
+expect_eq "two reports in one file: refusal recorded" \
+  "$(sql "SELECT count(*) FROM ingest_error WHERE reason LIKE 'another <feedback> report follows%'")" 1
 finish

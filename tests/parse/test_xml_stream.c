@@ -20,6 +20,7 @@ struct coll {
   char rep[4096];  /* report serialised at report_end */
   char last[4096]; /* last record serialised */
   uint64_t abort_at; /* record callback returns 42 at this index (0: never) */
+  bool more;         /* dp_parser_more_reports after the document */
 };
 
 static void add(char *out, size_t len, const char *k, const char *v) {
@@ -150,6 +151,7 @@ static int parse_lim(const char *doc, size_t n, size_t chunk, struct coll *c,
   } else if (dp_parser_error(p)[0]) {
     rc = -998; /* success must leave no error text */
   }
+  c->more = dp_parser_more_reports(p);
   snprintf(err, errlen, "%s", dp_parser_error(p));
   dp_parser_destroy(p);
   return rc;
@@ -664,6 +666,55 @@ TEST(xml_stream_late_metadata_that_changes_nothing) {
   }
 }
 
+/* A second report after the first one's end is not read, but it is seen,
+ * whatever the chunk that cuts its tag, its prefix or case; other trailing
+ * content (junk, comments, a look-alike name) is not a report. */
+TEST(xml_stream_second_report_in_document_is_seen) {
+  static const struct {
+    const char *tail;
+    bool more;
+  } cases[] = {
+      {"", false},
+      {"\n\n", false},
+      {"\n<!-- end --> trailing junk <feedbackx/> <other>", false},
+      {"<?xml version=\"1.0\"?>\n<feedback>" META POLICY REC("192.0.2.9", "1") "</feedback>\n", true},
+      {"\n<feedback/>", true},
+      {"<dmarc:FEEDBACK xmlns:dmarc=\"urn:x\">", true},
+      {"junk <feedback\n>", true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char doc[8192];
+    snprintf(doc, sizeof doc, "%s%s", DOC(REC("192.0.2.1", "1")), cases[i].tail);
+    for (size_t chunk = 0; chunk <= 64; chunk = chunk ? chunk * 2 : 1) {
+      struct coll c;
+      ASSERT_OK(parse(doc, chunk, &c));
+      ASSERT_U64_EQ(c.nrec, 1);
+      if (c.more != cases[i].more) fprintf(stderr, "case %zu, chunk %zu\n", i, chunk);
+      ASSERT_EQ(c.more, cases[i].more);
+      coll_free(&c);
+    }
+    /* every cut of the trailing part into two feeds */
+    size_t n = strlen(doc), base = strlen(DOC(REC("192.0.2.1", "1")));
+    for (size_t cut = base; cut <= n; cut++) {
+      struct coll c;
+      memset(&c, 0, sizeof c);
+      dp_buf_init(&c.log, 0);
+      dp_parser_t *p = dp_parser_create(NULL, &CB, &c);
+      ASSERT_NOT_NULL(p);
+      ASSERT_OK(dp_parser_feed(p, doc, cut));
+      ASSERT_OK(dp_parser_feed(p, doc + cut, n - cut));
+      ASSERT_OK(dp_parser_finish(p));
+      if (dp_parser_more_reports(p) != cases[i].more) fprintf(stderr, "case %zu, cut %zu\n", i, cut);
+      ASSERT_EQ(dp_parser_more_reports(p), cases[i].more);
+      /* a reset parser starts over */
+      ASSERT_OK(dp_parser_reset(p, &CB, &c));
+      ASSERT_FALSE(dp_parser_more_reports(p));
+      dp_parser_destroy(p);
+      coll_free(&c);
+    }
+  }
+}
+
 TEST(xml_stream_records_before_refusal_were_delivered) {
   struct coll c;
   ASSERT_EQ(parse(DOC(REC("192.0.2.1", "1") REC("192.0.2.2", "2") REC("bad", "1")), 0, &c), DP_EREPORT);
@@ -1036,6 +1087,7 @@ static int parse_reused(dp_parser_t *p, const char *doc, size_t n, size_t chunk,
   } else if (dp_parser_error(p)[0]) {
     rc = -998;
   }
+  c->more = dp_parser_more_reports(p);
   snprintf(err, errlen, "%s", dp_parser_error(p));
   return rc;
 }
