@@ -17,7 +17,7 @@ c = d["corpus"]
 assert c["big"]["records"] == 3000 and c["big"]["gzip_bytes"] > 0, c
 assert c["big"]["xml_bytes"] > c["big"]["gzip_bytes"], c
 assert c["small"]["reports"] == 30 and 30 <= c["small"]["records"] <= 300, c
-want = {"inflate", "unpack", "sax", "parse_null", "parse_null_xml", "copy", "e2e_pg", "agg_catch_up",
+want = {"inflate", "unpack", "sax", "parse_null", "parse_null_xml", "jsonl", "copy", "e2e_pg", "agg_catch_up",
         "small_null", "small_null_1thread", "small_pg", "agg_catch_up_small"}
 assert want <= set(d["stages"]), set(d["stages"])
 for k in want:
@@ -30,6 +30,7 @@ a = d["stages"]["agg_catch_up_small"]
 folded = a["records_per_s"]["max"] * min(a["seconds"])
 assert abs(folded - c["small"]["records"]) < 0.01 * c["small"]["records"], (a, c["small"])
 assert d["ratios"]["agg_small_vs_small_pg"] > 0, d["ratios"]
+assert d["ratios"]["jsonl_vs_parse_null"] > 0, d["ratios"]
 keys = {t["key"] for t in d["targets"]}
 assert {"parse_null_vs_sax", "e2e_vs_ceiling", "small_vs_big", "peak_rss", "parallel"} <= keys, keys
 for t in d["targets"]:
