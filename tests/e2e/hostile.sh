@@ -54,13 +54,17 @@ expect_eq "human_result with tab, newline, backslash, \\N" \
 # a duplicate and lost.
 sql "TRUNCATE report, record, ingest_error" >/dev/null
 rec='<record><row><source_ip>192.0.2.1</source_ip><count>2</count></row><identifiers><header_from>example.com</header_from></identifiers><auth_results><spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>'
+# ingest_rc FILE: ingest FILE into $DB; its exit status in rc, stderr in $TMP/err
+ingest_rc() {
+  set +e
+  "$DP_BIN" ingest --quiet --db "$DB" "$1" 2> "$TMP/err"
+  rc=$?
+  set -e
+}
 meta() { echo "<report_metadata><org_name>$1</org_name><email>d@$1</email><report_id>$2</report_id><date_range><begin>1700000000</begin><end>1700086399</end></date_range></report_metadata>"; }
 echo "<feedback>$(meta x.test r1)<policy_published><domain>example.com</domain></policy_published>$rec$(meta evil.test r2)<policy_published><domain>other.test</domain></policy_published>$rec</feedback>" > "$TMP/turncoat.xml"
 echo "<feedback>$(meta evil.test r2)<policy_published><domain>other.test</domain></policy_published>$rec</feedback>" > "$TMP/genuine.xml"
-set +e
-"$DP_BIN" ingest --quiet --db "$DB" "$TMP/turncoat.xml" 2> "$TMP/err"
-rc=$?
-set -e
+ingest_rc "$TMP/turncoat.xml"
 expect_eq "identity changed after a record: exit status" "$rc" 1
 grep -qF 'report_metadata/org_name after the first record changes it ("x.test" -> "evil.test")' "$TMP/err" && ok ||
   fail "identity changed after a record: $(cat "$TMP/err")"
@@ -74,10 +78,7 @@ expect_eq "the genuine report is stored" \
 sql "TRUNCATE report, record, ingest_error" >/dev/null
 { echo '<?xml version="1.0"?>'; echo "<feedback>$(meta a.test r1)<policy_published><domain>example.com</domain></policy_published>$rec</feedback>"
   echo '<?xml version="1.0"?>'; echo "<feedback>$(meta b.test r2)<policy_published><domain>example.com</domain></policy_published>$rec</feedback>"; } > "$TMP/both.xml"
-set +e
-"$DP_BIN" ingest --quiet --db "$DB" "$TMP/both.xml" 2> "$TMP/err"
-rc=$?
-set -e
+ingest_rc "$TMP/both.xml"
 expect_eq "two reports in one file: exit status" "$rc" 1
 expect_eq "two reports in one file: the first is stored" "$(sql "SELECT org_name FROM report")" "a.test"
 grep -qF "$TMP/both.xml: report a.test/r1: another <feedback> report follows this one" "$TMP/err" && ok ||
