@@ -254,10 +254,37 @@ static int put_ts_uncached(dp_buf_t *b, int64_t t) {
   int64_t d = doy - (153 * mp + 2) / 5 + 1;
   int64_t m = mp < 10 ? mp + 3 : mp - 9;
   if (m <= 2) y++;
-  /* Year 0 is 1 BC in PostgreSQL's (proleptic Gregorian) notation. */
-  return dp_buf_printf(b, "%04" PRId64 "-%02" PRId64 "-%02" PRId64 " %02d:%02d:%02d+00%s",
-                       y > 0 ? y : 1 - y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
-                       (int)(secs % 60), y > 0 ? "" : " BC");
+  /* "YYYY-MM-DD hh:mm:ss+00", by hand (printf was the most of a small
+   * report's row); year 0 is 1 BC in PostgreSQL's (proleptic Gregorian)
+   * notation, and a year has at least four digits. */
+  uint64_t year = (uint64_t)(y > 0 ? y : 1 - y);
+  char tmp[48], *e = tmp + sizeof tmp, *p = e;
+  if (y <= 0) {
+    p -= 3;
+    memcpy(p, " BC", 3);
+  }
+  int64_t tail[] = {secs % 60, secs / 60 % 60, secs / 3600};
+  const char sep[] = {':', ':', ' '};
+  p -= 3;
+  memcpy(p, "+00", 3);
+  for (int i = 0; i < 3; i++) {
+    *--p = (char)('0' + tail[i] % 10);
+    *--p = (char)('0' + tail[i] / 10);
+    *--p = sep[i];
+  }
+  *--p = (char)('0' + d % 10);
+  *--p = (char)('0' + d / 10);
+  *--p = '-';
+  *--p = (char)('0' + m % 10);
+  *--p = (char)('0' + m / 10);
+  *--p = '-';
+  int digits = 0;
+  do {
+    *--p = (char)('0' + year % 10);
+    year /= 10;
+    digits++;
+  } while (year || digits < 4);
+  return dp_buf_append(b, p, (size_t)(e - p));
 }
 
 /* Drop everything appended after mark: a half-written row would corrupt the stream. */

@@ -7,6 +7,8 @@
 
 #include "tests/test.h"
 
+#include <time.h>
+
 /* A report with every field set to something recognisable. */
 static const char *const test_errors[] = {"e1", "has \"quote\" and \\"};
 
@@ -310,6 +312,28 @@ TEST(store_encode_timestamps) {
   ASSERT_STR_EQ(ts, "9999-12-31 23:59:59+00");
   ts_of(-62135596800 - 86400, ts, sizeof ts); /* the day before 0001-01-01 */
   ASSERT_STR_EQ(ts, "0001-12-31 00:00:00+00 BC");
+  ts_of(253402300800, ts, sizeof ts); /* five-digit years are written whole */
+  ASSERT_STR_EQ(ts, "10000-01-01 00:00:00+00");
+  ts_of(-59042908801, ts, sizeof ts);
+  ASSERT_STR_EQ(ts, "0099-01-01 23:59:59+00");
+  ts_of(-377705116800, ts, sizeof ts);
+  ASSERT_STR_EQ(ts, "10000-01-01 00:00:00+00 BC");
+  /* every year from 1 to 9999 at a pseudo-random second, against the C
+   * library's calendar */
+  uint64_t x = 0x2545F4914F6CDD1Du;
+  for (int i = 0; i < 100000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int64_t t = -62135596800 + (int64_t)(x % (uint64_t)(253402300800 + 62135596800));
+    time_t tt = (time_t)t;
+    struct tm tm;
+    ASSERT_TRUE(gmtime_r(&tt, &tm) != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "%04d-%02d-%02d %02d:%02d:%02d+00", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    ts_of(t, ts, sizeof ts);
+    if (strcmp(ts, want)) fprintf(stderr, "t = %" PRId64 "\n", t);
+    ASSERT_STR_EQ(ts, want);
+  }
 }
 
 TEST(store_encode_error_row) {
