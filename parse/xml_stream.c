@@ -749,13 +749,15 @@ static const char *report_field(const dp_parser_t *p, int f) {
 /* A report-level element after the first record (rare: out of line). The
  * first record fixed the report's identity and policy: its key, its
  * records' alignment and their JSON lines were made from them, so a later
- * element may repeat a value but not change it; otherwise the report would
- * be stored under one identity with the fields of another. <error> only
- * adds. Returns 1 when the value is the same (nothing to store). */
+ * element may repeat such a value but not change it; otherwise the report
+ * would be stored under one identity with the fields of another. What
+ * nothing depends on (<error>, which only adds, the version, the generator,
+ * extra contact information) is taken as before. Returns 1 when the value
+ * is the same (nothing to store), 0 to store it. */
 static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *s,
                                                       size_t n) {
-  if (f == F_ERROR) return 0;
-  const char *where = f == F_VERSION ? "" : f < F_POL_DOMAIN ? "report_metadata/" : "policy_published/";
+  if (f == F_ERROR || f == F_VERSION || f == F_GENERATOR || f == F_EXTRA) return 0;
+  const char *where = f < F_POL_DOMAIN ? "report_metadata/" : "policy_published/";
   if (f == F_BEGIN || f == F_END) where = "report_metadata/date_range/";
   char was[96], now[96], tmp[200];
   if (f == F_PCT) {

@@ -648,20 +648,26 @@ TEST(xml_stream_refusals) {
   }
 }
 
-/* Repeating a value after the records (as written or as normalised) and
- * adding an <error> change nothing: the report is accepted as it began. */
+/* Repeating a value after the records (as written or as normalised),
+ * adding an <error> and late metadata that nothing depends on (version,
+ * generator, extra contact) change nothing the records were made with: the
+ * report is accepted as it began. */
 TEST(xml_stream_late_metadata_that_changes_nothing) {
   struct coll c;
   for (size_t chunk = 0; chunk <= 3; chunk += 3) {
     ASSERT_OK(parse(DOC(REC("192.0.2.1", "1")
+                        "<version>1.0</version>"
                         "<report_metadata><org_name> Org </org_name><report_id>id-1</report_id>"
-                        "<error>late note</error></report_metadata>"
+                        "<error>late note</error><generator>gen 2</generator>"
+                        "<extra_contact_info>late contact</extra_contact_info></report_metadata>"
                         "<policy_published><domain>Example.COM.</domain><p>none</p><pct>x</pct>"
                         "</policy_published>" REC("192.0.2.2", "2")),
                     chunk, &c));
     ASSERT_U64_EQ(c.nrec, 2);
     ASSERT_EQ(c.ends, 1);
     ASSERT_CONTAINS(c.log.data, "late note");
+    ASSERT_CONTAINS(c.rep, "gen 2");
+    ASSERT_CONTAINS(c.rep, "late contact");
     coll_free(&c);
   }
 }
