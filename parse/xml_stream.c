@@ -1243,6 +1243,12 @@ static void xml_global_init(void) {
 /* ======================================================================== */
 /* Input pipeline: sniff -> prolog scanner -> UTF-8 repair -> libxml2        */
 
+/* libxml2 (2.9) moves the unparsed part of its input buffer to the front
+ * when a parse step starts past its first 4 kB, and a chunk is appended
+ * before that step: the whole chunk was copied once more. An empty step
+ * right after a chunk has been parsed moves only the unparsed tail. */
+#define SHRINK_AFTER 4096
+
 static int push(dp_parser_t *p, const void *buf, size_t n, int terminate) {
   const char *b = buf;
   if (p->done) {
@@ -1257,6 +1263,8 @@ static int push(dp_parser_t *p, const void *buf, size_t n, int terminate) {
     void *oldctx = xmlGenericErrorContext;
     xmlSetGenericErrorFunc(NULL, silent_generic);
     int r = xmlParseChunk(p->ctxt, b, c, last ? terminate : 0);
+    if (!r && c >= SHRINK_AFTER && !(last && terminate) && !p->rc && !p->done)
+      r = xmlParseChunk(p->ctxt, NULL, 0, 0);
     xmlSetGenericErrorFunc(oldctx, old);
     if (c) p->emitted = true;
     if (p->rc) return p->rc;
