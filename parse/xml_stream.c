@@ -853,6 +853,13 @@ static inline __attribute__((always_inline)) size_t *field_slot(dp_parser_t *p, 
   }
 }
 
+/* The record buffer keeps room for one more byte after each leaf: the next
+ * leaf's NUL is written at its start offset even when it gets no text (an
+ * empty element), which the leaf's own text would otherwise have reserved. */
+static __attribute__((noinline)) int rbuf_room(dp_parser_t *p) {
+  return dp_buf_reserve(&p->rbuf, 1) ? fail(p, DP_ENOMEM, "out of memory") : 0;
+}
+
 /* record_leaf_end's rare cases, out of line: the record's limit, leading
  * blanks (the value moves to where the leaf's text began), a repeated
  * element (it replaces the first one's string, which no longer counts). */
@@ -868,13 +875,13 @@ static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, con
   if (f == F_SOURCE_IP || f == F_COUNT) { /* parsed, not handed out as stored */
     p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
     p->roff[f] = off;
-    return 0;
+  } else {
+    size_t *slot = field_slot(p, f);
+    if (*slot) p->rused -= strlen(p->rbuf.data + *slot);
+    *slot = off;
+    p->rused += n;
   }
-  size_t *slot = field_slot(p, f);
-  if (*slot) p->rused -= strlen(p->rbuf.data + *slot);
-  *slot = off;
-  p->rused += n;
-  return 0;
+  return p->rbuf.len < p->rbuf.alloc ? 0 : rbuf_room(p);
 }
 
 /* Store the finished text of record-level leaf field f: it was appended to
@@ -894,7 +901,7 @@ static __attribute__((noinline)) int record_leaf_end(dp_parser_t *p, int f) {
   /* source_ip and count are parsed, not handed out as stored: not in text_used */
   if ((unsigned)(f - F_SOURCE_IP) > F_COUNT - F_SOURCE_IP) p->rused += n;
   else p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
-  return 0;
+  return p->rbuf.len < p->rbuf.alloc ? 0 : rbuf_room(p);
 }
 
 /* ======================================================================== */

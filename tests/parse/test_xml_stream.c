@@ -721,6 +721,29 @@ TEST(xml_stream_second_report_in_document_is_seen) {
   }
 }
 
+/* A leaf whose text ends exactly at the end of the record buffer, then an
+ * empty leaf: the empty one's NUL must still be inside the buffer (the
+ * fuzzer found a write one byte past it; seen under ASan). Every length up
+ * to past the second doubling of the buffer. */
+TEST(xml_stream_empty_leaf_after_a_full_record_buffer) {
+  static char doc[4096], text[1200];
+  for (size_t len = 1; len < sizeof text - 1; len++) {
+    memset(text, 'a', len);
+    text[len] = '\0';
+    snprintf(doc, sizeof doc,
+             "<feedback>" META POLICY
+             "<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row><identifiers>"
+             "<header_from>example.com</header_from><envelope_to>%s</envelope_to>"
+             "<envelope_from></envelope_from><envelope_from/></identifiers></record></feedback>",
+             text);
+    struct coll c;
+    ASSERT_OK(parse(doc, 0, &c));
+    ASSERT_U64_EQ(c.nrec, 1);
+    ASSERT_CONTAINS(c.last, text);
+    coll_free(&c);
+  }
+}
+
 TEST(xml_stream_records_before_refusal_were_delivered) {
   struct coll c;
   ASSERT_EQ(parse(DOC(REC("192.0.2.1", "1") REC("192.0.2.2", "2") REC("bad", "1")), 0, &c), DP_EREPORT);
