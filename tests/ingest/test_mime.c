@@ -464,6 +464,23 @@ TEST(test_mime_base64_round_trip) {
   }
 }
 
+/* Parameters come from the mail: an RFC 2231 boundary may decode to line
+ * breaks, and a message quoting it stays on one line (found by fuzzing). */
+TEST(test_mime_reasons_stay_on_one_line) {
+  const char *msg =
+      "From: a@b\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary*=utf-8''a%0Ab%0D.xml.gz\r\n\r\n"
+      "--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n--x--\r\n";
+  struct rec r;
+  rec_init(&r);
+  char err[512] = "";
+  int rc = rec_run(&r, NULL, msg, strlen(msg), err, sizeof err);
+  const char *all = rc ? err : rec_log(&r);
+  ASSERT_CONTAINS(all, "multipart boundary \"a?b?.xml.gz\" never found");
+  ASSERT_TRUE(strchr(rc ? err : "", '\n') == NULL && strchr(all, '\r') == NULL);
+  rec_free(&r);
+}
+
 TEST(test_mime_digest_and_no_content_type) {
   const char *msg =
       "Subject: digest\nContent-Type: multipart/digest; boundary=d\n\n"
