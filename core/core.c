@@ -89,6 +89,16 @@ int dp_buf_putc(dp_buf_t *b, char c) {
   return dp_buf_append(b, &c, 1);
 }
 
+int dp_buf_put_u64(dp_buf_t *b, uint64_t v) {
+  char tmp[24];
+  char *p = tmp + sizeof tmp;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return dp_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 int dp_buf_printf(dp_buf_t *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

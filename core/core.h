@@ -66,6 +66,9 @@ int dp_buf_append(dp_buf_t *b, const void *p, size_t n);
 int dp_buf_puts(dp_buf_t *b, const char *s);
 /** Append one byte; errors as dp_buf_append. */
 int dp_buf_putc(dp_buf_t *b, char c);
+/** Append v in decimal, without printf (encoders call it per field); errors
+ *  as dp_buf_append. */
+int dp_buf_put_u64(dp_buf_t *b, uint64_t v);
 /** Append printf-formatted text; errors as dp_buf_append. */
 int dp_buf_printf(dp_buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

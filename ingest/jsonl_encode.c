@@ -21,16 +21,6 @@ static int kstr(dp_buf_t *b, const char *key, size_t klen, const char *v) {
   return rc ? rc : dp_json_string(b, v ? v : "");
 }
 
-static int put_u64(dp_buf_t *b, uint64_t v) {
-  char t[24];
-  size_t i = sizeof t;
-  do {
-    t[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  return dp_buf_append(b, t + i, sizeof t - i);
-}
-
 static int put_bool(dp_buf_t *b, bool v) { return v ? LIT(b, "true") : LIT(b, "false"); }
 
 static const char *iso(int64_t t, char out[32]) {
@@ -78,7 +68,7 @@ static int make_head(dp__jsonl_head_t *h, const dp_report_t *r, const char *sour
   if (!rc) rc = KSTR(b, "sp", r->sp);
   if (!rc) rc = KSTR(b, "np", r->np);
   if (!rc) rc = LIT(b, ",\"pct\":");
-  if (!rc) rc = r->pct < 0 ? LIT(b, "null") : put_u64(b, (uint64_t)r->pct);
+  if (!rc) rc = r->pct < 0 ? LIT(b, "null") : dp_buf_put_u64(b, (uint64_t)r->pct);
   if (!rc) rc = KSTR(b, "fo", r->fo);
   if (!rc) rc = dp_buf_putc(b, '}');
   if (rc) return rc;
@@ -143,10 +133,10 @@ int dp__jsonl_record(dp_buf_t *b, dp__jsonl_head_t *h, const dp_report_t *r,
   int rc = head_matches(h, r, source) ? 0 : make_head(h, r, source);
   if (!rc) rc = dp_buf_append(b, h->buf.data, h->buf.len);
   if (!rc) rc = LIT(b, ",\"record\":");
-  if (!rc) rc = put_u64(b, rec->index);
+  if (!rc) rc = dp_buf_put_u64(b, rec->index);
   if (!rc) rc = KSTR(b, "source_ip", rec->source_ip);
   if (!rc) rc = LIT(b, ",\"count\":");
-  if (!rc) rc = put_u64(b, rec->count);
+  if (!rc) rc = dp_buf_put_u64(b, rec->count);
   if (!rc) rc = KSTR(b, "disposition", rec->disposition);
   if (!rc) rc = KSTR(b, "policy_dkim", rec->pe_dkim);
   if (!rc) rc = KSTR(b, "policy_spf", rec->pe_spf);

@@ -198,22 +198,12 @@ int64_t dp_store_report_key(const dp_report_t *r) {
   return u64_to_i64(h);
 }
 
-/* Decimal digits by hand: printf is a fifth of the encoding time on the
- * record hot path. */
-static int put_u64(dp_buf_t *b, uint64_t v) {
-  char tmp[24];
-  char *p = tmp + sizeof tmp;
-  do {
-    *--p = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  return dp_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
-}
-
+/* Decimal digits by hand (dp_buf_put_u64): printf is a fifth of the
+ * encoding time on the record hot path. */
 static int put_i64(dp_buf_t *b, int64_t v) {
-  if (v >= 0) return put_u64(b, (uint64_t)v);
+  if (v >= 0) return dp_buf_put_u64(b, (uint64_t)v);
   int rc = dp_buf_putc(b, '-');
-  return rc ? rc : put_u64(b, (uint64_t)0 - (uint64_t)v);
+  return rc ? rc : dp_buf_put_u64(b, (uint64_t)0 - (uint64_t)v);
 }
 
 static int put_ts_uncached(dp_buf_t *b, int64_t t);
@@ -338,9 +328,9 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
   if (!rc) rc = put_text(b, source);
   if (!rc) rc = put_i64(b, u64_to_i64(content_hash));
   if (!rc) rc = dp_buf_putc(b, '\t');
-  if (!rc) rc = put_u64(b, r->n_records);
+  if (!rc) rc = dp_buf_put_u64(b, r->n_records);
   if (!rc) rc = dp_buf_putc(b, '\t');
-  if (!rc) rc = put_u64(b, r->messages);
+  if (!rc) rc = dp_buf_put_u64(b, r->messages);
   if (!rc) rc = dp_buf_putc(b, '\n');
   if (rc) buf_truncate(b, mark);
   return rc;
@@ -354,10 +344,10 @@ static int encode_record_exact(dp_buf_t *b, int64_t key, const dp_report_t *r, c
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_ts(b, r->begin);
   if (!rc) rc = dp_buf_putc(b, '\t');
-  if (!rc) rc = put_u64(b, rec->index);
+  if (!rc) rc = dp_buf_put_u64(b, rec->index);
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, rec->source_ip);
-  if (!rc) rc = put_u64(b, rec->count);
+  if (!rc) rc = dp_buf_put_u64(b, rec->count);
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = put_text(b, rec->disposition);
   if (!rc) rc = put_text(b, rec->pe_dkim);

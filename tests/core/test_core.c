@@ -40,6 +40,24 @@ TEST(core_buf_grows) {
   dp_buf_free(&b);
 }
 
+TEST(core_buf_put_u64) {
+  dp_buf_t b;
+  dp_buf_init(&b, 24);
+  const uint64_t v[] = {0, 7, 10, 99, 1000000, UINT64_MAX};
+  const char *want[] = {"0", "7", "10", "99", "1000000", "18446744073709551615"};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    dp_buf_reset(&b);
+    ASSERT_OK(dp_buf_put_u64(&b, v[i]));
+    ASSERT_STR_EQ(b.data, want[i]);
+  }
+  /* all or nothing at the cap */
+  dp_buf_reset(&b);
+  ASSERT_OK(dp_buf_puts(&b, "0123456789"));
+  ASSERT_EQ(dp_buf_put_u64(&b, UINT64_MAX), DP_ELIMIT);
+  ASSERT_STR_EQ(b.data, "0123456789");
+  dp_buf_free(&b);
+}
+
 TEST(core_hash) {
   /* FNV-1a 64 test vectors */
   ASSERT_U64_EQ(dp_hash64(DP_HASH_INIT, "", 0), UINT64_C(0xcbf29ce484222325));
