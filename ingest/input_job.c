@@ -94,7 +94,6 @@ static void doc_fail(struct doc *d, int status, const char *reason) {
 
 static int on_report_begin(void *ud, const dp_report_t *r) {
   struct doc *d = ud;
-  dp__jsonl_head_forget(&d->ctx->jsonl_head);
   copy_trunc(d->org_name, sizeof d->org_name, r->org_name);
   copy_trunc(d->report_id, sizeof d->report_id, r->report_id);
   dp_staged_t *s = dp_staged_create();
@@ -111,7 +110,7 @@ static int on_report_begin(void *ud, const dp_report_t *r) {
   /* The COPY rows of one report are bounded like its XML. */
   s->record_rows.cap = (size_t)d->job->lim->max_report_size;
   d->staged = s;
-  return 0;
+  return d->job->jsonl ? dp__jsonl_head(&d->ctx->jsonl_head, r, s->source) : 0;
 }
 
 /* Rows were just spooled: the first time, the report becomes a stream that
@@ -162,7 +161,7 @@ static int on_record(void *ud, const dp_report_t *r, const dp_record_t *rec) {
   if (d->job->no_rows)
     rc = measure_row(d, r, rec);
   else
-    rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, &d->ctx->jsonl_head, r, rec, s->source)
+    rc = d->job->jsonl ? dp__jsonl_record(&s->record_rows, &d->ctx->jsonl_head, rec)
                        : dp_store_encode_record(&s->record_rows, s->key, r, rec);
   /* Past a chunk, rows go to the report's spool file: memory stays flat
    * whatever the report's size. */
@@ -353,13 +352,13 @@ void dp_job_init(dp_job_t *j, const char *path, const dp_limits_t *lim) {
 
 void dp_job_ctx_init(dp_job_ctx_t *c) {
   memset(c, 0, sizeof *c);
-  dp__jsonl_head_init(&c->jsonl_head);
+  dp_buf_init(&c->jsonl_head, 0);
 }
 
 void dp_job_ctx_close(dp_job_ctx_t *c) {
   free(c->chunk);
   dp_parser_destroy(c->parser);
-  dp__jsonl_head_free(&c->jsonl_head);
+  dp_buf_free(&c->jsonl_head);
   dp_job_ctx_init(c);
 }
 

@@ -11,7 +11,6 @@
 #include "core/core.h"
 #include "parse/parse.h"
 #include "store/store.h"
-#include "jsonl_int.h"
 
 typedef struct dp_job {
   const char *path;          /* borrowed; "-" is stdin */
@@ -46,7 +45,7 @@ typedef struct dp_job_ctx {
   char *chunk;         /* read buffer, allocated on first use */
   dp_parser_t *parser; /* made on first use, reset per document */
   dp_limits_t lim;     /* the parser's limits */
-  dp__jsonl_head_t jsonl_head; /* --output jsonl: the current report's head */
+  dp_buf_t jsonl_head;  /* --output jsonl: the current report's dp__jsonl_head */
 } dp_job_ctx_t;
 
 /** Prepare an empty context; allocates nothing. */

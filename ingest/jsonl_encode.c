@@ -6,7 +6,6 @@
  * runs once per record, on the parsing thread. */
 #include <inttypes.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "jsonl_int.h"
 
@@ -28,29 +27,7 @@ static const char *iso(int64_t t, char out[32]) {
   return out;
 }
 
-void dp__jsonl_head_init(dp__jsonl_head_t *h) {
-  memset(h, 0, sizeof *h);
-  dp_buf_init(&h->buf, 0);
-}
-
-void dp__jsonl_head_forget(dp__jsonl_head_t *h) { h->valid = false; }
-
-void dp__jsonl_head_free(dp__jsonl_head_t *h) {
-  dp_buf_free(&h->buf);
-  h->valid = false;
-}
-
-static bool head_matches(const dp__jsonl_head_t *h, const dp_report_t *r, const char *source) {
-  return h->valid && h->source == source && h->org_name == r->org_name && h->email == r->email &&
-         h->report_id == r->report_id && h->domain == r->domain && h->adkim == r->adkim &&
-         h->aspf == r->aspf && h->p == r->p && h->sp == r->sp && h->np == r->np &&
-         h->fo == r->fo && h->begin == r->begin && h->end == r->end && h->pct == r->pct;
-}
-
-/* {"source":...,"policy":{...} without the closing brace of the object */
-static int make_head(dp__jsonl_head_t *h, const dp_report_t *r, const char *source) {
-  dp_buf_t *b = &h->buf;
-  h->valid = false;
+int dp__jsonl_head(dp_buf_t *b, const dp_report_t *r, const char *source) {
   dp_buf_reset(b);
   int rc = LIT(b, "{\"source\":");
   if (!rc) rc = dp_json_string(b, source);
@@ -70,24 +47,7 @@ static int make_head(dp__jsonl_head_t *h, const dp_report_t *r, const char *sour
   if (!rc) rc = LIT(b, ",\"pct\":");
   if (!rc) rc = r->pct < 0 ? LIT(b, "null") : dp_buf_put_u64(b, (uint64_t)r->pct);
   if (!rc) rc = KSTR(b, "fo", r->fo);
-  if (!rc) rc = dp_buf_putc(b, '}');
-  if (rc) return rc;
-  h->source = source;
-  h->org_name = r->org_name;
-  h->email = r->email;
-  h->report_id = r->report_id;
-  h->domain = r->domain;
-  h->adkim = r->adkim;
-  h->aspf = r->aspf;
-  h->p = r->p;
-  h->sp = r->sp;
-  h->np = r->np;
-  h->fo = r->fo;
-  h->begin = r->begin;
-  h->end = r->end;
-  h->pct = r->pct;
-  h->valid = true;
-  return 0;
+  return rc ? rc : dp_buf_putc(b, '}');
 }
 
 static int reasons(dp_buf_t *b, const dp_record_t *rec) {
@@ -127,11 +87,9 @@ static int spf(dp_buf_t *b, const dp_record_t *rec) {
   return rc ? rc : dp_buf_putc(b, ']');
 }
 
-int dp__jsonl_record(dp_buf_t *b, dp__jsonl_head_t *h, const dp_report_t *r,
-                     const dp_record_t *rec, const char *source) {
+int dp__jsonl_record(dp_buf_t *b, const dp_buf_t *head, const dp_record_t *rec) {
   size_t mark = b->len;
-  int rc = head_matches(h, r, source) ? 0 : make_head(h, r, source);
-  if (!rc) rc = dp_buf_append(b, h->buf.data, h->buf.len);
+  int rc = dp_buf_append(b, head->data, head->len);
   if (!rc) rc = LIT(b, ",\"record\":");
   if (!rc) rc = dp_buf_put_u64(b, rec->index);
   if (!rc) rc = KSTR(b, "source_ip", rec->source_ip);

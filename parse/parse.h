@@ -98,7 +98,10 @@ typedef struct dp_report {
  * return that value. report_begin is called once, as soon as the report's
  * identity (org_name, report_id, policy domain, begin, end) is known, that is
  * before the first record (or at </feedback> for a report without records);
- * the identity is validated first (all present, begin <= end). */
+ * the identity is validated first (all present, begin <= end). From then on
+ * the identity and the policy stay as report_begin saw them: a later element
+ * that would change one refuses the report (only <error>, the version, the
+ * generator and extra contact information may still come or change). */
 typedef struct dp_parse_cb {
   int (*report_begin)(void *ud, const dp_report_t *r);
   int (*record)(void *ud, const dp_report_t *r, const dp_record_t *rec);
