@@ -79,20 +79,6 @@ static size_t skip_cfws(const char *s, size_t n, size_t i) {
   return i;
 }
 
-/* s made fit for one line of a message: at most max bytes into out (of
- * size > max), control characters as '?'. A boundary or a type comes from
- * the mail and may hold line breaks (RFC 2231 %0A); messages are one line
- * of standard error and of ingest_error. Returns out. */
-static const char *one_line(const char *s, char *out, size_t max) {
-  size_t i = 0;
-  for (; s[i] && i < max; i++) {
-    unsigned char c = (unsigned char)s[i];
-    out[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-  }
-  out[i] = '\0';
-  return out;
-}
-
 /* Append valid UTF-8 from p, replacing each invalid byte with '?'. */
 static int append_utf8_clean(dp_buf_t *out, const unsigned char *p, size_t n) {
   size_t i = 0;
@@ -651,7 +637,7 @@ static int decode_body(const struct entity *e, dp_buf_t *fv, dp_buf_t *dec, cons
     return 0;
   } else {
     char c[sizeof cte];
-    snprintf(why, whylen, "unsupported Content-Transfer-Encoding %s", one_line(cte, c, sizeof c - 1));
+    snprintf(why, whylen, "unsupported Content-Transfer-Encoding %s", dp__one_line(cte, c, sizeof c));
     return DP_EMIME;
   }
   *data = (const unsigned char *)(dec->data ? dec->data : "");
@@ -712,7 +698,7 @@ static int walk_multipart(struct walk *w, const struct entity *e, const char *bo
   int close = 0, rc = 0;
   if (!find_delim(e->body, e->blen, 0, needle, bl + 2, &cend, &next, &close)) {
     char b[81];
-    snprintf(why, whylen, "multipart boundary \"%s\" never found", one_line(boundary, b, 80));
+    snprintf(why, whylen, "multipart boundary \"%s\" never found", dp__one_line(boundary, b, sizeof b));
     free(needle);
     return DP_EMIME;
   }
@@ -776,7 +762,7 @@ static int walk_entity(struct walk *w, const char *p, size_t n, const char *pref
       status = DP_ELIMIT;
     } else if (got == 0 || fv.len == 0) {
       char t[128];
-      snprintf(why, sizeof why, "%s without a boundary parameter", one_line(type, t, sizeof t - 1));
+      snprintf(why, sizeof why, "%s without a boundary parameter", dp__one_line(type, t, sizeof t));
       status = DP_EMIME;
     } else {
       char *bnd = strdup(fv.data);

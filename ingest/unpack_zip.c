@@ -11,16 +11,6 @@
 
 #include <zip.h>
 
-/* Entry names come from the archive: keep them on one line and short. */
-static void clean_name(const char *in, char *out, size_t outlen) {
-  size_t o = 0;
-  for (size_t i = 0; in[i] && o + 1 < outlen; i++) {
-    unsigned char c = (unsigned char)in[i];
-    out[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-  }
-  out[o] = '\0';
-}
-
 static void zip_reason(const char *name, zip_error_t *ze, char *out, size_t outlen) {
   if (zip_error_code_zip(ze) == ZIP_ER_CRC)
     snprintf(out, outlen, "zip entry %s: CRC mismatch", name);
@@ -48,7 +38,7 @@ static int read_entry(struct dp__unpack *u, zip_t *za, zip_uint64_t i, const cha
     return u->abort_rc;
   }
   char name[512], sub[540];
-  clean_name(st.name, name, sizeof name);
+  dp__one_line(st.name, name, sizeof name); /* from the archive */
   snprintf(sub, sizeof sub, "entry %s", name);
   char *part = dp__part_join(zpart, sub);
   if (!part) return u->abort_rc;

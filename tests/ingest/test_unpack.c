@@ -287,6 +287,22 @@ TEST(test_unpack_zip_entries_dirs_and_junk) {
   free(b);
 }
 
+/* Entry names come from the archive: a line break in one stays out of the
+ * part name and the reasons that quote it (dp__one_line). */
+TEST(test_unpack_zip_entry_name_on_one_line) {
+  static const char txt[] = "readme text";
+  struct zentry e[] = {{"a\nfake line\r\x7f.txt", txt, sizeof txt - 1, 0}};
+  size_t zn;
+  unsigned char *z = make_zip(e, 1, &zn);
+  struct rec r;
+  rec_init(&r);
+  ASSERT_OK(rec_run(&r, NULL, z, zn, NULL, 0));
+  ASSERT_STR_EQ(rec_log(&r), "error entry a?fake line??.txt|-4004|not XML, gzip, zip, zlib or a "
+                             "mail message (starts with 72 65 61 64 6d 65 20 74)\n");
+  rec_free(&r);
+  free(z);
+}
+
 TEST(test_unpack_gzip_in_zip_and_zip_in_gzip) {
   char *a = make_report("a");
   size_t gn, zn, z2n, ggn;
