@@ -721,66 +721,65 @@ static inline __attribute__((always_inline)) char *leaf_value(int f, char *s, si
   return s;
 }
 
-/* The current text of report-level field f (not <error>, not <pct>). */
-static const char *report_field(const dp_parser_t *p, int f) {
-  const dp_report_t *r = &p->rep;
+/* Where report-level field f's text is kept; NULL for <pct> (kept as a
+ * number) and <error> (a list). */
+static const char **report_slot(dp_parser_t *p, int f) {
+  dp_report_t *r = &p->rep;
   switch (f) {
-  case F_VERSION: return r->version;
-  case F_ORG_NAME: return r->org_name;
-  case F_EMAIL: return r->email;
-  case F_EXTRA: return r->extra_contact;
-  case F_REPORT_ID: return r->report_id;
-  case F_BEGIN: return p->begin_txt;
-  case F_END: return p->end_txt;
-  case F_GENERATOR: return r->generator;
-  case F_POL_DOMAIN: return r->domain;
-  case F_ADKIM: return r->adkim;
-  case F_ASPF: return r->aspf;
-  case F_P: return r->p;
-  case F_SP: return r->sp;
-  case F_NP: return r->np;
-  case F_FO: return r->fo;
-  case F_TESTING: return r->testing;
-  case F_DISCOVERY: return r->discovery_method;
-  default: return "";
+  case F_VERSION: return &r->version;
+  case F_ORG_NAME: return &r->org_name;
+  case F_EMAIL: return &r->email;
+  case F_EXTRA: return &r->extra_contact;
+  case F_REPORT_ID: return &r->report_id;
+  case F_BEGIN: return &p->begin_txt;
+  case F_END: return &p->end_txt;
+  case F_GENERATOR: return &r->generator;
+  case F_POL_DOMAIN: return &r->domain;
+  case F_ADKIM: return &r->adkim;
+  case F_ASPF: return &r->aspf;
+  case F_P: return &r->p;
+  case F_SP: return &r->sp;
+  case F_NP: return &r->np;
+  case F_FO: return &r->fo;
+  case F_TESTING: return &r->testing;
+  case F_DISCOVERY: return &r->discovery_method;
+  default: return NULL;
   }
 }
 
-/* A report-level element after the first record (rare: out of line). The
- * first record fixed the report's identity and policy: its key, its
- * records' alignment and their JSON lines were made from them, so a later
- * element may repeat such a value but not change it; otherwise the report
- * would be stored under one identity with the fields of another. What
- * nothing depends on (<error>, which only adds, the version, the generator,
- * extra contact information) is taken as before. Returns 1 when the value
- * is the same (nothing to store), 0 to store it. */
-static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *s,
-                                                      size_t n) {
+/* <pct> is advisory: a malformed one is kept as absent (-1) rather than
+ * refusing the whole report. */
+static int pct_value(const char *v) {
+  uint64_t pct;
+  return (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
+}
+
+/* A report-level element after the first record (rare: out of line); v is
+ * its trimmed text. The first record fixed the report's identity and
+ * policy: its key, its records' alignment and their JSON lines were made
+ * from them, so a later element may repeat such a value but not change it;
+ * otherwise the report would be stored under one identity with the fields
+ * of another. What nothing depends on (<error>, which only adds, the
+ * version, the generator, extra contact information) is taken as before.
+ * Returns 1 when the value is the same (nothing to store), 0 to store it. */
+static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *v) {
   if (f == F_ERROR || f == F_VERSION || f == F_GENERATOR || f == F_EXTRA) return 0;
-  const char *where = f < F_POL_DOMAIN ? "report_metadata/" : "policy_published/";
-  if (f == F_BEGIN || f == F_END) where = "report_metadata/date_range/";
-  char was[96], now[96], tmp[200];
-  if (f == F_PCT) {
-    uint64_t pct;
-    char t[32];
-    snprintf(t, sizeof t, "%.*s", (int)(n < 31 ? n : 31), s);
-    int v = (n < 31 && !parse_count(t, &pct) && pct <= 100) ? (int)pct : -1;
-    if (v == p->rep.pct) return 1;
-  } else {
-    const char *cur = report_field(p, f);
-    if (strlen(cur) == n && !memcmp(cur, s, n)) return 1;
-  }
-  snprintf(tmp, sizeof tmp, "%.*s", (int)(n < sizeof tmp - 1 ? n : sizeof tmp - 1), s);
-  if (f == F_PCT) {
-    if (p->rep.pct < 0) snprintf(was, sizeof was, "absent");
-    else snprintf(was, sizeof was, "%d", p->rep.pct);
-  } else {
-    quote_value(report_field(p, f), was, sizeof was);
-  }
+  const char **slot = report_slot(p, f);
+  if (slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct) return 1;
+  const char *where = f == F_BEGIN || f == F_END ? "report_metadata/date_range/"
+                      : f < F_POL_DOMAIN         ? "report_metadata/"
+                                                 : "policy_published/";
+  char was[96], now[96];
+  if (slot)
+    quote_value(*slot, was, sizeof was);
+  else if (p->rep.pct < 0)
+    snprintf(was, sizeof was, "absent");
+  else
+    snprintf(was, sizeof was, "%d", p->rep.pct);
   return fail(p, DP_EREPORT,
               "%s%s after the first record changes it (\"%s\" -> \"%s\"): a report's metadata "
               "and policy come before its records",
-              where, fld_info[f].name, was, quote_value(tmp, now, sizeof now));
+              where, fld_info[f].name, was, quote_value(v, now, sizeof now));
 }
 
 /* Store the finished text of report-level leaf field f (in p->text) in the
@@ -788,49 +787,30 @@ static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, con
 static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
   size_t n = p->text.len;
   char *s = p->text.data ? leaf_value(f, p->text.data, &n, p->text.alloc, true) : (char *)"";
+  if (p->text.data) s[n] = '\0'; /* trimmed in place: within the text */
   dp_report_t *r = &p->rep;
   if (p->begun) {
-    int late = report_leaf_late(p, f, s, n);
+    int late = report_leaf_late(p, f, s);
     if (late) return late > 0 ? 0 : late;
   }
   const char *v;
   int rc = arena_dup(p, s, n, &v);
   if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
   if (rc) return fail(p, rc, "out of memory");
-  switch (f) {
-  case F_VERSION: r->version = v; break;
-  case F_ORG_NAME: r->org_name = v; break;
-  case F_EMAIL: r->email = v; break;
-  case F_EXTRA: r->extra_contact = v; break;
-  case F_REPORT_ID: r->report_id = v; break;
-  case F_BEGIN: p->begin_txt = v; p->have_begin = true; break;
-  case F_END: p->end_txt = v; p->have_end = true; break;
-  case F_GENERATOR: r->generator = v; break;
-  case F_POL_DOMAIN: r->domain = v; break;
-  case F_ADKIM: r->adkim = v; break;
-  case F_ASPF: r->aspf = v; break;
-  case F_P: r->p = v; break;
-  case F_SP: r->sp = v; break;
-  case F_NP: r->np = v; break;
-  case F_FO: r->fo = v; break;
-  case F_TESTING: r->testing = v; break;
-  case F_DISCOVERY: r->discovery_method = v; break;
-  case F_PCT: {
-    /* pct is advisory; a malformed one is kept as "absent" rather than
-     * refusing the whole report. */
-    uint64_t pct;
-    r->pct = (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
-    break;
-  }
-  case F_ERROR:
+  const char **slot = report_slot(p, f);
+  if (slot) {
+    *slot = v;
+    if (f == F_BEGIN) p->have_begin = true;
+    if (f == F_END) p->have_end = true;
+  } else if (f == F_PCT) {
+    r->pct = pct_value(v);
+  } else if (f == F_ERROR) {
     if (r->n_errors >= MAX_REPORT_ERRORS)
       return fail(p, DP_ELIMIT, "more than %d <error> elements", MAX_REPORT_ERRORS);
     if (grow(&p->errors, &p->a_errors, r->n_errors + 1, sizeof *p->errors))
       return fail(p, DP_ENOMEM, "out of memory");
     p->errors[r->n_errors++] = v;
     r->errors = p->errors;
-    break;
-  default: break;
   }
   return 0;
 }
