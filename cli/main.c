@@ -2,6 +2,7 @@
 /* cli/main.c - the dmarcpipe binary: git-style subcommand dispatch and help.
  * Every subcommand parses its own options and lives in its module. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench/bench.h"
@@ -45,6 +46,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* libzip converts every zip entry's DOS time with mktime(), and glibc
+   * re-checks /etc/localtime (a stat) on each call while TZ is unset. Naming
+   * the same file explicitly is the same zone and the same behaviour for this
+   * process and its children (initdb, pg_ctl), loaded once. Set before any
+   * thread starts: setenv is not thread-safe. */
+  if (!getenv("TZ")) setenv("TZ", ":/etc/localtime", 0);
   /* global options come before the command */
   const char *config = NULL;
   while (argc >= 3 && !strcmp(argv[1], "--config")) {

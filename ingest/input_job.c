@@ -382,6 +382,8 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
   char err[512] = "";
   int rc = 0;
   int fd = 0;
+  /* bytes a regular file held when opened; -1 when not known */
+  int64_t reg_size = -1;
   if (strcmp(j->path, "-")) {
     fd = open(j->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -396,6 +398,7 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
       /* read-ahead matters for inputs of more than one read only */
       posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
+    if (!rc && S_ISREG(st.st_mode)) reg_size = (int64_t)st.st_size;
   }
   struct doc d;
   memset(&d, 0, sizeof d);
@@ -424,6 +427,11 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
     if (n == 0) break;
     j->bytes_in += (uint64_t)n;
     cbrc = dp_unpack_stream_write(us, ctx->chunk, (size_t)n);
+    /* A short read that ends exactly at the size the file had when opened is
+     * its end: most inputs are one read, and this saves the read that would
+     * return 0. A file that grew, or a filesystem that reads short before the
+     * end, still reads on until 0. */
+    if (n < DP_JOB_READ_CHUNK && (int64_t)j->bytes_in == reg_size) break;
   }
   if (us) {
     int frc = dp_unpack_stream_finish(us, rc ? NULL : err, sizeof err);
