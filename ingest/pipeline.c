@@ -508,7 +508,7 @@ static void pump(struct dp_pipeline *p) {
     p->inputs_in_jobs += jr->n;
   }
   bool done = p->closing && !p->closed && p->in_flight == 0 && !p->n_loading &&
-              batch_empty(p->open) &&
+              batch_empty(p->open) && !(p->loader && dp_loader_connecting(p->loader)) &&
               (p->fatal || (p->next_input == p->n_inputs && !p->n_back));
   if (done) {
     p->closed = true;
@@ -550,8 +550,21 @@ void dp_pipeline_opts_default(dp_pipeline_opts_t *o) {
   o->out = stdout;
 }
 
-dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
-                                  dp_pipeline_stats_t *stats) {
+/* The first connection of dp_pipeline_run's loader is there, or failed. */
+static void loader_ready(dp_loader_t *l, int status, const char *err, void *data) {
+  struct dp_pipeline *p = data;
+  (void)l;
+  if (status) {
+    fprintf(p->o->err, "dmarcpipe: %s\n", err);
+    p->fatal = true;
+  }
+  pump(p);
+}
+
+/* A pipeline; with connect_async its loader connects while the first inputs
+ * are walked and parsed (their batch waits for it). */
+static dp_pipeline_t *pipeline_new(uv_loop_t *loop, const dp_pipeline_opts_t *o,
+                                   dp_pipeline_stats_t *stats, bool connect_async) {
   dp_pipeline_t *p = calloc(1, sizeof *p);
   if (!p) {
     fprintf(o->err, "dmarcpipe: out of memory\n");
@@ -564,8 +577,9 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
   for (size_t i = 0; i < NBATCH; i++) dp_batch_init(&p->batches[i]);
   p->open = &p->batches[0];
   if (o->sink == DP_SINK_PG) {
-    char err[1024];
-    p->loader = dp_loader_create(loop, o->conninfo, err, sizeof err);
+    char err[1024] = "out of memory";
+    p->loader = connect_async ? dp_loader_create_async(loop, o->conninfo, loader_ready, p)
+                              : dp_loader_create(loop, o->conninfo, err, sizeof err);
     if (!p->loader) {
       fprintf(o->err, "dmarcpipe: %s\n", err);
       free(p);
@@ -584,6 +598,11 @@ dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
     p->progress_on = true;
   }
   return p;
+}
+
+dp_pipeline_t *dp_pipeline_create(uv_loop_t *loop, const dp_pipeline_opts_t *o,
+                                  dp_pipeline_stats_t *stats) {
+  return pipeline_new(loop, o, stats, false);
 }
 
 int dp_pipeline_add(dp_pipeline_t *p, const char *path) { return dp_pipeline_add_named(p, path, NULL); }
@@ -631,7 +650,7 @@ int dp_pipeline_run(const dp_pipeline_opts_t *o, char *const *paths, size_t n_pa
     fprintf(o->err, "dmarcpipe: cannot start the event loop\n");
     return 2;
   }
-  dp_pipeline_t *p = dp_pipeline_create(&loop, o, stats);
+  dp_pipeline_t *p = pipeline_new(&loop, o, stats, true);
   if (!p) {
     uv_loop_close(&loop);
     return 2;

@@ -140,6 +140,15 @@ struct dp_loader {
   bool waiting_data;         /* lane: the COPY waits for the worker to publish */
   bool abort_copy;           /* lane: end the COPY with an error (the worker refused the report) */
   int closes;                /* handles still closing before the memory goes */
+  /* hub of dp_loader_create_async: the first connection is made in the
+   * loop's thread pool; nothing loads until conn_done has run */
+  uv_work_t conn_req;
+  bool connecting;
+  PGconn *conn_made;         /* conn_work's result, for conn_done */
+  int conn_status;           /* DP_EPGCONN once the first connection failed */
+  char conn_err[512];
+  dp_loader_ready_cb ready;
+  void *ready_data;
 };
 
 /* A streaming report. The worker's fields are guarded by mu; the loop
@@ -1481,7 +1490,7 @@ static dp_loader_t *helper_create(dp_loader_t *h, bool lane) {
 /* Poke the lanes that wait for their worker's rows; start the next
  * streams, in the order opened, on the lanes that are free. */
 static void hub_kick(dp_loader_t *h) {
-  if (h->closing) return;
+  if (h->closing || h->connecting) return;
   for (unsigned i = 0; i < h->stream_conns; i++) {
     dp_loader_t *ln = h->lanes[i];
     if (ln && ln->orig && ln->waiting_data && ln->conn) drive(ln);
@@ -1543,21 +1552,26 @@ static void hub_async(uv_async_t *a) {
 /* ------------------------------------------------------------------------ */
 /* Public API */
 
-dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
+/* The first connection: connected, migrated (dp_store_connect) and the
+ * last, this and next month's record partitions made. Making a partition
+ * waits for every transaction inserting into record, so one made on demand
+ * while a big report streams holds its batch (or stream) until that report
+ * commits; reports mostly cover recent days, older months are still made on
+ * demand. A failure of the partitions is not one: the batch that needs the
+ * month makes it. Blocking; NULL with the reason in err. */
+static PGconn *first_conn(const char *conninfo, char *err, size_t errlen) {
   PGconn *c = dp_store_connect(conninfo, err, errlen);
-  if (!c) return NULL;
-  /* Last, this and next month's record partitions, made before any load:
-   * making a partition waits for every transaction inserting into record,
-   * so one made on demand while a big report streams holds its batch (or
-   * stream) until that report commits. Reports mostly cover recent days;
-   * older months are still made on demand. A failure here is not one: the
-   * batch that needs the month makes it. */
-  PQclear(PQexec(c, "SELECT dp_ensure_record_partition(now() + make_interval(months => m)) "
-                    "FROM generate_series(-1, 1) m"));
+  if (c)
+    PQclear(PQexec(c, "SELECT dp_ensure_record_partition(now() + make_interval(months => m)) "
+                      "FROM generate_series(-1, 1) m"));
+  return c;
+}
+
+/* A hub without a connection; NULL with the reason in err. */
+static dp_loader_t *hub_alloc(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
   dp_loader_t *l = calloc(1, sizeof *l);
   if (!l || !(l->conninfo = strdup(conninfo))) {
     free(l);
-    PQfinish(c);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
@@ -1565,7 +1579,6 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
   if (!l->spool_buf) {
     free(l->conninfo);
     free(l);
-    PQfinish(c);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
@@ -1573,25 +1586,105 @@ dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, 
     free(l->spool_buf);
     free(l->conninfo);
     free(l);
-    PQfinish(c);
     snprintf(err, errlen, "cannot create a mutex");
     return NULL;
   }
   l->loop = loop;
-  l->conn = c;
-  PQsetnonblocking(c, 1);
-  PQsetNoticeProcessor(c, ignore_notice, NULL);
-  uv_timer_init(loop, &l->timer);
-  l->timer.data = l;
-  /* workers wake the loop through it; it alone keeps no loop alive */
-  uv_async_init(loop, &l->async, hub_async);
-  l->async.data = l;
-  uv_unref((uv_handle_t *)&l->async);
   l->outage_budget_ms = 120 * 1000;
   l->batch_conns = 1;
   l->stream_conns = 1;
   return l;
 }
+
+/* The hub's loop handles, made last: before them it is plain memory. */
+static void hub_handles(dp_loader_t *l) {
+  uv_timer_init(l->loop, &l->timer);
+  l->timer.data = l;
+  /* workers wake the loop through it; it alone keeps no loop alive */
+  uv_async_init(l->loop, &l->async, hub_async);
+  l->async.data = l;
+  uv_unref((uv_handle_t *)&l->async);
+}
+
+static void hub_free(dp_loader_t *l) {
+  uv_mutex_destroy(&l->smu);
+  free(l->spool_buf);
+  free(l->conninfo);
+  free(l);
+}
+
+static void adopt_conn(dp_loader_t *l, PGconn *c) {
+  l->conn = c;
+  PQsetnonblocking(c, 1);
+  PQsetNoticeProcessor(c, ignore_notice, NULL);
+}
+
+dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen) {
+  PGconn *c = first_conn(conninfo, err, errlen);
+  if (!c) return NULL;
+  dp_loader_t *l = hub_alloc(loop, conninfo, err, errlen);
+  if (!l) {
+    PQfinish(c);
+    return NULL;
+  }
+  hub_handles(l);
+  adopt_conn(l, c);
+  return l;
+}
+
+static void loader_release(dp_loader_t *l);
+
+static void conn_work(uv_work_t *req) {
+  dp_loader_t *l = req->data;
+  l->conn_made = first_conn(l->conninfo, l->conn_err, sizeof l->conn_err);
+}
+
+static void conn_done(uv_work_t *req, int status) {
+  dp_loader_t *l = req->data;
+  PGconn *c = l->conn_made;
+  l->conn_made = NULL;
+  l->connecting = false;
+  if (l->closing) { /* destroyed meanwhile: nobody waits for it */
+    if (c) PQfinish(c);
+    loader_release(l);
+    return;
+  }
+  if (c && status) { /* not run: cannot happen, work is never cancelled */
+    PQfinish(c);
+    c = NULL;
+  }
+  if (c) {
+    adopt_conn(l, c);
+  } else {
+    l->conn_status = DP_EPGCONN;
+    if (!l->conn_err[0]) snprintf(l->conn_err, sizeof l->conn_err, "cannot connect to PostgreSQL");
+  }
+  /* the owner hears first, so that streams refused below are known to be
+   * the connection's fault, not reports' */
+  if (l->ready) l->ready(l, l->conn_status, l->conn_err, l->ready_data);
+  if (l->closing) return; /* destroyed in ready: conn_done holds no count */
+  if (l->conn_status) l->lane_fatal = l->conn_status;
+  hub_async(&l->async); /* start (or refuse) the streams that waited */
+}
+
+dp_loader_t *dp_loader_create_async(uv_loop_t *loop, const char *conninfo,
+                                    dp_loader_ready_cb ready, void *data) {
+  char err[64];
+  dp_loader_t *l = hub_alloc(loop, conninfo, err, sizeof err);
+  if (!l) return NULL;
+  l->ready = ready;
+  l->ready_data = data;
+  l->connecting = true;
+  l->conn_req.data = l;
+  if (uv_queue_work(loop, &l->conn_req, conn_work, conn_done)) {
+    hub_free(l);
+    return NULL;
+  }
+  hub_handles(l);
+  return l;
+}
+
+bool dp_loader_connecting(const dp_loader_t *l) { return l->connecting; }
 
 void dp_loader_set_batch_conns(dp_loader_t *l, unsigned n) { l->batch_conns = n >= 2 ? 2 : 1; }
 
@@ -1600,6 +1693,7 @@ void dp_loader_set_stream_conns(dp_loader_t *l, unsigned n) {
 }
 
 int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
+  if (l->connecting || l->conn_status) return UV_EBUSY;
   if (l->orig) {
     if (l->batch_conns < 2) return UV_EBUSY;
     if (!l->peer && !(l->peer = helper_create(l, false))) return UV_EBUSY;
@@ -1617,6 +1711,7 @@ int dp_loader_submit(dp_loader_t *l, dp_batch_t *b, dp_loader_cb cb) {
 }
 
 bool dp_loader_busy(const dp_loader_t *l) {
+  if (l->connecting || l->conn_status) return true;
   return l->orig && (l->batch_conns < 2 || (l->peer && l->peer->orig));
 }
 
@@ -1632,8 +1727,11 @@ void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms) {
   if (l->peer) l->peer->outage_budget_ms = ms;
 }
 
-static void timer_close_cb(uv_handle_t *h) {
-  dp_loader_t *l = h->data;
+static void timer_close_cb(uv_handle_t *h) { loader_release(h->data); }
+
+/* One of the things dp_loader_destroy waits for is over (a handle closed,
+ * the first connection's work done); the last frees the memory. */
+static void loader_release(dp_loader_t *l) {
   if (--l->closes) return;
   if (!l->is_lane && !l->is_peer) uv_mutex_destroy(&l->smu);
   free(l->conninfo);
@@ -1652,7 +1750,7 @@ void dp_loader_destroy(dp_loader_t *l) {
   drop_conn(l);
   uv_timer_stop(&l->timer);
   reader_stop(l); /* before spool_buf goes: it may be reading into it */
-  l->closes = 2;
+  l->closes = 2 + l->connecting; /* the handles, and conn_done if it is to come */
   if (l->is_lane && l->cur) {
     dp_stream_release(l->cur);
     l->cur = NULL;

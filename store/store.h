@@ -181,6 +181,21 @@ typedef void (*dp_loader_cb)(dp_loader_t *l, dp_batch_t *b, int status);
  *  dp_loader_destroy once the loop has no batch in flight. NULL with a reason
  *  in err on failure. */
 dp_loader_t *dp_loader_create(uv_loop_t *loop, const char *conninfo, char *err, size_t errlen);
+/** Called on the loop thread once the first connection of a loader made by
+ *  dp_loader_create_async is there (status 0) or could not be made or
+ *  migrated (DP_EPGCONN, the reason in err, a static buffer of the loader:
+ *  the loader then loads nothing; destroy it). */
+typedef void (*dp_loader_ready_cb)(dp_loader_t *l, int status, const char *err, void *data);
+/** Like dp_loader_create, but returns at once: connecting, migrating and the
+ *  current months' partitions run in the loop's thread pool while the caller
+ *  goes on (parsing the first inputs meanwhile); dp_loader_busy is true and
+ *  streams wait until ready has run. Caller owns result (NULL only when out
+ *  of memory); dp_loader_destroy may come before ready: then ready never runs. */
+dp_loader_t *dp_loader_create_async(uv_loop_t *loop, const char *conninfo,
+                                    dp_loader_ready_cb ready, void *data);
+/** true while a loader made by dp_loader_create_async waits for its first
+ *  connection. */
+bool dp_loader_connecting(const dp_loader_t *l);
 /** Start loading b; cb runs on the loop thread when done (its l is the loader
  *  or, for a batch on the second connection, that connection's). One batch
  *  per batch connection at a time: UV_EBUSY while all are loading one (then
@@ -202,7 +217,8 @@ void dp_loader_set_stream_conns(dp_loader_t *l, unsigned n);
 /** How long a batch waits for an unreachable database before its callback
  *  gets DP_EPGCONN (default two minutes; 0 waits forever, for `watch`). */
 void dp_loader_set_outage_budget(dp_loader_t *l, uint64_t ms);
-/** true while no batch connection is free. */
+/** true while no batch connection is free (or none is made yet, or the
+ *  first one failed). */
 bool dp_loader_busy(const dp_loader_t *l);
 /** How many committed transactions claimed their reports directly (COPY into
  *  report, the batch all new) and how many the staged way (stage table,

@@ -62,6 +62,25 @@ db status --db "host=$tmp/nowhere dbname=x" >/dev/null && fail "status of an unr
 grep -q "^reports waiting for aggregation: 0$" <<<"$out" || fail "status pending: $out"
 grep -q "^upgrade:" <<<"$out" && fail "status of an up-to-date schema offers an upgrade: $out"
 
+# ingest connects while it reads its inputs (decision 51); an unreachable
+# database still ends the run with 2 and the reason, with inputs or none.
+mkdir -p "$tmp/noinput" "$tmp/oneinput"
+cat >"$tmp/oneinput/r.xml" <<'XML'
+<feedback><report_metadata><org_name>rx.test</org_name><email>a@rx.test</email>
+<report_id>unreachable-1</report_id><date_range><begin>1700000000</begin><end>1700086399</end>
+</date_range></report_metadata><policy_published><domain>example.com</domain></policy_published>
+<record><row><source_ip>192.0.2.1</source_ip><count>1</count></row><identifiers>
+<header_from>example.com</header_from></identifiers><auth_results/></record></feedback>
+XML
+for d in noinput oneinput; do
+  out=$("$DP_BIN" ingest --db "host=$tmp/nowhere dbname=x" "$tmp/$d" 2>&1)
+  rc=$?
+  [ "$rc" = 2 ] || fail "ingest of $d into an unreachable db exited $rc: $out"
+  grep -q "^dmarcpipe: cannot connect to PostgreSQL: .*$tmp/nowhere" <<<"$out" ||
+    fail "ingest of $d into an unreachable db: $out"
+  grep -q "reports stored" <<<"$out" && fail "ingest of $d into an unreachable db: a summary: $out"
+done
+
 # A database at an older schema (0001-0002, before the aggregates): its
 # counts, no pending line, and how to upgrade; nothing "unavailable".
 psql "$ci" -Xqc "CREATE DATABASE dp_status_old" >/dev/null || fail "createdb"

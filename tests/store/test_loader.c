@@ -10,7 +10,8 @@
  * connections load two batches at once and both retry after their backends
  * die; an
  * idle connection the server dropped is replaced; an idle loader keeps no
- * libuv handle active.
+ * libuv handle active; a loader made async is busy until connected, then
+ * loads, says why it cannot connect, and may be destroyed before it is.
  * Without DP_TEST_DB it says so and passes. */
 #include <stdio.h>
 #include <uv.h>
@@ -554,4 +555,78 @@ TEST(loader_reconnects_quietly_after_idle_connection_dies) {
   dp_loader_destroy(l);
   uv_run(&loop, UV_RUN_DEFAULT);
   ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* What dp_loader_create_async's ready callback was told. */
+static int ready_calls, ready_status;
+static char ready_err[512];
+static void on_ready(dp_loader_t *l, int status, const char *err, void *data) {
+  (void)l;
+  (void)data;
+  ready_calls++;
+  ready_status = status;
+  snprintf(ready_err, sizeof ready_err, "%s", err ? err : "");
+}
+
+TEST(loader_made_async_is_busy_until_connected_then_loads) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ready_calls = 0;
+  ready_status = -1;
+  dp_loader_t *l = dp_loader_create_async(&loop, conninfo, on_ready, NULL);
+  ASSERT_NOT_NULL(l);
+  /* the connection is made in the pool: nothing may be submitted meanwhile */
+  ASSERT_TRUE(dp_loader_connecting(l));
+  ASSERT_TRUE(dp_loader_busy(l));
+  dp_batch_t b;
+  dp_batch_init(&b);
+  dp_batch_add(&b, staged("rx.test", "async-1", 2));
+  ASSERT_EQ(dp_loader_submit(l, &b, on_loaded), UV_EBUSY);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(ready_calls, 1);
+  ASSERT_EQ(ready_status, 0);
+  ASSERT_FALSE(dp_loader_connecting(l));
+  ASSERT_FALSE(dp_loader_busy(l));
+  ASSERT_OK(load_on(&loop, l, &b));
+  ASSERT_EQ(b.head->status, DP_STAGED_NEW);
+  dp_batch_free(&b);
+  dp_loader_destroy(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+  PGconn *c = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM report WHERE report_id = 'async-1'", "1"));
+  PQfinish(c);
+}
+
+TEST(loader_made_async_says_why_it_cannot_connect_and_loads_nothing) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ready_calls = 0;
+  ready_status = -1;
+  dp_loader_t *l = dp_loader_create_async(
+      &loop, "host=/nonexistent-dp-test port=1 dbname=x user=x connect_timeout=2", on_ready, NULL);
+  ASSERT_NOT_NULL(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(ready_calls, 1);
+  ASSERT_EQ(ready_status, DP_EPGCONN);
+  ASSERT_CONTAINS(ready_err, "cannot connect to PostgreSQL: ");
+  ASSERT_CONTAINS(ready_err, "/nonexistent-dp-test");
+  ASSERT_TRUE(dp_loader_busy(l)); /* it loads nothing, ever */
+  dp_loader_destroy(l);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+TEST(loader_made_async_can_be_destroyed_before_it_is_connected) {
+  if (!setup()) return;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ready_calls = 0;
+  dp_loader_t *l = dp_loader_create_async(&loop, conninfo, on_ready, NULL);
+  ASSERT_NOT_NULL(l);
+  dp_loader_destroy(l); /* the connection's work is under way: it is dropped when done */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(ready_calls, 0);
+  ASSERT_OK(uv_loop_close(&loop)); /* nothing left open, nothing leaked (ASan) */
 }
