@@ -256,7 +256,10 @@ static int move_below(struct watch *w, const char *path, const char *to) {
 static void agg_work(uv_work_t *req) {
   struct watch *w = req->data;
   PGconn *c = dp_store_connect(w->opts.conninfo, w->agg_err, sizeof w->agg_err);
-  w->agg_rc = c ? dp_agg_catch_up(c, 0, &w->agg_stats, w->agg_err, sizeof w->agg_err) : DP_EPG;
+  /* the halves of a big backlog (a new directory of old mail) fold at once */
+  w->agg_rc = c ? dp_agg_catch_up_parallel(c, w->opts.conninfo, dp_agg_default_aggregators(), 0,
+                                           &w->agg_stats, w->agg_err, sizeof w->agg_err)
+                : DP_EPG;
   if (c) PQfinish(c);
 }
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* store/aggregate.c - the catch-up: folds the reports that ingest marked
- * pending (agg_pending) into the agg_* tables with set-based SQL, a batch per
- * transaction (dp_agg_catch_up_batch in migration 0003, its statement
- * dp_agg_sql as migrations 0005, 0006 and 0008 redefined it), and waits for
- * batches another process holds, so that a query run afterwards sees
- * aggregates covering every committed report; with a backlog of several
- * batches, several aggregators at once. */
+ * pending into the agg_* tables with set-based SQL, one half of the
+ * aggregates and a batch of reports per transaction (dp_agg_catch_up_part in
+ * migration 0009, its halves of the statement migrations 0005, 0006 and 0008
+ * built), and waits for batches another process holds, so that a query run
+ * afterwards sees aggregates covering every committed report; with a backlog
+ * worth it, several aggregators at once, the first two on different halves. */
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -61,18 +61,21 @@ static bool retryable(const char *state) {
   return !strcmp(state, "40001") || !strcmp(state, "40P01");
 }
 
-/* One batch in its own transaction: >0 reports folded, 0 none free to take,
- * or DP_EPG. */
-static int one_batch(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen) {
+/* The halves of the aggregates (migration 0009) by their names in SQL. */
+static const char *const half_name[2] = {"a", "b"};
+
+/* One batch of half h in its own transaction: >0 reports folded, 0 none free
+ * to take, or DP_EPG. */
+static int one_batch(PGconn *c, int h, int batch, dp_agg_stats_t *st, char *err, size_t errlen) {
   char nb[16], state[6];
   snprintf(nb, sizeof nb, "%d", batch);
-  const char *params[1] = {nb};
+  const char *params[2] = {half_name[h], nb};
   for (int attempt = 0;; attempt++) {
     PGresult *res = begin_untimed(c, "aggregate", err, errlen, state);
     if (!res) return DP_EPG;
     PQclear(res);
-    res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_batch($1::integer)", 1, params,
-                 "aggregate", err, errlen, state);
+    res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_part($1, $2::integer)", 2,
+                 params, "aggregate", err, errlen, state);
     if (res) {
       int n = atoi(PQgetvalue(res, 0, 0));
       long long recs = atoll(PQgetvalue(res, 0, 1));
@@ -81,8 +84,8 @@ static int one_batch(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t
       if (res) {
         PQclear(res);
         if (n > 0) {
-          st->reports += n;
-          st->records += recs;
+          st->half_reports[h] += n;
+          st->half_records[h] += recs;
           st->batches++;
         }
         return n;
@@ -94,14 +97,63 @@ static int one_batch(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t
   }
 }
 
+/* A report is folded once into each half: the larger half's count is the
+ * number of reports folded (the other half may have been done earlier). */
+static void sum_halves(dp_agg_stats_t *st) {
+  int h = st->half_reports[1] > st->half_reports[0];
+  st->reports = st->half_reports[h];
+  st->records = st->half_records[h];
+}
+
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res =
-      exec_q(c, "SELECT count(*) FROM agg_pending", 0, NULL, "agg_pending", err, errlen, state);
+  PGresult *res = exec_q(c,
+                         "SELECT count(*) FROM (SELECT report_key FROM agg_pending"
+                         " UNION SELECT report_key FROM agg_pending_b) p",
+                         0, NULL, "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);
   return n;
+}
+
+/* Fold until nothing is pending in either half, half `first` first. */
+static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *err,
+                    size_t errlen) {
+  static const char *const queue[2] = {"agg_pending", "agg_pending_b"};
+  for (;;) {
+    for (int k = 0; k < 2; k++) {
+      int h = (first + k) % 2;
+      int n;
+      while ((n = one_batch(c, h, batch, st, err, errlen)) > 0) {
+      }
+      if (n < 0) return n;
+    }
+    /* Nothing free to take: done, unless other aggregators hold batches.
+     * Then wait for one (a blocking lock on the first mark still there:
+     * granted once its holder commits or rolls back) and look again. */
+    char state[6];
+    PGresult *res = exec_q(c,
+                           "SELECT EXISTS (SELECT 1 FROM agg_pending),"
+                           " EXISTS (SELECT 1 FROM agg_pending_b)",
+                           0, NULL, "agg_pending", err, errlen, state);
+    if (!res) return DP_EPG;
+    int wait_on = !strcmp(PQgetvalue(res, 0, 0), "t") ? 0 : !strcmp(PQgetvalue(res, 0, 1), "t") ? 1 : -1;
+    PQclear(res);
+    if (wait_on < 0) return 0;
+    res = begin_untimed(c, "aggregate", err, errlen, state);
+    if (!res) return DP_EPG;
+    PQclear(res);
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT 1 FROM (SELECT report_key FROM %s ORDER BY report_key LIMIT 1 FOR UPDATE) w",
+             queue[wait_on]);
+    res = exec_q(c, sql, 0, NULL, "waiting for another aggregator", err, errlen, state);
+    PQclear(res);
+    PGresult *end = PQexec(c, "ROLLBACK");
+    PQclear(end);
+    if (!res && !retryable(state)) return DP_EPG;
+  }
 }
 
 int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen) {
@@ -111,45 +163,8 @@ int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t 
   if (batch <= 0) batch = DP_AGG_BATCH;
   st->aggregators = 1;
   double t0 = now_s();
-  int rc = 0;
-  for (;;) {
-    int n = one_batch(c, batch, st, err, errlen);
-    if (n < 0) {
-      rc = n;
-      break;
-    }
-    if (n > 0) continue;
-    /* Nothing free to take: done, unless other aggregators hold batches.
-     * Then wait for one (a blocking lock on the first mark still there:
-     * granted once its holder commits or rolls back) and look again. */
-    char state[6];
-    PGresult *res = exec_q(c, "SELECT EXISTS (SELECT 1 FROM agg_pending)", 0, NULL, "agg_pending",
-                           err, errlen, state);
-    if (!res) {
-      rc = DP_EPG;
-      break;
-    }
-    bool more = !strcmp(PQgetvalue(res, 0, 0), "t");
-    PQclear(res);
-    if (!more) break;
-    res = begin_untimed(c, "aggregate", err, errlen, state);
-    if (!res) {
-      rc = DP_EPG;
-      break;
-    }
-    PQclear(res);
-    res = exec_q(c,
-                 "SELECT 1 FROM (SELECT report_key FROM agg_pending"
-                 " ORDER BY report_key LIMIT 1 FOR UPDATE) w",
-                 0, NULL, "waiting for another aggregator", err, errlen, state);
-    PQclear(res);
-    PGresult *end = PQexec(c, "ROLLBACK");
-    PQclear(end);
-    if (!res && !retryable(state)) {
-      rc = DP_EPG;
-      break;
-    }
-  }
+  int rc = catch_up(c, batch, 0, st, err, errlen);
+  sum_halves(st);
   st->seconds = now_s() - t0;
   return rc;
 }
@@ -161,10 +176,12 @@ int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t 
  * and upserted in key order, so aggregators side by side fold each report
  * exactly once; this part only decides how many and runs them. */
 
-/* One extra aggregator: its own connection, in its own thread. */
+/* One extra aggregator: its own connection, in its own thread, starting
+ * with half `first`. */
 struct helper {
   const char *conninfo;
   int batch;
+  int first;
   uv_thread_t thread;
   dp_agg_stats_t st;
   int rc;
@@ -174,16 +191,17 @@ struct helper {
 static void helper_main(void *arg) {
   struct helper *h = arg;
   PGconn *c = dp_store_connect(h->conninfo, h->err, sizeof h->err);
-  h->rc = c ? dp_agg_catch_up(c, h->batch, &h->st, h->err, sizeof h->err) : DP_EPG;
+  if (c) h->st.aggregators = 1;
+  h->rc = c ? catch_up(c, h->batch, h->first, &h->st, h->err, sizeof h->err) : DP_EPG;
   PQfinish(c);
 }
 
-/* Records of the pending reports, or -1 with reason in err. */
+/* Records of the pending reports (in either half), or -1 with reason in err. */
 static int64_t pending_records(PGconn *c, char *err, size_t errlen) {
   char state[6];
   PGresult *res = exec_q(c,
-                         "SELECT coalesce(sum(r.n_records), 0) FROM agg_pending p "
-                         "JOIN report r ON r.id = p.report_key",
+                         "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
+                         "(SELECT report_key FROM agg_pending UNION SELECT report_key FROM agg_pending_b)",
                          0, NULL, "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
@@ -204,26 +222,32 @@ int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int ba
   if (batch <= 0) batch = DP_AGG_BATCH;
   if (n > DP_AGG_MAX_AGGREGATORS) n = DP_AGG_MAX_AGGREGATORS;
   double t0 = now_s();
-  /* one more aggregator per further batch's worth of records: a backlog of
-   * one batch has nothing to share, and an idle helper would only wait */
+  /* A second aggregator folds the other half from the first batch on (the
+   * halves share no table, so neither waits for the other); one more per
+   * further batch's worth of records. A small backlog is not worth a
+   * connection. */
   unsigned extra = 0;
   if (n > 1 && conninfo) {
     int64_t recs = pending_records(c, err, errlen);
     if (recs < 0) return DP_EPG;
-    int64_t batches = recs / batch;
-    extra = batches < 1 ? 0 : batches < (int64_t)n - 1 ? (unsigned)batches : n - 1;
+    int64_t want = (recs >= DP_AGG_SPLIT_MIN) + recs / batch;
+    extra = want < (int64_t)n - 1 ? (unsigned)want : n - 1;
   }
   struct helper h[DP_AGG_MAX_AGGREGATORS];
   unsigned started = 0;
   for (unsigned i = 0; i < extra; i++) {
-    h[i] = (struct helper){.conninfo = conninfo, .batch = batch, .rc = DP_EPG};
+    /* the caller starts with half A: helpers with B, A, B... */
+    h[i] = (struct helper){.conninfo = conninfo, .batch = batch, .first = (int)((i + 1) % 2),
+                           .rc = DP_EPG};
     if (uv_thread_create(&h[i].thread, helper_main, &h[i])) break;
     started++;
   }
-  /* This call alone guarantees the outcome: it folds until nothing is
-   * pending, waiting for batches the helpers hold, and takes over any batch
-   * a failed helper rolled back. A helper's failure costs only speed. */
-  int rc = dp_agg_catch_up(c, batch, st, err, errlen);
+  /* This call alone guarantees the outcome: it folds both halves until
+   * nothing is pending, waiting for batches the helpers hold, and takes over
+   * any batch a failed helper rolled back. A helper's failure costs only
+   * speed. */
+  st->aggregators = 1;
+  int rc = catch_up(c, batch, 0, st, err, errlen);
   for (unsigned i = 0; i < started; i++) {
     uv_thread_join(&h[i].thread);
     if (h[i].rc && !rc)
@@ -231,10 +255,13 @@ int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int ba
               h[i].err);
     /* what it committed before it stopped is folded all the same */
     st->aggregators += h[i].st.aggregators; /* 0 when it never connected */
-    st->reports += h[i].st.reports;
-    st->records += h[i].st.records;
     st->batches += h[i].st.batches;
+    for (int k = 0; k < 2; k++) {
+      st->half_reports[k] += h[i].st.half_reports[k];
+      st->half_records[k] += h[i].st.half_records[k];
+    }
   }
+  sum_halves(st);
   st->seconds = now_s() - t0;
   return rc;
 }

@@ -292,19 +292,23 @@ int dp_store_imap_state_put(PGconn *c, const char *mailbox, int64_t uidvalidity,
                             char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
-/* Aggregates (store/aggregate.c, migration 0003). Ingest only marks each new
- * report pending (a row trigger on report); the catch-up folds pending
- * reports into the agg_* tables in batches, each batch one transaction that
- * also removes the marks, so each report is aggregated exactly once even with
- * several aggregators at once. */
+/* Aggregates (store/aggregate.c, migrations 0003 and 0009). Ingest only
+ * marks each new report pending (a statement trigger on report), once in each
+ * half's queue; the catch-up folds pending reports into the agg_* tables in
+ * batches of one half (A or B: they share no table), each batch one
+ * transaction that also removes the half's marks, so each report is
+ * aggregated exactly once even with several aggregators at once. */
 
 /** What a catch-up did. */
 typedef struct dp_agg_stats {
-  int64_t reports; /* reports folded by this call */
+  int64_t reports; /* reports folded by this call (into both halves) */
   int64_t records; /* their records */
   int64_t batches; /* transactions committed */
   double seconds;  /* wall-clock time of the call */
   int aggregators; /* aggregators that ran (connections) */
+  /* reports and records folded into each half (A, B) of the aggregates;
+   * reports and records above are the larger half's */
+  int64_t half_reports[2], half_records[2];
 } dp_agg_stats_t;
 
 /** Records folded per transaction unless told otherwise (whole reports:
@@ -317,16 +321,20 @@ typedef struct dp_agg_stats {
  *  c must be idle (no transaction open). Deadlocks and serialization failures
  *  are retried. st may be NULL. 0 or DP_EPG with reason in err. */
 int dp_agg_catch_up(PGconn *c, int batch, dp_agg_stats_t *st, char *err, size_t errlen);
+/** Pending records from which a second aggregator folds the other half of
+ *  the aggregates at once: below, its connection costs more than it saves. */
+#define DP_AGG_SPLIT_MIN 5000
 /** Most aggregators dp_agg_catch_up_parallel runs at once. */
 #define DP_AGG_MAX_AGGREGATORS 4
 /** Aggregators worth running on this machine: its online CPUs, at most
  *  DP_AGG_MAX_AGGREGATORS. */
 unsigned dp_agg_default_aggregators(void);
 /** dp_agg_catch_up with up to n aggregators at once: c in the calling thread
- *  and, when the pending records fill more than one batch, up to n - 1 more,
- *  each on its own connection to conninfo in its own thread. The outcome is
- *  dp_agg_catch_up(c)'s (a helper that fails costs only speed, and is
- *  reported on stderr); st sums every aggregator's work. */
+ *  and up to n - 1 more, each on its own connection to conninfo in its own
+ *  thread: one for the other half of the aggregates once DP_AGG_SPLIT_MIN
+ *  records are pending (decision 53), one more per further batch's worth.
+ *  The outcome is dp_agg_catch_up(c)'s (a helper that fails costs only
+ *  speed, and is reported on stderr); st sums every aggregator's work. */
 int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int batch,
                              dp_agg_stats_t *st, char *err, size_t errlen);
 /** The number of reports waiting to be aggregated, or -1 with reason in err. */

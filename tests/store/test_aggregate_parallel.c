@@ -2,8 +2,9 @@
 /* tests/store/test_aggregate_parallel.c - against a real server
  * ($DP_TEST_DB): a backlog folded by several aggregators at once gives every
  * agg_* table exactly the rows one aggregator gives; helpers run only when the
- * backlog fills more than one batch; helpers that cannot connect cost nothing
- * but speed. Without DP_TEST_DB it says so and passes. */
+ * backlog is worth it; one batch past DP_AGG_SPLIT_MIN records is folded by
+ * two aggregators, one per half of the aggregates, with one aggregator's
+ * result; helpers that cannot connect cost nothing but speed. Without DP_TEST_DB it says so and passes. */
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -15,16 +16,19 @@
 #define N_REPORTS 60
 #define N_PER 50
 
-/* 60 reports of 50 records over six days, two receivers, five senders, mixed
- * alignment and sources, all pending. */
-static void make_backlog(PGconn *c) {
-  PGresult *res = PQexec(
-      c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, schema_version, "
-         "source, content_hash, n_records, messages) "
-         "SELECT 1000 + i, CASE WHEN i % 2 = 0 THEN 'google.com' ELSE 'yahoo.com' END, 'r' || i, "
-         "'example.com', timestamptz '2026-03-01Z' + make_interval(days => i % 6), "
-         "timestamptz '2026-03-01Z' + make_interval(days => i % 6 + 1) - interval '1 second', "
-         "1, 't', 0, 50, 50 * 3 FROM generate_series(1, 60) i");
+/* n reports (ids 1001..1000+n) of 50 records over six days, two receivers,
+ * five senders, mixed alignment and sources, all pending. */
+static void make_backlog_of(PGconn *c, int n) {
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, schema_version, "
+           "source, content_hash, n_records, messages) "
+           "SELECT 1000 + i, CASE WHEN i %% 2 = 0 THEN 'google.com' ELSE 'yahoo.com' END, 'r' || i, "
+           "'example.com', timestamptz '2026-03-01Z' + make_interval(days => i %% 6), "
+           "timestamptz '2026-03-01Z' + make_interval(days => i %% 6 + 1) - interval '1 second', "
+           "1, 't', 0, 50, 50 * 3 FROM generate_series(1, %d) i",
+           n);
+  PGresult *res = PQexec(c, sql);
   ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
   PQclear(res);
   res = PQexec(
@@ -41,6 +45,14 @@ static void make_backlog(PGconn *c) {
   PQclear(res);
 }
 
+static void make_backlog(PGconn *c) { make_backlog_of(c, N_REPORTS); }
+
+/* Nothing pending in either half's queue. */
+static bool none_pending(PGconn *c) {
+  return scalar_is(c, "SELECT (SELECT count(*) FROM agg_pending) + (SELECT count(*) FROM agg_pending_b)",
+                   "0");
+}
+
 /* agg_dis_detail holds a row per pair and batch, so its rows depend on how
  * reports were batched; what it means does not: per pair, the messages of
  * each detail. */
@@ -54,7 +66,7 @@ static const char dis_detail_sql[] =
 /* Every agg_* table's rows, in a canonical order, as one digest each. */
 static char *snapshot(PGconn *c) {
   PGresult *res = PQexec(c, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'agg\\_%' "
-                            "AND tablename <> 'agg_pending' ORDER BY 1");
+                            "AND tablename NOT IN ('agg_pending', 'agg_pending_b') ORDER BY 1");
   dp_buf_t b;
   dp_buf_init(&b, 0);
   for (int i = 0; i < PQntuples(res); i++) {
@@ -89,7 +101,7 @@ TEST(parallel_catch_up_equals_one_aggregator) {
   ASSERT_EQ(st.aggregators, 3);
   ASSERT_U64_EQ((uint64_t)st.reports, N_REPORTS);
   ASSERT_U64_EQ((uint64_t)st.records, N_REPORTS * N_PER);
-  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM agg_pending", "0"));
+  ASSERT_TRUE(none_pending(c));
   char *three = snapshot(c);
   ASSERT_STR_EQ(three, one);
   free(three);
@@ -97,14 +109,16 @@ TEST(parallel_catch_up_equals_one_aggregator) {
   PQfinish(c);
 }
 
-TEST(parallel_catch_up_runs_helpers_only_for_more_than_a_batch) {
+TEST(parallel_catch_up_runs_helpers_only_when_worth_it) {
   if (!setup()) return;
   char err[512];
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
   ASSERT_NOT_NULL(c);
   ASSERT_TRUE(scalar_is(c, "SELECT dp_agg_rebuild() IS NULL", "f"));
   dp_agg_stats_t st;
-  /* the whole backlog is one batch: nothing to share */
+  /* the whole backlog is one batch, under DP_AGG_SPLIT_MIN records: a
+   * second connection would cost more than it saves */
+  ASSERT_TRUE(N_REPORTS * N_PER < DP_AGG_SPLIT_MIN);
   ASSERT_OK(dp_agg_catch_up_parallel(c, conninfo, 4, 100000, &st, err, sizeof err));
   ASSERT_EQ(st.aggregators, 1);
   ASSERT_U64_EQ((uint64_t)st.reports, N_REPORTS);
@@ -114,6 +128,38 @@ TEST(parallel_catch_up_runs_helpers_only_for_more_than_a_batch) {
                                      200, &st, err, sizeof err));
   ASSERT_EQ(st.aggregators, 1);
   ASSERT_U64_EQ((uint64_t)st.reports, N_REPORTS);
-  ASSERT_TRUE(scalar_is(c, "SELECT count(*) FROM agg_pending", "0"));
+  ASSERT_TRUE(none_pending(c));
+  PQfinish(c);
+}
+
+TEST(parallel_catch_up_folds_the_two_halves_of_one_batch_at_once) {
+  if (!setup()) return;
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  /* a backlog of one batch past DP_AGG_SPLIT_MIN records: twice the others */
+  PQclear(PQexec(c, "TRUNCATE report, record"));
+  ASSERT_TRUE(scalar_is(c, "SELECT dp_agg_rebuild() IS NULL", "f"));
+  int n = 2 * N_REPORTS;
+  ASSERT_TRUE(n * N_PER >= DP_AGG_SPLIT_MIN);
+  make_backlog_of(c, n);
+  dp_agg_stats_t st;
+  ASSERT_OK(dp_agg_catch_up(c, 0, &st, err, sizeof err));
+  ASSERT_EQ(st.aggregators, 1);
+  ASSERT_EQ(st.batches, 2); /* one per half */
+  ASSERT_U64_EQ((uint64_t)st.reports, (uint64_t)n);
+  ASSERT_U64_EQ((uint64_t)st.records, (uint64_t)n * N_PER);
+  char *one = snapshot(c);
+  ASSERT_TRUE(scalar_is(c, "SELECT dp_agg_rebuild() IS NULL", "f"));
+  ASSERT_OK(dp_agg_catch_up_parallel(c, conninfo, 4, 0, &st, err, sizeof err));
+  ASSERT_EQ(st.aggregators, 2); /* one per half: a batch's worth has no more to share */
+  ASSERT_EQ(st.batches, 2);
+  ASSERT_U64_EQ((uint64_t)st.reports, (uint64_t)n);
+  ASSERT_U64_EQ((uint64_t)st.records, (uint64_t)n * N_PER);
+  ASSERT_TRUE(none_pending(c));
+  char *two = snapshot(c);
+  ASSERT_STR_EQ(two, one);
+  free(two);
+  free(one);
   PQfinish(c);
 }

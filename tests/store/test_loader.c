@@ -5,13 +5,13 @@
  * is refused alone (and recorded) while the rest of its batch is stored; a
  * new batch is claimed directly, one with stored reports the staged way, a
  * key collision is refused either way, two loaders with overlapping batches
- * store each report once, agg_pending holds one mark per stored report, two
- * loaders create the same record partitions without deadlocking, two batch
- * connections load two batches at once and both retry after their backends
- * die; an
- * idle connection the server dropped is replaced; an idle loader keeps no
- * libuv handle active; a loader made async is busy until connected, then
- * loads, says why it cannot connect, and may be destroyed before it is.
+ * store each report once, each half's pending queue holds one mark per stored
+ * report, two loaders create the same record partitions without deadlocking,
+ * two batch connections load two batches at once and both retry after their
+ * backends die; an idle connection the server dropped is replaced; an idle
+ * loader keeps no libuv handle active; a loader made async is busy until
+ * connected, then loads, says why it cannot connect, and may be destroyed
+ * before it is.
  * Without DP_TEST_DB it says so and passes. */
 #include <stdio.h>
 #include <uv.h>
@@ -147,11 +147,16 @@ static const char *claims(dp_loader_t *l) {
   return out;
 }
 
-/* agg_pending holds exactly one mark per stored report, with its begin_ts. */
+/* Each half's queue (agg_pending, agg_pending_b) holds exactly one mark per
+ * stored report, with its begin_ts. */
 static bool marks_match(PGconn *c) {
   return scalar_is(c,
                    "SELECT (SELECT count(*) FROM agg_pending) = (SELECT count(*) FROM report) "
+                   "AND (SELECT count(*) FROM agg_pending_b) = (SELECT count(*) FROM report) "
                    "AND NOT EXISTS (SELECT 1 FROM report r FULL JOIN agg_pending p ON "
+                   "p.report_key = r.id AND p.begin_ts = r.begin_ts "
+                   "WHERE r.id IS NULL OR p.report_key IS NULL) "
+                   "AND NOT EXISTS (SELECT 1 FROM report r FULL JOIN agg_pending_b p ON "
                    "p.report_key = r.id AND p.begin_ts = r.begin_ts "
                    "WHERE r.id IS NULL OR p.report_key IS NULL)",
                    "t");
