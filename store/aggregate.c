@@ -97,12 +97,12 @@ static int one_batch(PGconn *c, int h, int batch, dp_agg_stats_t *st, char *err,
   }
 }
 
-/* A report is folded once into each half: the larger half's count is the
- * number of reports folded (the other half may have been done earlier). */
+/* A report is folded once into each half, by whichever aggregators: it is
+ * counted where its half A was folded, so the counts of aggregators (and of
+ * processes) running at once add up to the reports folded. */
 static void sum_halves(dp_agg_stats_t *st) {
-  int h = st->half_reports[1] > st->half_reports[0];
-  st->reports = st->half_reports[h];
-  st->records = st->half_records[h];
+  st->reports = st->half_reports[0];
+  st->records = st->half_records[0];
 }
 
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {

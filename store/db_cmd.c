@@ -150,9 +150,15 @@ static int cmd_aggregate(const char *db_opt) {
     fprintf(stderr, "dmarcpipe db: aggregating: %s\n", err);
     return 1;
   }
-  printf("aggregated %lld reports (%lld records) in %lld transactions by %d aggregator%s, %.2f s\n",
+  printf("aggregated %lld reports (%lld records) in %lld transactions by %d aggregator%s, %.2f s",
          (long long)st.reports, (long long)st.records, (long long)st.batches, st.aggregators,
          st.aggregators == 1 ? "" : "s", st.seconds);
+  /* half B of reports whose half A was folded before (another process, or a
+   * run that stopped between the halves) */
+  if (st.half_reports[1] > st.half_reports[0])
+    printf("; and the second half of %lld more, whose first another run folded",
+           (long long)(st.half_reports[1] - st.half_reports[0]));
+  printf("\n");
   return 0;
 }
 

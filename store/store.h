@@ -301,13 +301,13 @@ int dp_store_imap_state_put(PGconn *c, const char *mailbox, int64_t uidvalidity,
 
 /** What a catch-up did. */
 typedef struct dp_agg_stats {
-  int64_t reports; /* reports folded by this call (into both halves) */
+  int64_t reports; /* reports whose half A this call folded (calls at once add up) */
   int64_t records; /* their records */
   int64_t batches; /* transactions committed */
   double seconds;  /* wall-clock time of the call */
   int aggregators; /* aggregators that ran (connections) */
   /* reports and records folded into each half (A, B) of the aggregates;
-   * reports and records above are the larger half's */
+   * half B's count is larger when half A of some was folded before */
   int64_t half_reports[2], half_records[2];
 } dp_agg_stats_t;
 
