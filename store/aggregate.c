@@ -74,8 +74,8 @@ static int one_batch(PGconn *c, int h, int batch, dp_agg_stats_t *st, char *err,
     PGresult *res = begin_untimed(c, "aggregate", err, errlen, state);
     if (!res) return DP_EPG;
     PQclear(res);
-    res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_part($1, $2::integer)", 2,
-                 params, "aggregate", err, errlen, state);
+    res = exec_q(c, "SELECT reports, records FROM dp_agg_catch_up_part($1, $2::integer)", 2, params,
+                 "aggregate", err, errlen, state);
     if (res) {
       int n = atoi(PQgetvalue(res, 0, 0));
       long long recs = atoll(PQgetvalue(res, 0, 1));
@@ -118,8 +118,7 @@ int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
 }
 
 /* Fold until nothing is pending in either half, half `first` first. */
-static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *err,
-                    size_t errlen) {
+static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *err, size_t errlen) {
   static const char *const queue[2] = {"agg_pending", "agg_pending_b"};
   for (;;) {
     for (int k = 0; k < 2; k++) {
@@ -138,7 +137,9 @@ static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *e
                            " EXISTS (SELECT 1 FROM agg_pending_b)",
                            0, NULL, "agg_pending", err, errlen, state);
     if (!res) return DP_EPG;
-    int wait_on = !strcmp(PQgetvalue(res, 0, 0), "t") ? 0 : !strcmp(PQgetvalue(res, 0, 1), "t") ? 1 : -1;
+    int wait_on = !strcmp(PQgetvalue(res, 0, 0), "t")   ? 0
+                  : !strcmp(PQgetvalue(res, 0, 1), "t") ? 1
+                                                        : -1;
     PQclear(res);
     if (wait_on < 0) return 0;
     res = begin_untimed(c, "aggregate", err, errlen, state);
@@ -199,10 +200,11 @@ static void helper_main(void *arg) {
 /* Records of the pending reports (in either half), or -1 with reason in err. */
 static int64_t pending_records(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res = exec_q(c,
-                         "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
-                         "(SELECT report_key FROM agg_pending UNION SELECT report_key FROM agg_pending_b)",
-                         0, NULL, "agg_pending", err, errlen, state);
+  PGresult *res =
+      exec_q(c,
+             "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
+             "(SELECT report_key FROM agg_pending UNION SELECT report_key FROM agg_pending_b)",
+             0, NULL, "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);
@@ -237,8 +239,8 @@ int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int ba
   unsigned started = 0;
   for (unsigned i = 0; i < extra; i++) {
     /* the caller starts with half A: helpers with B, A, B... */
-    h[i] = (struct helper){.conninfo = conninfo, .batch = batch, .first = (int)((i + 1) % 2),
-                           .rc = DP_EPG};
+    h[i] = (struct helper){
+        .conninfo = conninfo, .batch = batch, .first = (int)((i + 1) % 2), .rc = DP_EPG};
     if (uv_thread_create(&h[i].thread, helper_main, &h[i])) break;
     started++;
   }

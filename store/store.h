@@ -191,8 +191,8 @@ typedef void (*dp_loader_ready_cb)(dp_loader_t *l, int status, const char *err, 
  *  goes on (parsing the first inputs meanwhile); dp_loader_busy is true and
  *  streams wait until ready has run. Caller owns result (NULL only when out
  *  of memory); dp_loader_destroy may come before ready: then ready never runs. */
-dp_loader_t *dp_loader_create_async(uv_loop_t *loop, const char *conninfo,
-                                    dp_loader_ready_cb ready, void *data);
+dp_loader_t *dp_loader_create_async(uv_loop_t *loop, const char *conninfo, dp_loader_ready_cb ready,
+                                    void *data);
 /** true while a loader made by dp_loader_create_async waits for its first
  *  connection. */
 bool dp_loader_connecting(const dp_loader_t *l);

@@ -4,7 +4,8 @@
  * agg_* table exactly the rows one aggregator gives; helpers run only when the
  * backlog is worth it; one batch past DP_AGG_SPLIT_MIN records is folded by
  * two aggregators, one per half of the aggregates, with one aggregator's
- * result; helpers that cannot connect cost nothing but speed. Without DP_TEST_DB it says so and passes. */
+ * result; helpers that cannot connect cost nothing but speed. Without DP_TEST_DB it says so and
+ * passes. */
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -20,14 +21,15 @@
  * five senders, mixed alignment and sources, all pending. */
 static void make_backlog_of(PGconn *c, int n) {
   char sql[1024];
-  snprintf(sql, sizeof sql,
-           "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, schema_version, "
-           "source, content_hash, n_records, messages) "
-           "SELECT 1000 + i, CASE WHEN i %% 2 = 0 THEN 'google.com' ELSE 'yahoo.com' END, 'r' || i, "
-           "'example.com', timestamptz '2026-03-01Z' + make_interval(days => i %% 6), "
-           "timestamptz '2026-03-01Z' + make_interval(days => i %% 6 + 1) - interval '1 second', "
-           "1, 't', 0, 50, 50 * 3 FROM generate_series(1, %d) i",
-           n);
+  snprintf(
+      sql, sizeof sql,
+      "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, schema_version, "
+      "source, content_hash, n_records, messages) "
+      "SELECT 1000 + i, CASE WHEN i %% 2 = 0 THEN 'google.com' ELSE 'yahoo.com' END, 'r' || i, "
+      "'example.com', timestamptz '2026-03-01Z' + make_interval(days => i %% 6), "
+      "timestamptz '2026-03-01Z' + make_interval(days => i %% 6 + 1) - interval '1 second', "
+      "1, 't', 0, 50, 50 * 3 FROM generate_series(1, %d) i",
+      n);
   PGresult *res = PQexec(c, sql);
   ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
   PQclear(res);
@@ -45,12 +47,14 @@ static void make_backlog_of(PGconn *c, int n) {
   PQclear(res);
 }
 
-static void make_backlog(PGconn *c) { make_backlog_of(c, N_REPORTS); }
+static void make_backlog(PGconn *c) {
+  make_backlog_of(c, N_REPORTS);
+}
 
 /* Nothing pending in either half's queue. */
 static bool none_pending(PGconn *c) {
-  return scalar_is(c, "SELECT (SELECT count(*) FROM agg_pending) + (SELECT count(*) FROM agg_pending_b)",
-                   "0");
+  return scalar_is(
+      c, "SELECT (SELECT count(*) FROM agg_pending) + (SELECT count(*) FROM agg_pending_b)", "0");
 }
 
 /* agg_dis_detail holds a row per pair and batch, so its rows depend on how
