@@ -43,10 +43,12 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Half A of migration 0008's catch-up statement (same CTEs, same text).
-CREATE OR REPLACE FUNCTION dp_agg_sql_a(src text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $f$ SELECT format($q$
-WITH b AS MATERIALIZED (
+-- The CTEs both halves read (migration 0008's `b` and `la`, text unchanged):
+-- the batch's records joined to their reports, and grouped by list texts.
+-- A format() string: %s is the batch's source, %% a literal percent.
+CREATE OR REPLACE FUNCTION dp_agg_ctes_shared() RETURNS text
+LANGUAGE sql IMMUTABLE AS $f$ SELECT $q$
+b AS MATERIALIZED (
   SELECT r.id AS rid, r.domain, x.header_from, r.begin_ts, r.end_ts, r.org_name,
          x.sender, x.third_party, x.count, x.source_ip,
          x.spf_aligned, x.dkim_aligned, x.spf_aligned_strict, x.dkim_aligned_strict,
@@ -81,7 +83,14 @@ WITH b AS MATERIALIZED (
    GROUP BY rid, domain, header_from, begin_ts, end_ts, org_name, sender, third_party,
             spf_aligned, dkim_aligned, spf_aligned_strict, dkim_aligned_strict,
             policy_pass, relayed, fwd_reason, authenticated, dkim, spf
-), s AS (
+)
+$q$::text $f$;
+
+-- Half A of migration 0008's catch-up statement: its CTEs for agg_sender,
+-- agg_sender_all, agg_ip, agg_dkim, agg_spf and agg_report, text unchanged.
+CREATE OR REPLACE FUNCTION dp_agg_sql_a(src text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $f$ SELECT format('WITH ' || dp_agg_ctes_shared() || $q$,
+s AS (
   INSERT INTO agg_sender AS a
   -- reporters made distinct and sorted afterwards, only for the senders with
   -- more than one `la` row in the batch (several reports, or one report's
@@ -173,45 +182,11 @@ WITH b AS MATERIALIZED (
 SELECT 1
 $q$, src) $f$;
 
--- Half B.
+-- Half B: the CTEs for agg_class, agg_fail_ip, agg_fwd_ip, agg_good_sig,
+-- agg_dis_pair and agg_dis_detail, and what only they read (fsm, gd, gq).
 CREATE OR REPLACE FUNCTION dp_agg_sql_b(src text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $f$ SELECT format($q$
-WITH b AS MATERIALIZED (
-  SELECT r.id AS rid, r.domain, x.header_from, r.begin_ts, r.end_ts, r.org_name,
-         x.sender, x.third_party, x.count, x.source_ip,
-         x.spf_aligned, x.dkim_aligned, x.spf_aligned_strict, x.dkim_aligned_strict,
-         NOT (x.spf_aligned OR x.dkim_aligned) AS failing,
-         (x.spf_aligned_strict OR x.dkim_aligned_strict) AS pass_strict,
-         (x.pe_dkim = 'pass' OR x.pe_spf = 'pass') AS policy_pass,
-         -- most records have no reason at all: no subplan for them
-         CASE WHEN x.reasons = '' THEN false
-         ELSE EXISTS (SELECT 1 FROM dp_auth_reasons(x.reasons) t
-                       WHERE t.type IN ('forwarded', 'mailing_list', 'trusted_forwarder')) END
-           AS relayed,
-         CASE WHEN x.reasons = '' THEN false
-         ELSE EXISTS (SELECT 1 FROM dp_auth_reasons(x.reasons) t
-                       WHERE lower(t.type) IN ('forwarded', 'mailing_list', 'trusted_forwarder')
-                          OR lower(t.comment) LIKE '%%arc=pass%%') END AS fwd_reason,
-         x.dkim, x.spf,
-         x.sender NOT LIKE 'unauthenticated %%' AS authenticated,
-         lower(x.pe_dkim) AS pd, lower(x.pe_spf) AS ps,
-         CASE WHEN lower(r.adkim) = 's' THEN x.dkim_aligned_strict
-              ELSE x.dkim_aligned END AS dk_ok,
-         CASE WHEN lower(r.aspf) = 's' THEN x.spf_aligned_strict
-              ELSE x.spf_aligned END AS sp_ok
-    FROM report r JOIN %s x ON x.report_key = r.id AND x.begin_ts = r.begin_ts
-), la AS MATERIALIZED (
-  SELECT rid, domain, header_from, begin_ts, end_ts, org_name, sender, third_party,
-         spf_aligned, dkim_aligned, spf_aligned_strict, dkim_aligned_strict,
-         NOT (spf_aligned OR dkim_aligned) AS failing,
-         (spf_aligned_strict OR dkim_aligned_strict) AS pass_strict,
-         policy_pass, relayed, fwd_reason, authenticated, dkim, spf,
-         sum(count) AS count
-    FROM b
-   GROUP BY rid, domain, header_from, begin_ts, end_ts, org_name, sender, third_party,
-            spf_aligned, dkim_aligned, spf_aligned_strict, dkim_aligned_strict,
-            policy_pass, relayed, fwd_reason, authenticated, dkim, spf
-), fsm AS MATERIALIZED (
+LANGUAGE sql IMMUTABLE AS $f$ SELECT format('WITH ' || dp_agg_ctes_shared() || $q$,
+fsm AS MATERIALIZED (
   SELECT u.dk,
          ARRAY(SELECT q.dm FROM (SELECT DISTINCT lower(d.domain) AS dm, d.selector AS sl
                                    FROM dp_auth_dkim(u.dk) d
