@@ -328,32 +328,28 @@ LANGUAGE plpgsql AS $$
 DECLARE
     keys bigint[] := '{}';
     m record;
+    queue text;
     src constant text := '(SELECT x.* FROM report rr JOIN record x ON x.report_key = rr.id'
                          ' AND x.begin_ts = rr.begin_ts WHERE rr.id = ANY ($1))';
 BEGIN
-    IF part NOT IN ('a', 'b') THEN
+    IF part = 'a' THEN
+        queue := 'agg_pending';
+    ELSIF part = 'b' THEN
+        queue := 'agg_pending_b';
+    ELSE
         RAISE EXCEPTION 'dp_agg_catch_up_part: no half %', part;
     END IF;
     records := 0;
     -- Rows are locked as the loop fetches them (a few ahead): those fetched
     -- but not taken stay locked, unfolded, until this transaction ends.
-    IF part = 'a' THEN
-        FOR m IN SELECT p.report_key, coalesce(r.n_records, 0) AS nr
-                   FROM agg_pending p LEFT JOIN report r ON r.id = p.report_key
-                  ORDER BY p.begin_ts, p.report_key FOR UPDATE OF p SKIP LOCKED LOOP
-            keys := keys || m.report_key;
-            records := records + m.nr;
-            EXIT WHEN records >= n;
-        END LOOP;
-    ELSE
-        FOR m IN SELECT p.report_key, coalesce(r.n_records, 0) AS nr
-                   FROM agg_pending_b p LEFT JOIN report r ON r.id = p.report_key
-                  ORDER BY p.begin_ts, p.report_key FOR UPDATE OF p SKIP LOCKED LOOP
-            keys := keys || m.report_key;
-            records := records + m.nr;
-            EXIT WHEN records >= n;
-        END LOOP;
-    END IF;
+    FOR m IN EXECUTE format('SELECT p.report_key, coalesce(r.n_records, 0) AS nr'
+                            '  FROM %I p LEFT JOIN report r ON r.id = p.report_key'
+                            ' ORDER BY p.begin_ts, p.report_key FOR UPDATE OF p SKIP LOCKED',
+                            queue) LOOP
+        keys := keys || m.report_key;
+        records := records + m.nr;
+        EXIT WHEN records >= n;
+    END LOOP;
     reports := cardinality(keys);
     IF reports = 0 THEN
         RETURN;
@@ -363,11 +359,10 @@ BEGIN
     -- A mark without its report (deleted by hand): nothing to fold.
     IF part = 'a' THEN
         EXECUTE dp_agg_sql_a(src) USING keys;
-        DELETE FROM agg_pending WHERE report_key = ANY (keys);
     ELSE
         EXECUTE dp_agg_sql_b(src) USING keys;
-        DELETE FROM agg_pending_b WHERE report_key = ANY (keys);
     END IF;
+    EXECUTE format('DELETE FROM %I WHERE report_key = ANY ($1)', queue) USING keys;
 END $$;
 
 -- Both halves in the caller's transaction, as one batch was before: the
