@@ -2,7 +2,8 @@
 /* tests/store/test_dba_timeouts.c - against a real server ($DP_TEST_DB):
  * timeouts a DBA set for interactive sessions (on the database here) do not
  * cancel the work that waits by design: a migration waiting for another
- * migrator's lock, a catch-up waiting for another aggregator's batch. (The
+ * migrator's lock, a catch-up waiting for another aggregator's batch (of
+ * either half of the aggregates). (The
  * loader's stream is in test_loader_stream.c.) Without DP_TEST_DB it says so
  * and passes. */
 #include "store/store.h"
@@ -107,6 +108,43 @@ TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   /* the caller's session keeps its own settings */
   ASSERT_TRUE(scalar_is(late, "SHOW statement_timeout", "100ms"));
   set_db_timeouts(NULL);
+  PQfinish(late);
+  PQfinish(holder);
+  PQfinish(c);
+}
+
+TEST(catch_up_waits_for_another_aggregator_of_the_other_half) {
+  if (!setup()) return;
+  set_db_timeouts(NULL);
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  /* one pending report whose half B another aggregator holds (decision 53):
+   * half A is folded at once, half B once the holder is done */
+  PGresult *res = PQexec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, "
+                            "end_ts, schema_version, source, content_hash, n_records, messages) "
+                            "VALUES (43, 'o', 'r43', 'example.com', '2026-01-01Z', '2026-01-02Z', "
+                            "1, 't', 0, 0, 0)");
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  PGconn *holder = PQconnectdb(conninfo);
+  PQclear(PQexec(holder, "BEGIN"));
+  ASSERT_TRUE(scalar_is(holder, "SELECT report_key FROM agg_pending_b FOR UPDATE", "43"));
+  PGconn *late = PQconnectdb(conninfo);
+  struct release r = {holder, "ROLLBACK"};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, release_later, &r), 0);
+  dp_agg_stats_t st;
+  int rc = dp_agg_catch_up(late, 0, &st, err, sizeof err);
+  pthread_join(th, NULL);
+  if (rc) fprintf(stderr, "  %s\n", err);
+  ASSERT_OK(rc);
+  ASSERT_U64_EQ((uint64_t)st.reports, 1);
+  ASSERT_EQ(st.half_reports[0], 1);
+  ASSERT_EQ(st.half_reports[1], 1);
+  ASSERT_TRUE(scalar_is(late, "SELECT (SELECT count(*) FROM agg_pending) + "
+                              "(SELECT count(*) FROM agg_pending_b)",
+                        "0"));
   PQfinish(late);
   PQfinish(holder);
   PQfinish(c);
