@@ -33,8 +33,7 @@ int dp__query_agg_begin(PGconn *c, bool *opened, char *err, size_t errlen) {
     PQclear(res);
     if (!ok) return DP_EPG;
     /* First statement of the transaction: it takes the snapshot. */
-    res = PQexec(c, "SELECT EXISTS (SELECT 1 FROM agg_pending)"
-                    " OR EXISTS (SELECT 1 FROM agg_pending_b)");
+    res = PQexec(c, "SELECT EXISTS (SELECT 1 FROM agg_pending_any)");
     ok = PQresultStatus(res) == PGRES_TUPLES_OK;
     bool pending = ok && !strcmp(PQgetvalue(res, 0, 0), "t");
     if (!ok) dp__query_pgerr(c, res, err, errlen);

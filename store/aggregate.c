@@ -107,10 +107,8 @@ static void sum_halves(dp_agg_stats_t *st) {
 
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res = exec_q(c,
-                         "SELECT count(*) FROM (SELECT report_key FROM agg_pending"
-                         " UNION SELECT report_key FROM agg_pending_b) p",
-                         0, NULL, "agg_pending", err, errlen, state);
+  PGresult *res = exec_q(c, "SELECT count(DISTINCT report_key) FROM agg_pending_any", 0, NULL,
+                         "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);
@@ -119,7 +117,6 @@ int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
 
 /* Fold until nothing is pending in either half, half `first` first. */
 static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *err, size_t errlen) {
-  static const char *const queue[2] = {"agg_pending", "agg_pending_b"};
   for (;;) {
     for (int k = 0; k < 2; k++) {
       int h = (first + k) % 2;
@@ -132,24 +129,19 @@ static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *e
      * Then wait for one (a blocking lock on the first mark still there:
      * granted once its holder commits or rolls back) and look again. */
     char state[6];
-    PGresult *res = exec_q(c,
-                           "SELECT EXISTS (SELECT 1 FROM agg_pending),"
-                           " EXISTS (SELECT 1 FROM agg_pending_b)",
-                           0, NULL, "agg_pending", err, errlen, state);
+    PGresult *res = exec_q(c, "SELECT half FROM agg_pending_any LIMIT 1", 0, NULL, "agg_pending",
+                           err, errlen, state);
     if (!res) return DP_EPG;
-    int wait_on = !strcmp(PQgetvalue(res, 0, 0), "t")   ? 0
-                  : !strcmp(PQgetvalue(res, 0, 1), "t") ? 1
-                                                        : -1;
+    char half[2] = "";
+    if (PQntuples(res)) snprintf(half, sizeof half, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
-    if (wait_on < 0) return 0;
+    if (!*half) return 0;
     res = begin_untimed(c, "aggregate", err, errlen, state);
     if (!res) return DP_EPG;
     PQclear(res);
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "SELECT 1 FROM (SELECT report_key FROM %s ORDER BY report_key LIMIT 1 FOR UPDATE) w",
-             queue[wait_on]);
-    res = exec_q(c, sql, 0, NULL, "waiting for another aggregator", err, errlen, state);
+    const char *params[1] = {half};
+    res = exec_q(c, "SELECT dp_agg_wait_for($1)", 1, params, "waiting for another aggregator", err,
+                 errlen, state);
     PQclear(res);
     PGresult *end = PQexec(c, "ROLLBACK");
     PQclear(end);
@@ -200,11 +192,10 @@ static void helper_main(void *arg) {
 /* Records of the pending reports (in either half), or -1 with reason in err. */
 static int64_t pending_records(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res =
-      exec_q(c,
-             "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
-             "(SELECT report_key FROM agg_pending UNION SELECT report_key FROM agg_pending_b)",
-             0, NULL, "agg_pending", err, errlen, state);
+  PGresult *res = exec_q(c,
+                         "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
+                         "(SELECT report_key FROM agg_pending_any)",
+                         0, NULL, "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);

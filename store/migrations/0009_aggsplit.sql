@@ -43,6 +43,35 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- Every pending mark with its half: what "is anything pending?" and "how
+-- many reports wait?" read, so no caller has to know the queues.
+CREATE OR REPLACE VIEW agg_pending_any AS
+    SELECT 'a'::text AS half, report_key, begin_ts FROM agg_pending
+    UNION ALL
+    SELECT 'b'::text, report_key, begin_ts FROM agg_pending_b;
+
+-- A half's queue table.
+CREATE OR REPLACE FUNCTION dp_agg_queue(part text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF part = 'a' THEN
+        RETURN 'agg_pending';
+    ELSIF part = 'b' THEN
+        RETURN 'agg_pending_b';
+    END IF;
+    RAISE EXCEPTION 'no half % of the aggregates', part;
+END $$;
+
+-- Waits, in the caller's transaction, until the half's first mark is free:
+-- an aggregator that found nothing free to take but marks still there waits
+-- this way for the batch another aggregator holds.
+CREATE OR REPLACE FUNCTION dp_agg_wait_for(part text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SELECT 1 FROM (SELECT report_key FROM %I ORDER BY report_key LIMIT 1'
+                   ' FOR UPDATE) w', dp_agg_queue(part));
+END $$;
+
 -- The CTEs both halves read (migration 0008's `b` and `la`, text unchanged):
 -- the batch's records joined to their reports, and grouped by list texts.
 -- A format() string: %s is the batch's source, %% a literal percent.
@@ -332,13 +361,7 @@ DECLARE
     src constant text := '(SELECT x.* FROM report rr JOIN record x ON x.report_key = rr.id'
                          ' AND x.begin_ts = rr.begin_ts WHERE rr.id = ANY ($1))';
 BEGIN
-    IF part = 'a' THEN
-        queue := 'agg_pending';
-    ELSIF part = 'b' THEN
-        queue := 'agg_pending_b';
-    ELSE
-        RAISE EXCEPTION 'dp_agg_catch_up_part: no half %', part;
-    END IF;
+    queue := dp_agg_queue(part);
     records := 0;
     -- Rows are locked as the loop fetches them (a few ahead): those fetched
     -- but not taken stay locked, unfolded, until this transaction ends.
