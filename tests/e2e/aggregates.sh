@@ -218,6 +218,24 @@ expect_eq "rebuild: every report pending again" "$(sql "SELECT count(*) FROM agg
 "$DP_BIN" senders --domain example.com --format json --db "$DB" > "$TMP/pending.json"
 cmp -s "$TMP/caught.json" "$TMP/pending.json" && ok || fail "senders with reports pending differs"
 expect_eq "the query folded the pending reports" "$(sql "SELECT count(*) FROM agg_pending")" 0
+# Half A folded and half B not (decision 53: a run stopped between the
+# halves, or another aggregator is still at it): the reports still wait,
+# a query folds half B before it answers, `db aggregate` says it finished
+# reports another run began.
+sql "SELECT dp_agg_rebuild()" > /dev/null
+sql "SELECT reports FROM dp_agg_catch_up_part('a', 2147483647)" > /dev/null
+expect_eq "half A folded: half B pending" "$(sql "SELECT count(*) FROM agg_pending_b")" "$nrep"
+expect_eq "half A folded: db status counts the reports as waiting" \
+  "$("$DP_BIN" db status --db "$DB" | sed -n 's/^reports waiting for aggregation: //p')" "$nrep"
+"$DP_BIN" senders --domain example.com --format json --db "$DB" > "$TMP/half.json"
+cmp -s "$TMP/caught.json" "$TMP/half.json" && ok || fail "senders with half B pending differs"
+expect_eq "the query folded half B" "$(sql "SELECT count(*) FROM agg_pending_any")" 0
+sql "SELECT dp_agg_rebuild()" > /dev/null
+sql "SELECT reports FROM dp_agg_catch_up_part('a', 2147483647)" > /dev/null
+out=$("$DP_BIN" db aggregate --db "$DB")
+grep -q "^aggregated 0 reports .*; and the second half of $nrep more" <<<"$out" && ok ||
+  fail "db aggregate after half A: $out"
+check_rebuild "half B alone"
 
 # Backfill: a database that had reports before migration 0003 (schema 2,
 # made by old_schema_db) gets them all pending, and the first query folds them.
