@@ -76,6 +76,31 @@ TEST(migration_waits_for_another_migrator_past_lock_timeout) {
   PQfinish(c);
 }
 
+/* Stores report `id`, pending, and sets *holder to a new session whose open
+ * transaction holds the report's mark in `queue`, as another aggregator's
+ * batch would (*holder stays NULL when that fails). */
+static void hold_pending_mark(PGconn *c, int id, const char *queue, PGconn **holder) {
+  *holder = NULL;
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, "
+           "schema_version, source, content_hash, n_records, messages) VALUES (%d, 'o', 'r%d', "
+           "'example.com', '2026-01-01Z', '2026-01-02Z', 1, 't', 0, 0, 0)",
+           id, id);
+  PGresult *res = PQexec(c, sql);
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  PGconn *h = PQconnectdb(conninfo);
+  PQclear(PQexec(h, "BEGIN"));
+  snprintf(sql, sizeof sql, "SELECT report_key FROM %s FOR UPDATE", queue);
+  char want[16];
+  snprintf(want, sizeof want, "%d", id);
+  bool held = scalar_is(h, sql, want);
+  if (!held) PQfinish(h);
+  ASSERT_TRUE(held);
+  *holder = h;
+}
+
 TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   if (!setup()) return;
   set_db_timeouts(NULL); /* whatever a failed test left */
@@ -83,15 +108,9 @@ TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
   ASSERT_NOT_NULL(c);
   /* one pending report, its mark locked by another aggregator's batch */
-  PGresult *res = PQexec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, "
-                            "end_ts, schema_version, source, content_hash, n_records, messages) "
-                            "VALUES (42, 'o', 'r', 'example.com', '2026-01-01Z', '2026-01-02Z', 1, "
-                            "'t', 0, 0, 0)");
-  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
-  PQclear(res);
-  PGconn *holder = PQconnectdb(conninfo);
-  PQclear(PQexec(holder, "BEGIN"));
-  ASSERT_TRUE(scalar_is(holder, "SELECT report_key FROM agg_pending FOR UPDATE", "42"));
+  PGconn *holder;
+  hold_pending_mark(c, 42, "agg_pending", &holder);
+  ASSERT_NOT_NULL(holder);
   set_db_timeouts("100ms");
   PGconn *late = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(late, "SHOW lock_timeout", "100ms"));
@@ -121,15 +140,9 @@ TEST(catch_up_waits_for_another_aggregator_of_the_other_half) {
   ASSERT_NOT_NULL(c);
   /* one pending report whose half B another aggregator holds (decision 53):
    * half A is folded at once, half B once the holder is done */
-  PGresult *res = PQexec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, "
-                            "end_ts, schema_version, source, content_hash, n_records, messages) "
-                            "VALUES (43, 'o', 'r43', 'example.com', '2026-01-01Z', '2026-01-02Z', "
-                            "1, 't', 0, 0, 0)");
-  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
-  PQclear(res);
-  PGconn *holder = PQconnectdb(conninfo);
-  PQclear(PQexec(holder, "BEGIN"));
-  ASSERT_TRUE(scalar_is(holder, "SELECT report_key FROM agg_pending_b FOR UPDATE", "43"));
+  PGconn *holder;
+  hold_pending_mark(c, 43, "agg_pending_b", &holder);
+  ASSERT_NOT_NULL(holder);
   PGconn *late = PQconnectdb(conninfo);
   struct release r = {holder, "ROLLBACK"};
   pthread_t th;
