@@ -48,9 +48,12 @@ void dp_buf_free(dp_buf_t *b) {
   b->alloc = 0;
 }
 
-void dp_buf_reset(dp_buf_t *b) {
-  b->len = 0;
-  if (b->data) b->data[0] = '\0';
+void dp_buf_reset(dp_buf_t *b) { dp_buf_truncate(b, 0); }
+
+void dp_buf_truncate(dp_buf_t *b, size_t len) {
+  if (len > b->len) return;
+  b->len = len;
+  if (b->data) b->data[len] = '\0';
 }
 
 int dp_buf_reserve(dp_buf_t *b, size_t n) {

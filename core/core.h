@@ -58,6 +58,9 @@ void dp_buf_init(dp_buf_t *b, size_t cap);
 void dp_buf_free(dp_buf_t *b);
 /** Forget the contents but keep the allocation for reuse. */
 void dp_buf_reset(dp_buf_t *b);
+/** Cut the contents back to their first len bytes (len <= b->len), e.g. to
+ *  drop a half-written row after a failed append; the allocation is kept. */
+void dp_buf_truncate(dp_buf_t *b, size_t len);
 /** Make room for at least n more bytes; DP_ELIMIT past cap, DP_ENOMEM; on failure nothing is modified. */
 int dp_buf_reserve(dp_buf_t *b, size_t n);
 /** Append n bytes; DP_ELIMIT past cap, DP_ENOMEM; on failure nothing is modified. */

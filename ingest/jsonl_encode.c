@@ -118,10 +118,6 @@ int dp__jsonl_record(dp_buf_t *b, const dp_buf_t *head, const dp_record_t *rec) 
   if (!rc) rc = LIT(b, ",\"third_party\":");
   if (!rc) rc = put_bool(b, rec->third_party);
   if (!rc) rc = LIT(b, "}\n");
-  if (rc) {
-    /* never leave half a line behind */
-    b->len = mark;
-    if (b->data) b->data[mark] = '\0';
-  }
+  if (rc) dp_buf_truncate(b, mark); /* never leave half a line behind */
   return rc;
 }

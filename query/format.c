@@ -470,7 +470,7 @@ static int csv_field(dp_buf_t *b, const char *s) {
   }
   if (!rc) rc = dp_buf_putc(&q, '"');
   if (!rc) {
-    b->len = start;
+    dp_buf_truncate(b, start);
     rc = dp_buf_append(b, q.data, q.len);
   }
   dp_buf_free(&q);

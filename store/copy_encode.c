@@ -277,12 +277,6 @@ static int put_ts_uncached(dp_buf_t *b, int64_t t) {
   return dp_buf_append(b, p, (size_t)(e - p));
 }
 
-/* Drop everything appended after mark: a half-written row would corrupt the stream. */
-static void buf_truncate(dp_buf_t *b, size_t mark) {
-  b->len = mark;
-  if (b->data) b->data[mark] = '\0';
-}
-
 static int put_bool(dp_buf_t *b, bool v) { return dp_buf_putc(b, v ? 't' : 'f'); }
 
 /* text field followed by a tab */
@@ -332,7 +326,7 @@ int dp_store_encode_report(dp_buf_t *b, const dp_report_t *r, int64_t key,
   if (!rc) rc = dp_buf_putc(b, '\t');
   if (!rc) rc = dp_buf_put_u64(b, r->messages);
   if (!rc) rc = dp_buf_putc(b, '\n');
-  if (rc) buf_truncate(b, mark);
+  if (rc) dp_buf_truncate(b, mark); /* a half-written row would corrupt the stream */
   return rc;
 }
 
@@ -373,7 +367,7 @@ static int encode_record_exact(dp_buf_t *b, int64_t key, const dp_report_t *r, c
   if (!rc) rc = put_text(b, rec->sender);
   if (!rc) rc = put_bool(b, rec->third_party);
   if (!rc) rc = dp_buf_putc(b, '\n');
-  if (rc) buf_truncate(b, mark);
+  if (rc) dp_buf_truncate(b, mark);
   return rc;
 }
 
@@ -751,6 +745,6 @@ int dp_store_encode_error(dp_buf_t *b, const char *source, const char *part,
   if (!rc) rc = put_text(b, dp_err_name(code));
   if (!rc) rc = dp_copy_text(b, reason);
   if (!rc) rc = dp_buf_putc(b, '\n');
-  if (rc) buf_truncate(b, mark);
+  if (rc) dp_buf_truncate(b, mark);
   return rc;
 }

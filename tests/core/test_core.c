@@ -30,6 +30,22 @@ TEST(core_buf_cap) {
   dp_buf_free(&b);
 }
 
+TEST(core_buf_truncate) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  dp_buf_truncate(&b, 0); /* nothing allocated yet: nothing to do */
+  ASSERT_EQ(b.len, 0);
+  ASSERT_OK(dp_buf_puts(&b, "row one\n"));
+  size_t mark = b.len;
+  ASSERT_OK(dp_buf_puts(&b, "half a r"));
+  dp_buf_truncate(&b, mark);
+  ASSERT_EQ(b.len, mark);
+  ASSERT_STR_EQ(b.data, "row one\n");
+  dp_buf_truncate(&b, mark + 5); /* past the end: unchanged */
+  ASSERT_STR_EQ(b.data, "row one\n");
+  dp_buf_free(&b);
+}
+
 TEST(core_buf_grows) {
   dp_buf_t b;
   dp_buf_init(&b, 0);
