@@ -1606,13 +1606,6 @@ static void hub_handles(dp_loader_t *l) {
   uv_unref((uv_handle_t *)&l->async);
 }
 
-static void hub_free(dp_loader_t *l) {
-  uv_mutex_destroy(&l->smu);
-  free(l->spool_buf);
-  free(l->conninfo);
-  free(l);
-}
-
 static void adopt_conn(dp_loader_t *l, PGconn *c) {
   l->conn = c;
   PQsetnonblocking(c, 1);
@@ -1677,7 +1670,8 @@ dp_loader_t *dp_loader_create_async(uv_loop_t *loop, const char *conninfo,
   l->connecting = true;
   l->conn_req.data = l;
   if (uv_queue_work(loop, &l->conn_req, conn_work, conn_done)) {
-    hub_free(l);
+    l->closes = 1; /* no handle made yet: its memory is all there is */
+    loader_release(l);
     return NULL;
   }
   hub_handles(l);
