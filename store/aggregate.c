@@ -2,7 +2,7 @@
 /* store/aggregate.c - the catch-up: folds the reports that ingest marked
  * pending into the agg_* tables with set-based SQL, one half of the
  * aggregates and a batch of reports per transaction (dp_agg_catch_up_part in
- * migration 0009, its halves of the statement migrations 0005, 0006 and 0008
+ * migration 0010, its halves of the statement migrations 0005, 0006 and 0008
  * built), and waits for batches another process holds, so that a query run
  * afterwards sees aggregates covering every committed report; with a backlog
  * worth it, several aggregators at once, the first two on different halves. */

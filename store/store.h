@@ -292,12 +292,12 @@ int dp_store_imap_state_put(PGconn *c, const char *mailbox, int64_t uidvalidity,
                             char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------ */
-/* Aggregates (store/aggregate.c, migrations 0003 and 0009). Ingest only
- * marks each new report pending (a statement trigger on report), once in each
- * half's queue; the catch-up folds pending reports into the agg_* tables in
- * batches of one half (A or B: they share no table), each batch one
- * transaction that also removes the half's marks, so each report is
- * aggregated exactly once even with several aggregators at once. */
+/* Aggregates (store/aggregate.c, migrations 0003, 0009 and 0010). Ingest only
+ * marks new reports pending (a statement trigger on report: one mark per
+ * storing statement in each half's table); the catch-up folds pending reports into the agg_* tables
+ * in batches of one half (A or B: they share no table), each batch one transaction that also
+ * removes the half's marks, so each report is aggregated exactly once even with several aggregators
+ * at once. */
 
 /** What a catch-up did. */
 typedef struct dp_agg_stats {
@@ -311,8 +311,9 @@ typedef struct dp_agg_stats {
   int64_t half_reports[2], half_records[2];
 } dp_agg_stats_t;
 
-/** Records folded per transaction unless told otherwise (whole reports:
- *  a batch ends with the report that reaches it). */
+/** Records folded per transaction unless told otherwise (whole marks, each
+ *  the reports one statement stored: a batch ends with the mark that
+ *  reaches it). */
 #define DP_AGG_BATCH 500000
 
 /** Fold every pending report into the aggregates (blocking), about batch

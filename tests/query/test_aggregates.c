@@ -740,9 +740,10 @@ TEST(agg_rebuild_equals_incremental) {
   ASSERT_TRUE(exec(c, "ROLLBACK"));
 }
 
-/* A catch-up batch claims whole reports in (begin_ts, report_key) order until
- * their records reach its budget: at least one report, and the one that
- * reaches the budget is included. */
+/* After a rebuild (one mark per report, oldest first), a catch-up batch
+ * claims whole marks in (begin_ts, report_key) order until their records
+ * reach its budget: at least one report, and the one that reaches the budget
+ * is included. */
 TEST(agg_batch_claims_by_records_in_range_order) {
   NEED_DB();
   ASSERT_TRUE(exec(c, "BEGIN"));
@@ -908,7 +909,7 @@ TEST(agg_dis_detail_row_per_pair_and_batch) {
    * records were new) leaves the pairs' rows untouched: same tuple (ctid) */
   ASSERT_TRUE(
       exec(c, "CREATE TEMP TABLE pair_before AS SELECT k, ctid::text AS t FROM agg_dis_pair"));
-  ASSERT_TRUE(exec(c, "INSERT INTO agg_pending SELECT id, begin_ts FROM report"));
+  ASSERT_TRUE(exec(c, "SELECT dp_agg_mark_each('a', 'true')"));
   ASSERT_TRUE(exec(c, "SELECT * FROM dp_agg_catch_up_batch(2147483647)"));
   res = PQexec(c, "SELECT count(*), count(*) FILTER (WHERE b.t = p.ctid::text)"
                   "  FROM pair_before b JOIN agg_dis_pair p USING (k)");

@@ -70,7 +70,7 @@ static const char dis_detail_sql[] =
 /* Every agg_* table's rows, in a canonical order, as one digest each. */
 static char *snapshot(PGconn *c) {
   PGresult *res = PQexec(c, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'agg\\_%' "
-                            "AND tablename NOT IN ('agg_pending', 'agg_pending_b') ORDER BY 1");
+                            "AND tablename NOT IN ('agg_marks_a', 'agg_marks_b') ORDER BY 1");
   dp_buf_t b;
   dp_buf_init(&b, 0);
   for (int i = 0; i < PQntuples(res); i++) {

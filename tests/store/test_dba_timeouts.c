@@ -77,9 +77,9 @@ TEST(migration_waits_for_another_migrator_past_lock_timeout) {
 }
 
 /* Stores report `id`, pending, and sets *holder to a new session whose open
- * transaction holds the report's mark in `queue`, as another aggregator's
- * batch would (*holder stays NULL when that fails). */
-static void hold_pending_mark(PGconn *c, int id, const char *queue, PGconn **holder) {
+ * transaction holds the report's mark in the half's table `marks`, as
+ * another aggregator's batch would (*holder stays NULL when that fails). */
+static void hold_pending_mark(PGconn *c, int id, const char *marks, PGconn **holder) {
   *holder = NULL;
   char sql[512];
   snprintf(sql, sizeof sql,
@@ -92,7 +92,7 @@ static void hold_pending_mark(PGconn *c, int id, const char *queue, PGconn **hol
   PQclear(res);
   PGconn *h = PQconnectdb(conninfo);
   PQclear(PQexec(h, "BEGIN"));
-  snprintf(sql, sizeof sql, "SELECT report_key FROM %s FOR UPDATE", queue);
+  snprintf(sql, sizeof sql, "SELECT report_keys[1] FROM %s FOR UPDATE", marks);
   char want[16];
   snprintf(want, sizeof want, "%d", id);
   bool held = scalar_is(h, sql, want);
@@ -109,7 +109,7 @@ TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   ASSERT_NOT_NULL(c);
   /* one pending report, its mark locked by another aggregator's batch */
   PGconn *holder;
-  hold_pending_mark(c, 42, "agg_pending", &holder);
+  hold_pending_mark(c, 42, "agg_marks_a", &holder);
   ASSERT_NOT_NULL(holder);
   set_db_timeouts("100ms");
   PGconn *late = PQconnectdb(conninfo);
@@ -141,7 +141,7 @@ TEST(catch_up_waits_for_another_aggregator_of_the_other_half) {
   /* one pending report whose half B another aggregator holds (decision 53):
    * half A is folded at once, half B once the holder is done */
   PGconn *holder;
-  hold_pending_mark(c, 43, "agg_pending_b", &holder);
+  hold_pending_mark(c, 43, "agg_marks_b", &holder);
   ASSERT_NOT_NULL(holder);
   PGconn *late = PQconnectdb(conninfo);
   struct release r = {holder, "ROLLBACK"};

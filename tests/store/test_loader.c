@@ -215,6 +215,18 @@ TEST(loader_claims_a_new_batch_directly_then_falls_back_for_stored_reports) {
                         "p.id = r.report_key WHERE p.report_id LIKE 'direct-%'",
                         "12 26"));
   ASSERT_TRUE(marks_match(c));
+  /* one mark per half for each statement that stored reports (decision
+   * 54): the two batches of two new reports, direct and staged, and the two
+   * of one */
+  for (int half = 0; half < 2; half++) {
+    char sql[320];
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT cardinality(report_keys) n "
+             "FROM %s m WHERE EXISTS (SELECT 1 FROM report r WHERE r.id = ANY (m.report_keys) "
+             "AND r.report_id LIKE 'direct-%%')) x",
+             half ? "agg_marks_b" : "agg_marks_a");
+    ASSERT_TRUE(scalar_is(c, sql, "1,1,2,2"));
+  }
   PQfinish(c);
 }
 
