@@ -11,6 +11,14 @@
 
 #include "core/core.h"
 
+/* The most messages one report may cover, its records' counts summed: more
+ * than the whole world's mail of a day (~3.5e11), so no real report comes
+ * near it, while the sums across reports that the aggregates and queries
+ * keep in 64-bit integers cannot overflow before ~9 million such reports.
+ * Accepting counts up to INT64_MAX let two hostile reports break every
+ * query that added them up. */
+#define DP_MAX_REPORT_MESSAGES UINT64_C(1000000000000)
+
 /* All strings in the model are NUL-terminated UTF-8 (invalid bytes repaired
  * with U+FFFD), trimmed of surrounding whitespace, and never NULL: an absent
  * element is "". Enumerated values (adkim, p, disposition, results, ...) are
@@ -40,7 +48,7 @@ typedef struct dp_record {
   uint64_t index;          /* 1-based position of the record in its report */
   char source_ip[48];      /* canonical text form (inet_ntop of the parsed address) */
   int ip_family;           /* 4 or 6 */
-  uint64_t count;          /* exact; always <= INT64_MAX */
+  uint64_t count;          /* exact; always <= DP_MAX_REPORT_MESSAGES */
   const char *disposition; /* none|quarantine|reject (policy_evaluated) */
   const char *pe_dkim;     /* pass|fail (policy_evaluated) */
   const char *pe_spf;      /* pass|fail (policy_evaluated) */
@@ -91,7 +99,7 @@ typedef struct dp_report {
   const char *discovery_method; /* RFC 9990: psl|treewalk or "" */
   /* running totals, final at report_end */
   uint64_t n_records;
-  uint64_t messages; /* sum of counts; DP_EREPORT if it would pass INT64_MAX */
+  uint64_t messages; /* sum of counts; DP_EREPORT past DP_MAX_REPORT_MESSAGES */
 } dp_report_t;
 
 /* Callbacks. A non-zero return aborts the parse: dp_parser_feed/finish then

@@ -418,16 +418,16 @@ static int grow(void *arrp, size_t *alloc, size_t need, size_t elsize) {
 
 static bool is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Count: digits only, exact, <= INT64_MAX. 0 ok, else a reason. */
+/* Count: digits only, exact, <= DP_MAX_REPORT_MESSAGES. 0 ok, else a
+ * reason. */
 static const char *parse_count(const char *s, uint64_t *out) {
   if (!*s) return "is empty";
   if (*s == '-') return "is negative";
   uint64_t v = 0;
   for (const char *c = s; *c; c++) {
     if (*c < '0' || *c > '9') return "is not an integer";
-    unsigned d = (unsigned)(*c - '0');
-    if (v > ((uint64_t)INT64_MAX - d) / 10) return "is too large";
-    v = v * 10 + d;
+    v = v * 10 + (unsigned)(*c - '0');
+    if (v > DP_MAX_REPORT_MESSAGES) return "is more than any real report's (limit 10^12)";
   }
   *out = v;
   return NULL;
@@ -561,9 +561,11 @@ static __attribute__((noinline)) int record_end(dp_parser_t *p) {
   if (!(p->rseen & SEEN_COUNT)) return field_fail(p, DP_EREPORT, F_COUNT, "is missing", NULL);
   const char *why = parse_count(cnt, &rec->count);
   if (why) return field_fail(p, DP_EREPORT, F_COUNT, why, *cnt ? cnt : NULL);
-  if (rec->count > (uint64_t)INT64_MAX - p->rep.messages)
-    return fail(p, DP_EREPORT, "record %" PRIu64 ": the sum of <count> exceeds %" PRId64 " (count \"%s\")",
-                idx, INT64_MAX, quote_value(cnt, q, sizeof q));
+  if (rec->count > DP_MAX_REPORT_MESSAGES - p->rep.messages)
+    return fail(p, DP_EREPORT,
+                "record %" PRIu64 ": the sum of <count> exceeds %" PRIu64
+                ", more than any real report's (count \"%s\")",
+                idx, DP_MAX_REPORT_MESSAGES, quote_value(cnt, q, sizeof q));
 
   rec->index = idx;
   rec->text = base;

@@ -104,7 +104,7 @@ static inline void dp_fuzz_touch_report(const dp_report_t *r) {
   dp_fuzz_str(r->fo);
   dp_fuzz_str(r->testing);
   dp_fuzz_str(r->discovery_method);
-  DP_FUZZ_CHECK(r->messages <= (uint64_t)INT64_MAX);
+  DP_FUZZ_CHECK(r->messages <= DP_MAX_REPORT_MESSAGES);
 }
 
 static inline int dp_fuzz_on_begin(void *ud, const dp_report_t *r) {
@@ -126,8 +126,8 @@ static inline int dp_fuzz_on_record(void *ud, const dp_report_t *r, const dp_rec
   DP_FUZZ_CHECK(memchr(rec->source_ip, '\0', sizeof rec->source_ip) != NULL);
   DP_FUZZ_CHECK(dp_fuzz_str(rec->source_ip) > 0);
   DP_FUZZ_CHECK(rec->ip_family == 4 || rec->ip_family == 6);
-  DP_FUZZ_CHECK(rec->count <= (uint64_t)INT64_MAX);
-  DP_FUZZ_CHECK(rec->count <= (uint64_t)INT64_MAX - s->messages);
+  DP_FUZZ_CHECK(rec->count <= DP_MAX_REPORT_MESSAGES);
+  DP_FUZZ_CHECK(rec->count <= DP_MAX_REPORT_MESSAGES - s->messages);
   s->messages += rec->count;
   dp_fuzz_str(rec->disposition);
   dp_fuzz_str(rec->pe_dkim);

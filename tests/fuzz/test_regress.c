@@ -176,7 +176,7 @@ TEST(fuzz_regress_parser_every_chunking) {
     for (size_t at = step; at < len; at += step) cuts[n++] = at;
     struct dp_fuzz_parse s;
     if (dp_fuzz_parse_chunks(data, len, cuts, n, &s) != 0 || s.records != 1 ||
-        s.messages != (uint64_t)INT64_MAX)
+        s.messages != DP_MAX_REPORT_MESSAGES)
       bad = (int)step;
   }
   free(cuts);

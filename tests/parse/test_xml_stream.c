@@ -345,16 +345,18 @@ TEST(xml_stream_ip_forms) {
   coll_free(&c);
 }
 
+/* Counts are exact beyond 32 bits, up to DP_MAX_REPORT_MESSAGES in a
+ * record and in the report's sum (leading zeros are not digits of size). */
 TEST(xml_stream_counts_exact_64bit) {
   struct coll c;
-  ASSERT_OK(parse(DOC(REC("192.0.2.1", "4294967296") REC("192.0.2.2", "0")
-                          REC("192.0.2.3", "9223372032559808511")),
-                  0, &c));
-  ASSERT_U64_EQ(c.msgs, UINT64_C(9223372036854775807));
+  ASSERT_OK(parse(
+      DOC(REC("192.0.2.1", "4294967296") REC("192.0.2.2", "0") REC("192.0.2.3", "995705032704")), 0,
+      &c));
+  ASSERT_U64_EQ(c.msgs, DP_MAX_REPORT_MESSAGES);
   ASSERT_CONTAINS(c.log.data, "index=1|ip=192.0.2.1|family=4|count=4294967296|");
   coll_free(&c);
-  ASSERT_OK(parse(DOC(REC("192.0.2.1", "9223372036854775807")), 0, &c));
-  ASSERT_U64_EQ(c.msgs, UINT64_C(9223372036854775807));
+  ASSERT_OK(parse(DOC(REC("192.0.2.1", "00000000000001000000000000")), 0, &c));
+  ASSERT_U64_EQ(c.msgs, DP_MAX_REPORT_MESSAGES);
   coll_free(&c);
 }
 
@@ -565,70 +567,86 @@ struct refusal {
 };
 
 static const struct refusal REFUSALS[] = {
-  {DOC(REC("192.0.2.1", "1") REC("999.1.1.1", "1")), DP_EREPORT,
-   "record 2: <source_ip> is not an IP address: \"999.1.1.1\""},
-  {DOC(REC("", "1")), DP_EREPORT, "record 1: <source_ip> is missing"},
-  {DOC("<record><row><count>1</count></row></record>"), DP_EREPORT, "record 1: <source_ip> is missing"},
-  {DOC(REC("fe80::1%eth0", "1")), DP_EREPORT, "record 1: <source_ip> is not an IP address: \"fe80::1%eth0\""},
-  {DOC(REC("192.0.2.1", "-1")), DP_EREPORT, "record 1: <count> is negative: \"-1\""},
-  {DOC(REC("192.0.2.1", "12x")), DP_EREPORT, "record 1: <count> is not an integer: \"12x\""},
-  {DOC(REC("192.0.2.1", "1.5")), DP_EREPORT, "record 1: <count> is not an integer: \"1.5\""},
-  {DOC(REC("192.0.2.1", "")), DP_EREPORT, "record 1: <count> is empty"},
-  {DOC("<record><row><source_ip>192.0.2.1</source_ip></row></record>"), DP_EREPORT,
-   "record 1: <count> is missing"},
-  {DOC(REC("192.0.2.1", "9223372036854775808")), DP_EREPORT,
-   "record 1: <count> is too large: \"9223372036854775808\""},
-  {DOC(REC("192.0.2.1", "99999999999999999999999")), DP_EREPORT, "record 1: <count> is too large"},
-  {DOC(REC("192.0.2.1", "9223372036854775807") REC("192.0.2.2", "1")), DP_EREPORT,
-   "record 2: the sum of <count> exceeds 9223372036854775807"},
-  {"<feedback><report_metadata><org_name>O</org_name><date_range><begin>1</begin><end>2</end>"
-   "</date_range></report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
-   DP_EREPORT, "report_metadata/report_id is required"},
-  {"<feedback><report_metadata><org_name> </org_name><report_id>x</report_id><date_range><begin>1"
-   "</begin><end>2</end></date_range></report_metadata>" POLICY "</feedback>",
-   DP_EREPORT, "report_metadata/org_name is required"},
-  {"<feedback>" META "<policy_published><p>none</p></policy_published></feedback>", DP_EREPORT,
-   "policy_published/domain is required"},
-  {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id></report_metadata>"
-   POLICY "</feedback>", DP_EREPORT, "report_metadata/date_range/begin is required"},
-  {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id><date_range><begin>"
-   "yesterday</begin><end>2</end></date_range></report_metadata>" POLICY "</feedback>",
-   DP_EREPORT, "<begin> is not an integer: \"yesterday\""},
-  {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id><date_range><begin>"
-   "5</begin><end>3</end></date_range></report_metadata>" POLICY "</feedback>",
-   DP_EREPORT, "date_range begin 5 is after end 3"},
-  {"<?xml version=\"1.0\"?>\n<invalid_root>\n  <data>x</data>\n</invalid_root>\n", DP_EREPORT,
-   "root element <invalid_root> is not <feedback>"},
-  {"", DP_EREPORT, "no <feedback> report in document"},
-  {"  \n\t ", DP_EREPORT, "no <feedback> report in document"},
-  {"<?xml version=\"1.0\"?>\n<!-- nothing -->\n", DP_EREPORT, "no <feedback> report in document"},
-  {"<?xml version=\"1.0\"?>\n<feedback>\n<report_metadata>\n<org_name>x</org_name>\n<a></b>\n",
-   DP_EXML, "malformed XML at line 5: Opening and ending tag mismatch: a line 5 and b"},
-  {"<feedback>" META POLICY "<record><row>", DP_EXML, "document ends inside <row>"},
-  {"<feedback>\n<!-- open\n\x80 comment", DP_EXML, "malformed XML at line 2: document ends inside <feedback>"},
-  {"<a></a>\n<!-- open\n\x80 comment", DP_EXML, "malformed XML at line 3: Comment not terminated"},
-  {"<feedback><report_metadata><org_name>a&amp;b &undefined;</org_name>", DP_EXML,
-   "Entity 'undefined' not defined"},
-  {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;\">]>\n"
-   "<feedback>" META POLICY "</feedback>", DP_EXML, "refused: the document declares the entity \"a\""},
-  {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> %p;]>\n"
-   "<feedback/>", DP_EXML, "refused: the document declares the entity \"p\""},
-  /* after the first record the identity and policy are fixed: a report
-   * cannot turn into another one (its key was made from the first) */
-  {DOC(REC("192.0.2.1", "1") "<report_metadata><org_name>Other</org_name><report_id>id-2</report_id>"
-       "</report_metadata>" REC("192.0.2.2", "1")),
-   DP_EREPORT, "report_metadata/org_name after the first record changes it (\"Org\" -> \"Other\")"},
-  {DOC(REC("192.0.2.1", "1") "<report_metadata><report_id>id-2</report_id></report_metadata>"),
-   DP_EREPORT, "report_metadata/report_id after the first record changes it (\"id-1\" -> \"id-2\")"},
-  {DOC(REC("192.0.2.1", "1") "<report_metadata><date_range><begin>1700000001</begin></date_range>"
-       "</report_metadata>"),
-   DP_EREPORT, "report_metadata/date_range/begin after the first record changes it"},
-  {DOC(REC("192.0.2.1", "1") "<policy_published><domain>other.test</domain></policy_published>"),
-   DP_EREPORT, "policy_published/domain after the first record changes it (\"example.com\" -> \"other.test\")"},
-  {DOC(REC("192.0.2.1", "1") "<policy_published><p>reject</p></policy_published>"),
-   DP_EREPORT, "policy_published/p after the first record changes it (\"none\" -> \"reject\")"},
-  {DOC(REC("192.0.2.1", "1") "<policy_published><pct>50</pct></policy_published>"),
-   DP_EREPORT, "policy_published/pct after the first record changes it (\"absent\" -> \"50\")"},
+    {DOC(REC("192.0.2.1", "1") REC("999.1.1.1", "1")), DP_EREPORT,
+     "record 2: <source_ip> is not an IP address: \"999.1.1.1\""},
+    {DOC(REC("", "1")), DP_EREPORT, "record 1: <source_ip> is missing"},
+    {DOC("<record><row><count>1</count></row></record>"), DP_EREPORT,
+     "record 1: <source_ip> is missing"},
+    {DOC(REC("fe80::1%eth0", "1")), DP_EREPORT,
+     "record 1: <source_ip> is not an IP address: \"fe80::1%eth0\""},
+    {DOC(REC("192.0.2.1", "-1")), DP_EREPORT, "record 1: <count> is negative: \"-1\""},
+    {DOC(REC("192.0.2.1", "12x")), DP_EREPORT, "record 1: <count> is not an integer: \"12x\""},
+    {DOC(REC("192.0.2.1", "1.5")), DP_EREPORT, "record 1: <count> is not an integer: \"1.5\""},
+    {DOC(REC("192.0.2.1", "")), DP_EREPORT, "record 1: <count> is empty"},
+    {DOC("<record><row><source_ip>192.0.2.1</source_ip></row></record>"), DP_EREPORT,
+     "record 1: <count> is missing"},
+    {DOC(REC("192.0.2.1", "1000000000001")), DP_EREPORT,
+     "record 1: <count> is more than any real report's (limit 10^12): \"1000000000001\""},
+    {DOC(REC("192.0.2.1", "9223372036854775807")), DP_EREPORT,
+     "record 1: <count> is more than any real report's"},
+    {DOC(REC("192.0.2.1", "99999999999999999999999")), DP_EREPORT,
+     "record 1: <count> is more than any real report's"},
+    {DOC(REC("192.0.2.1", "999999999999") REC("192.0.2.2", "2")), DP_EREPORT,
+     "record 2: the sum of <count> exceeds 1000000000000, more than any real report's"},
+    {"<feedback><report_metadata><org_name>O</org_name><date_range><begin>1</begin><end>2</end>"
+     "</date_range></report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
+     DP_EREPORT, "report_metadata/report_id is required"},
+    {"<feedback><report_metadata><org_name> </org_name><report_id>x</report_id><date_range><begin>1"
+     "</begin><end>2</end></date_range></report_metadata>" POLICY "</feedback>",
+     DP_EREPORT, "report_metadata/org_name is required"},
+    {"<feedback>" META "<policy_published><p>none</p></policy_published></feedback>", DP_EREPORT,
+     "policy_published/domain is required"},
+    {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id></"
+     "report_metadata>" POLICY "</feedback>",
+     DP_EREPORT, "report_metadata/date_range/begin is required"},
+    {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id><date_range><begin>"
+     "yesterday</begin><end>2</end></date_range></report_metadata>" POLICY "</feedback>",
+     DP_EREPORT, "<begin> is not an integer: \"yesterday\""},
+    {"<feedback><report_metadata><org_name>O</org_name><report_id>x</report_id><date_range><begin>"
+     "5</begin><end>3</end></date_range></report_metadata>" POLICY "</feedback>",
+     DP_EREPORT, "date_range begin 5 is after end 3"},
+    {"<?xml version=\"1.0\"?>\n<invalid_root>\n  <data>x</data>\n</invalid_root>\n", DP_EREPORT,
+     "root element <invalid_root> is not <feedback>"},
+    {"", DP_EREPORT, "no <feedback> report in document"},
+    {"  \n\t ", DP_EREPORT, "no <feedback> report in document"},
+    {"<?xml version=\"1.0\"?>\n<!-- nothing -->\n", DP_EREPORT, "no <feedback> report in document"},
+    {"<?xml version=\"1.0\"?>\n<feedback>\n<report_metadata>\n<org_name>x</org_name>\n<a></b>\n",
+     DP_EXML, "malformed XML at line 5: Opening and ending tag mismatch: a line 5 and b"},
+    {"<feedback>" META POLICY "<record><row>", DP_EXML, "document ends inside <row>"},
+    {"<feedback>\n<!-- open\n\x80 comment", DP_EXML,
+     "malformed XML at line 2: document ends inside <feedback>"},
+    {"<a></a>\n<!-- open\n\x80 comment", DP_EXML,
+     "malformed XML at line 3: Comment not terminated"},
+    {"<feedback><report_metadata><org_name>a&amp;b &undefined;</org_name>", DP_EXML,
+     "Entity 'undefined' not defined"},
+    {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;\">]>\n"
+     "<feedback>" META POLICY "</feedback>",
+     DP_EXML, "refused: the document declares the entity \"a\""},
+    {"<?xml version=\"1.0\"?>\n<!DOCTYPE feedback [<!ENTITY % p SYSTEM \"file:///etc/passwd\"> "
+     "%p;]>\n"
+     "<feedback/>",
+     DP_EXML, "refused: the document declares the entity \"p\""},
+    /* after the first record the identity and policy are fixed: a report
+     * cannot turn into another one (its key was made from the first) */
+    {DOC(REC("192.0.2.1",
+             "1") "<report_metadata><org_name>Other</org_name><report_id>id-2</report_id>"
+                  "</report_metadata>" REC("192.0.2.2", "1")),
+     DP_EREPORT,
+     "report_metadata/org_name after the first record changes it (\"Org\" -> \"Other\")"},
+    {DOC(REC("192.0.2.1", "1") "<report_metadata><report_id>id-2</report_id></report_metadata>"),
+     DP_EREPORT,
+     "report_metadata/report_id after the first record changes it (\"id-1\" -> \"id-2\")"},
+    {DOC(REC("192.0.2.1", "1") "<report_metadata><date_range><begin>1700000001</begin></date_range>"
+                               "</report_metadata>"),
+     DP_EREPORT, "report_metadata/date_range/begin after the first record changes it"},
+    {DOC(REC("192.0.2.1", "1") "<policy_published><domain>other.test</domain></policy_published>"),
+     DP_EREPORT,
+     "policy_published/domain after the first record changes it (\"example.com\" -> "
+     "\"other.test\")"},
+    {DOC(REC("192.0.2.1", "1") "<policy_published><p>reject</p></policy_published>"), DP_EREPORT,
+     "policy_published/p after the first record changes it (\"none\" -> \"reject\")"},
+    {DOC(REC("192.0.2.1", "1") "<policy_published><pct>50</pct></policy_published>"), DP_EREPORT,
+     "policy_published/pct after the first record changes it (\"absent\" -> \"50\")"},
 };
 
 TEST(xml_stream_refusals) {
