@@ -299,23 +299,72 @@ static int looks_like_report(const dp_mime_part_t *p) {
   return strstr(t, "zip") || strstr(t, "xml") || strstr(t, "octet-stream") || strstr(t, "message/");
 }
 
-/* XML whose first KiBs mention a feedback element (any namespace prefix,
- * UTF-16 too: NUL bytes are skipped while comparing). */
-static int xml_has_feedback(const unsigned char *p, size_t n) {
-  static const char want[] = "feedback";
+/* Did the part's sender declare it a report, by a compressed content type
+ * or a report's file name? A part so declared that is not one is an error
+ * (a report damaged or mislabelled on its way), not a skipped part. Neither
+ * "application/octet-stream" nor an XML type alone says so: spam carries
+ * both, and XML that is not a report is skipped. */
+static int declared_report(const dp_mime_part_t *p) {
+  static const char *const exts[] = {".xml", ".gz", ".gzip", ".zip", ".zlib", ".z"};
+  for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+    if (ends_with_ci(p->filename, exts[i])) return 1;
+  return strstr(p->content_type, "zip") != NULL;
+}
+
+/* The next byte of a document at *i, NUL bytes skipped (UTF-16 text, which
+ * a report may be, reads as ASCII with NULs between), lower-cased; -1 at
+ * the end. Advances *i past it. */
+static int next_ascii(const unsigned char *p, size_t n, size_t *i) {
+  while (*i < n && p[*i] == 0)
+    (*i)++;
+  if (*i >= n) return -1;
+  int c = p[(*i)++];
+  return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* Is the root element of the XML in the first KiBs <feedback> (any
+ * namespace prefix)? The prolog's declaration, comments, processing
+ * instructions and DOCTYPE are stepped over. Looking for "feedback"
+ * anywhere took an HTML newsletter with a mailto:feedback@ link for a
+ * broken report. */
+static int xml_root_is_feedback(const unsigned char *p, size_t n) {
   if (n > 16384) n = 16384;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] != '<' && p[i] != ':') continue;
-    size_t j = i + 1, k = 0;
-    while (j < n && k < 8) {
-      if (p[j] == 0) { j++; continue; }
-      unsigned c = p[j];
-      if (c >= 'A' && c <= 'Z') c += 'a' - 'A';
-      if (c != (unsigned char)want[k]) break;
-      j++;
-      k++;
+  size_t i = 0;
+  int c;
+  while ((c = next_ascii(p, n, &i)) >= 0) {
+    if (c != '<') continue;
+    c = next_ascii(p, n, &i);
+    if (c == '?' || c == '!') {
+      /* up to the markup's '>' (a DOCTYPE's internal subset in [...] and a
+       * comment's "--" may hold '>' of their own) */
+      int depth = 0, prev = 0, prev2 = 0;
+      bool comment = false;
+      size_t at = i;
+      if (c == '!' && next_ascii(p, n, &at) == '-' && next_ascii(p, n, &at) == '-') {
+        comment = true;
+        i = at;
+      }
+      while ((c = next_ascii(p, n, &i)) >= 0) {
+        if (comment ? c == '>' && prev == '-' && prev2 == '-' : c == '>' && depth == 0) break;
+        if (!comment && c == '[') depth++;
+        if (!comment && c == ']' && depth > 0) depth--;
+        prev2 = prev;
+        prev = c;
+      }
+      continue;
     }
-    if (k == 8) return 1;
+    /* the root's name: its local part after any prefix */
+    char name[64];
+    size_t k = 0;
+    while (c >= 0 && c != '>' && c != '/' && c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+      if (c == ':')
+        k = 0;
+      else if (k < sizeof name - 1)
+        name[k++] = (char)c;
+      c = next_ascii(p, n, &i);
+    }
+    name[k] = 0;
+    return !strcmp(name, "feedback");
   }
   return 0;
 }
@@ -343,11 +392,24 @@ static int mail_part_cb(void *ud, const dp_mime_part_t *mp) {
     }
   } else {
     dp_kind_t k = dp_sniff(mp->data, mp->len < DP__UNPACK_HEAD ? mp->len : DP__UNPACK_HEAD);
-    int candidate = k == DP_KIND_GZIP || k == DP_KIND_ZIP || k == DP_KIND_ZLIB ||
-                    (k == DP_KIND_XML && xml_has_feedback(mp->data, mp->len));
+    /* A bare zlib stream has only a two-byte header, which text can begin
+     * with ("HK", "x^"): a text part (so is one without a type) is taken
+     * for one only when its name says it is compressed. */
+    bool text = !strncmp(mp->content_type, "text/", 5) && !declared_report(mp);
+    int candidate = k == DP_KIND_GZIP || k == DP_KIND_ZIP || (k == DP_KIND_ZLIB && !text) ||
+                    (k == DP_KIND_XML && xml_root_is_feedback(mp->data, mp->len));
     if (candidate) {
       w->reports++;
       rc = dp__unpack_buffer(u, full, mp->depth, mp->data, mp->len);
+    } else if (declared_report(mp)) {
+      w->reports++;
+      char msg[160];
+      snprintf(msg, sizeof msg, "declared a report by its name or type, but %s",
+               mp->len == 0           ? "it is empty"
+               : k == DP_KIND_XML     ? "its XML's root element is not <feedback>"
+               : k == DP_KIND_UNKNOWN ? "its content is no report format (XML, gzip, zip, zlib)"
+                                      : "its content is not a report");
+      dp__fail(u, full, DP_EFORMAT, msg);
     } else {
       dp__note(u, full, "not a report, skipped");
     }

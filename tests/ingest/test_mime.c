@@ -507,6 +507,59 @@ TEST(test_mime_xml_needs_feedback) {
   rec_free(&r);
 }
 
+/* Only a part whose root element is <feedback> is taken for a report: an
+ * HTML newsletter with a mailto:feedback@ link is skipped (it was refused
+ * as a broken report), while a report with a prolog (DOCTYPE with an
+ * internal subset holding '>', comments, a prefix) is found. */
+TEST(test_mime_feedback_must_be_the_root) {
+  const char *msg =
+      "From: a@b\nContent-Type: multipart/mixed; boundary=f\n\n"
+      "--f\nContent-Type: text/html\n\n<!DOCTYPE html><html><body>"
+      "<a href=\"mailto:feedback@shop.example\">write to us</a></body></html>\n"
+      "--f\nContent-Type: text/xml\n\n<?xml version=\"1.0\"?><!-- <feedback> --><rss/>\n"
+      "--f\nContent-Type: text/xml\n\n<?xml version=\"1.0\"?><!DOCTYPE feedback [<!ENTITY a "
+      "\">\">]>"
+      "<!-- a comment -- with dashes --><?pi x?><X:Feedback xmlns:X=\"urn:x\"/>\n"
+      "--f--\n";
+  struct rec r;
+  rec_init(&r);
+  ASSERT_OK(rec_run(&r, NULL, msg, strlen(msg), NULL, 0));
+  ASSERT_STR_EQ(rec_log(&r), "note part 1 (text/html)|not a report, skipped\n"
+                             "note part 2 (text/xml)|not a report, skipped\n"
+                             "begin part 3 (text/xml)\nend 0 \n");
+  rec_free(&r);
+}
+
+/* Text that begins with a valid two-byte zlib header ("HK", "x^") is text;
+ * a part named or typed as a compressed report that is not one (garbage,
+ * empty) is refused, not skipped: it was a report, damaged on its way. */
+TEST(test_mime_declared_reports_that_are_not) {
+  const char *msg =
+      "From: a@b\nContent-Type: multipart/mixed; boundary=f\n\n"
+      "--f\nContent-Type: text/plain\n\nHKEX closed higher today.\n"
+      "--f\nContent-Type: text/plain\n\nx^2 + y^2\n"
+      "--f\nContent-Type: application/gzip\n\nthis is not gzip\n"
+      "--f\nContent-Type: application/octet-stream; name=\"google.com!example.com!1!2.zip\"\n\n"
+      "plain words\n"
+      "--f\nContent-Type: application/octet-stream; name=\"r.xml.gz\"\n\n"
+      "--f\nContent-Type: application/octet-stream; name=\"notes.txt\"\n\nplain words\n"
+      "--f--\n";
+  struct rec r;
+  rec_init(&r);
+  ASSERT_OK(rec_run(&r, NULL, msg, strlen(msg), NULL, 0));
+  ASSERT_STR_EQ(
+      rec_log(&r),
+      "note part 1 (text/plain)|not a report, skipped\n"
+      "note part 2 (text/plain)|not a report, skipped\n"
+      "error part 3 (application/gzip)|-4004|declared a report by its name or type, but its "
+      "content is no report format (XML, gzip, zip, zlib)\n"
+      "error part 4 (google.com!example.com!1!2.zip)|-4004|declared a report by its name or "
+      "type, but its content is no report format (XML, gzip, zip, zlib)\n"
+      "error part 5 (r.xml.gz)|-4004|declared a report by its name or type, but it is empty\n"
+      "note part 6 (notes.txt)|not a report, skipped\n");
+  rec_free(&r);
+}
+
 TEST(test_mime_real_mails) {
   static const char *files[] = {
       "domainaware_parsedmarc/twilight.eml",
