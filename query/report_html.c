@@ -599,7 +599,8 @@ static void section_receivers(struct page *p, const PGresult *res, bool redact) 
     for (int k = 0; k < 6; k++)
       v[k] = strtoll(PQgetvalue(res, i, k + 1), NULL, 10);
     put(p, "<tr><td>");
-    esc(p, PQgetvalue(res, i, 0));
+    /* a reporter's name is free text of the report: it may hold an address */
+    esc_red(p, PQgetvalue(res, i, 0), redact);
     put(p, "</td>");
     td_num(p, v[0]);
     td_num(p, v[1]);
@@ -707,6 +708,9 @@ static int report_html(PGconn *c, const dp_query_filter_t *f, dp_period_t by, bo
   PGresult *rcv = NULL, *pol = NULL;
   rc = dp__query_senders_fetch_top(c, f, DP_FAIL_ALL, MAX_SENDER_ROWS, &rows, &nrows, err, errlen);
   if (!rc) rc = trend_fetch(c, params, &r, by, &t, err, errlen);
+  /* the charts' series are senders, named as in the tables */
+  for (size_t k = 0; k < t.ns && !rc && redact; k++)
+    rc = dp__query_redact_inplace(&t.s[k].name);
   if (!rc && !(rcv = query(c, receivers_sql, 2, params, 8, err, errlen))) rc = DP_EPG;
   if (!rc && !(pol = query(c, policy_sql, 2, params, 10, err, errlen))) rc = DP_EPG;
   if (rc == DP_ENOMEM) snprintf(err, errlen, "%s", dp_strerror(rc));

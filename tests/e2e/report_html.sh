@@ -106,8 +106,24 @@ browser canary "file://$TMP/canary.html" --dump-dom
 page_requests "$TMP/canary.log" | grep -q '198\.51\.100\.77/canary\.png' && ok \
   || fail "the network log did not show the canary's request: the no-request check is blind"
 
-# --redact: no full source address, no local part; networks stay.
+# --redact: no full source address, no local part; networks stay. A
+# reporter's name is free text and may hold addresses too.
+cat > "$TMP/leaky.xml" <<'XML'
+<?xml version="1.0"?><feedback><report_metadata><org_name>Contact 192.0.2.55 or admin@corp.example</org_name>
+<email>a@corp.example</email><report_id>leaky-1</report_id><date_range><begin>1735689600</begin>
+<end>1735775999</end></date_range></report_metadata><policy_published><domain>example.com</domain>
+<p>none</p></policy_published><record><row><source_ip>192.0.2.7</source_ip><count>3</count>
+<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
+</policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers>
+<auth_results><spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>
+</feedback>
+XML
+"$DP_BIN" ingest --db "$DB" --quiet "$TMP/leaky.xml" || fail "ingest of the leaky reporter"
+"$DP_BIN" report --db "$DB" --domain example.com --html "$TMP/leaky.html"
+grep -q "Contact 192.0.2.55 or admin@corp.example" "$TMP/leaky.html" && ok \
+  || fail "the reporter's name is not on the page (the redaction check below would be blind)"
 "$DP_BIN" report --db "$DB" --domain example.com --html "$TMP/red.html" --redact
+grep -Eq "192\.0\.2\.55|admin@" "$TMP/red.html" && fail "a reporter's address is not redacted" || ok
 expect_eq "report --redact" "$?" 0
 IPS=$(grep -Eo '\b([0-9]{1,3}\.){3}[0-9]{1,3}\b' "$TMP/red.html" | grep -v '\.0$' | head -3 || true)
 expect_eq "full IPv4 addresses in the redacted report" "$IPS" ""
