@@ -36,7 +36,9 @@
  *      to another of D's records from the same source_ip in the window;
  *   2. forwarded: it carries a failing DKIM signature of D (or a subdomain)
  *      whose domain and selector verify in other records of the window: D's
- *      own signature, broken in transit;
+ *      own signature, broken in transit (a failing signature without a
+ *      selector goes by its domain; a pass without one vouches for no
+ *      selector: a key that never verified is not forwarding);
  *   3. fixable: some SPF or DKIM result passes (the sender is a domain, as
  *      dp_align_record found at ingest);
  *   4. unauthenticated: nothing passes. */
@@ -46,11 +48,11 @@
  * reason in the window out of the class rules 2-4 gave them (count negated)
  * and adding them back as forwarded. */
 #define CLASS_OF(x)                                                                                \
-  "CASE WHEN " x ".pass THEN 'pass' WHEN " x ".fwd_reason THEN 'forwarded'"                     \
-  "     WHEN EXISTS (SELECT 1 FROM unnest(" x ".fs_dom, " x ".fs_sel) AS f(dom, sel)"           \
-  "                    JOIN good_sig g ON g.dom = f.dom"                                         \
-  "                     AND (g.sel = f.sel OR g.sel = '' OR f.sel = ''))"                        \
-  "       THEN 'forwarded'"                                                                      \
+  "CASE WHEN " x ".pass THEN 'pass' WHEN " x ".fwd_reason THEN 'forwarded'"                        \
+  "     WHEN EXISTS (SELECT 1 FROM unnest(" x ".fs_dom, " x ".fs_sel) AS f(dom, sel)"              \
+  "                    JOIN good_sig g ON g.dom = f.dom"                                           \
+  "                     AND (g.sel = f.sel OR f.sel = ''))"                                        \
+  "       THEN 'forwarded'"                                                                        \
   "     WHEN " x ".authenticated THEN 'fixable' ELSE 'unauthenticated' END"
 #define PERIOD_OF(x)                                                                               \
   "CASE WHEN $3::text IS NULL THEN NULL"                                                         \

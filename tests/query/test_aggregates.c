@@ -153,7 +153,7 @@ static const char *const rec_class_sql[] = {
     "                SELECT 1 FROM unnest(rec.dkim_domains, rec.dkim_selectors, rec.dkim_results)"
     "                                AS d(dom, sel, res)"
     "                  JOIN good_sig g ON g.dom = lower(d.dom)"
-    "                   AND (g.sel = coalesce(d.sel, '') OR g.sel = '' OR coalesce(d.sel, '') = '')"
+    "                   AND (g.sel = coalesce(d.sel, '') OR coalesce(d.sel, '') = '')"
     "                 WHERE lower(coalesce(d.res, '')) NOT IN ('pass', 'none', ''))"
     "                THEN 'forwarded'"
     "              WHEN rec.authenticated THEN 'fixable'"

@@ -532,3 +532,40 @@ TEST(query_senders_by_day) {
                        "example.com,2024-02-26,2558,2547,2558,2558,99.5,100.0,100.0\r\n");
   free(out);
 }
+
+/* Rule 2 needs the failing signature's selector to verify elsewhere: one
+ * receiver that omits selectors says d=sel.example passes, another reports
+ * d=sel.example s=rotated2024 failing from a stranger. A pass without a
+ * selector vouches for no selector in particular, so that is a key problem
+ * (unauthenticated here), not forwarding; a failing signature without a
+ * selector is still judged by its domain alone. Report 6, for its own
+ * domain, removed again at the end. */
+TEST(query_readiness_selector_must_verify) {
+  NEED_DB();
+  ASSERT_TRUE(exec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts,"
+                      " p, schema_version, source, content_hash, n_records, messages) VALUES"
+                      " (6, 'mail.ru', 'r6', 'sel.example', '" MAR01 "', '" MAR01E "', 'none',"
+                      " 1, 'f', 6, 3, 1110)"));
+  ASSERT_TRUE(exec(c, REC_COLS
+                   /* passes, no selector reported */
+                   " (6, '" MAR01 "', 1, '192.0.2.8', 1000, 'pass', 'pass', '{}', 'sel.example',"
+                   "  '{sel.example}', '{\"\"}', '{pass}', '{sel.example}', '{pass}', true, true,"
+                   "  true, true, 'sel.example', false),"
+                   /* an old selector failing from elsewhere: never seen verifying */
+                   " (6, '" MAR01 "', 2, '203.0.113.50', 100, 'fail', 'fail', '{}', 'sel.example',"
+                   "  '{sel.example}', '{rotated2024}', '{fail}', '{sel.example}', '{fail}', false,"
+                   "  false, false, false, 'unauthenticated 203.0.113.0/24', false),"
+                   /* a failing signature without a selector: its domain decides */
+                   " (6, '" MAR01 "', 3, '198.18.0.9', 10, 'fail', 'fail', '{}', 'sel.example',"
+                   "  '{sel.example}', '{\"\"}', '{fail}', '{sel.example}', '{fail}', false,"
+                   "  false, false, false, 'unauthenticated 198.18.0.0/24', false)"));
+  dp_query_filter_t f = {"sel.example", false, 0};
+  dp_readiness_t r;
+  char err[512] = "";
+  ASSERT_OK(dp__query_readiness_fetch(c, &f, DP_PERIOD_NONE, &r, err, sizeof err));
+  ASSERT_COUNTS(r.total, 1110, 1000, 0, 10, 100, 110);
+  dp__query_readiness_free(&r);
+  ASSERT_TRUE(exec(c, "DELETE FROM record WHERE report_key = 6"));
+  ASSERT_TRUE(exec(c, "DELETE FROM report WHERE id = 6"));
+  ASSERT_TRUE(exec(c, "SELECT dp_agg_rebuild()"));
+}
