@@ -81,13 +81,17 @@ char *dp_buf_steal(dp_buf_t *b, size_t *plen);
 /* ------------------------------------------------------------------------ */
 /* Limits against hostile input. Defaults come from dp_limits_default(); each
  * can be changed per run on the command line. */
+/** The deepest XML nesting a limit may allow: libxml2 stops at 256 levels,
+ *  and the parser wraps each report in one element of its own. */
+#define DP_MAX_XML_DEPTH 255
+
 typedef struct dp_limits {
   uint64_t max_input_size;   /* bytes of one input file or message */
   uint64_t max_report_size;  /* decompressed bytes of one report (XML document) */
   uint64_t max_ratio;        /* decompressed/compressed ratio of one stream */
   uint32_t max_zip_entries;  /* entries in one zip archive */
   uint32_t max_nesting;      /* containers inside containers (zip in gzip in mail ...) */
-  uint32_t max_xml_depth;    /* element nesting depth inside one report */
+  uint32_t max_xml_depth;    /* element nesting depth inside one report, <= DP_MAX_XML_DEPTH */
   uint32_t max_field_len;    /* bytes of one text field in a report */
   uint64_t max_records;      /* records in one report */
   uint32_t max_future_days;  /* days a date_range end may lie past the clock (0: any) */

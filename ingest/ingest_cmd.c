@@ -35,12 +35,11 @@ static void usage(FILE *f) {
           "  --max-ratio N           decompressed/compressed ratio (default 250)\n"
           "  --max-zip-entries N     entries in one zip (default 1000)\n"
           "  --max-nesting N         containers inside containers (default 4)\n"
-          "  --max-xml-depth N       XML element depth (default 64)\n"
+          "  --max-xml-depth N       XML element depth, 1-255 (default 64)\n"
           "  --max-field-len N       bytes of one text field (default 64K)\n"
           "  --max-records N         records in one report (default 10000000)\n"
           "  --max-future-days N     days a report's date range may end after now (default 7;\n"
-          "                          0: no check)\n"
-          DP_IMAP_USAGE
+          "                          0: no check)\n" DP_IMAP_USAGE
           "exit status: 0 all loaded, 1 some inputs or reports refused, 2 usage or fatal error\n");
 }
 
@@ -95,7 +94,11 @@ static int set_limit(dp_pipeline_opts_t *o, int code, const char *arg, const cha
   const char *name = "";
   for (const struct option *op = opts; op->name; op++)
     if (op->val == code) name = op->name;
-  if (parse_size(arg, &v) || (code == OPT_JOBS && (v < 1 || v > 1024))) {
+  /* The XML depth sizes the parser's element stack, and libxml2 itself
+   * stops at 256 levels: a depth of 0 or beyond 255 (the parser adds one for
+   * its wrapper element) could only refuse every report. */
+  if (parse_size(arg, &v) || (code == OPT_JOBS && (v < 1 || v > 1024)) ||
+      (code == OPT_MAX_DEPTH && (v < 1 || v > DP_MAX_XML_DEPTH))) {
     fprintf(stderr, "dmarcpipe ingest: %s%sinvalid value '%s' for %s%s\n", from ? from : "",
             from ? ": " : "", arg, from ? "" : "--", name);
     return 2;

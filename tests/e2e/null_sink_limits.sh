@@ -64,4 +64,18 @@ for cap in 921600 1572864; do
 done
 [ "$(run null 2400000 | grep -c 'big[-gz]*: report exceeds the size limit')" = 2 ] && ok ||
   fail "refusals at the end: $(run null 2400000)"
+
+# --max-xml-depth within what libxml2 parses (1-255): beyond it every
+# report was refused ("nested deeper than 4294967295 levels", or out of
+# memory for the element stack); now it is a usage error.
+for v in 0 256 4294967295 8G; do
+  set +e
+  err=$("$DP_BIN" ingest --output null --quiet --max-xml-depth "$v" "$CORPUS/hostile/no-records.xml" 2>&1)
+  rc=$?
+  set -e
+  expect_eq "--max-xml-depth $v: usage error" "$rc" 2
+  grep -q "invalid value '$v' for --max-xml-depth" <<<"$err" && ok || fail "--max-xml-depth $v: $err"
+done
+"$DP_BIN" ingest --output null --quiet --max-xml-depth 255 "$CORPUS/hostile/no-records.xml" && ok ||
+  fail "--max-xml-depth 255 refused a report"
 finish
