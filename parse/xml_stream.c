@@ -295,6 +295,7 @@ struct dp_parser {
   size_t a_errors;
   const char *begin_txt, *end_txt;
   bool have_begin, have_end;
+  uint32_t mseen; /* report-level fields seen (bit 1 << F_*), for repeats */
 
   /* current record: strings at offsets in rbuf (offset 0 is "") */
   dp_buf_t rbuf;               /* its cap leaves room for one open leaf past rcap */
@@ -764,13 +765,23 @@ static int pct_value(const char *v) {
  * of another. What nothing depends on (<error>, which only adds, the
  * version, the generator, extra contact information) is taken as before.
  * Returns 1 when the value is the same (nothing to store), 0 to store it. */
+static const char *report_field_where(int f) {
+  return f == F_BEGIN || f == F_END ? "report_metadata/date_range/"
+         : f < F_POL_DOMAIN         ? "report_metadata/"
+                                    : "policy_published/";
+}
+
+/* Does report-level field f decide the report's identity or policy (so a
+ * second, different value of it makes the report ambiguous)? */
+static bool report_field_decides(int f) {
+  return f != F_ERROR && f != F_VERSION && f != F_GENERATOR && f != F_EXTRA;
+}
+
 static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *v) {
-  if (f == F_ERROR || f == F_VERSION || f == F_GENERATOR || f == F_EXTRA) return 0;
+  if (!report_field_decides(f)) return 0;
   const char **slot = report_slot(p, f);
   if (slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct) return 1;
-  const char *where = f == F_BEGIN || f == F_END ? "report_metadata/date_range/"
-                      : f < F_POL_DOMAIN         ? "report_metadata/"
-                                                 : "policy_published/";
+  const char *where = report_field_where(f);
   char was[96], now[96];
   if (slot)
     quote_value(*slot, was, sizeof was);
@@ -794,7 +805,27 @@ static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
   if (p->begun) {
     int late = report_leaf_late(p, f, s);
     if (late) return late > 0 ? 0 : late;
+  } else if (report_field_decides(f) && (p->mseen >> f & 1u)) {
+    /* a second <policy_published>, <date_range>, <report_id> ...: the same
+     * value again is harmless, and an empty one on either side fills in or
+     * adds nothing; two values make the report ambiguous (taking the last
+     * let a report slip to another policy domain) */
+    const char **slot = report_slot(p, f);
+    bool had = slot ? **slot != '\0' : p->rep.pct >= 0;
+    if (!*s && had) return 0;
+    char was[96], now[96];
+    if (had && (slot ? strcmp(*slot, s) : pct_value(s) != p->rep.pct)) {
+      if (slot)
+        quote_value(*slot, was, sizeof was);
+      else if (p->rep.pct < 0)
+        snprintf(was, sizeof was, "absent");
+      else
+        snprintf(was, sizeof was, "%d", p->rep.pct);
+      return fail(p, DP_EREPORT, "%s%s appears twice with different values (\"%s\", then \"%s\")",
+                  report_field_where(f), fld_info[f].name, was, quote_value(s, now, sizeof now));
+    }
   }
+  p->mseen |= 1u << f;
   const char *v;
   int rc = arena_dup(p, s, n, &v);
   if (rc == DP_ELIMIT) return fail(p, rc, "report metadata larger than %zu bytes", p->arena_cap);
@@ -854,6 +885,20 @@ static __attribute__((noinline)) int record_leaf_rare(dp_parser_t *p, int f, con
   if (s != p->rbuf.data + off) memmove(p->rbuf.data + off, s, n);
   p->rbuf.data[off + n] = '\0';
   p->rbuf.len = off + n + 1;
+  /* a repeated element: the same value again is harmless; another one (two
+   * <row>s, two <count>s, a second <header_from>) makes the record
+   * ambiguous, and taking the last lost the first one's messages */
+  size_t prev = *field_slot(p, f);
+  if (prev && p->rbuf.data[prev] && !n) /* an empty repeat adds nothing */
+    return p->rbuf.len < p->rbuf.alloc ? 0 : rbuf_room(p);
+  if (prev && p->rbuf.data[prev] && strcmp(p->rbuf.data + prev, p->rbuf.data + off)) {
+    char was[96], now[96];
+    return fail(
+        p, DP_EREPORT,
+        "record %" PRIu64 ": <%s> appears twice with different values (\"%s\", then \"%s\")",
+        p->rep.n_records + 1, fld_info[f].name, quote_value(p->rbuf.data + prev, was, sizeof was),
+        quote_value(p->rbuf.data + off, now, sizeof now));
+  }
   if (f == F_SOURCE_IP || f == F_COUNT) { /* parsed, not handed out as stored */
     p->rseen |= f == F_SOURCE_IP ? SEEN_IP : SEEN_COUNT;
     p->roff[f] = off;
@@ -1570,6 +1615,7 @@ static void doc_state_init(dp_parser_t *p) {
   p->arena_total = 0;
   p->begin_txt = p->end_txt = empty;
   p->have_begin = p->have_end = false;
+  p->mseen = 0;
   dp_buf_reset(&p->rbuf);
   memset(p->roff, 0, sizeof p->roff);
   p->rseen = 0;

@@ -580,6 +580,29 @@ static const struct refusal REFUSALS[] = {
     {DOC(REC("192.0.2.1", "")), DP_EREPORT, "record 1: <count> is empty"},
     {DOC("<record><row><source_ip>192.0.2.1</source_ip></row></record>"), DP_EREPORT,
      "record 1: <count> is missing"},
+    /* repeated single elements with different values: ambiguous */
+    {"<feedback>" META POLICY "<policy_published><domain>evil.test</domain><p>reject</p>"
+     "</policy_published>" REC("192.0.2.1", "1") "</feedback>",
+     DP_EREPORT,
+     "policy_published/domain appears twice with different values (\"example.com\", then "
+     "\"evil.test\")"},
+    {"<feedback>" META "<report_metadata><report_id>id-2</report_id></report_metadata>" POLICY REC(
+         "192.0.2.1", "1") "</feedback>",
+     DP_EREPORT,
+     "report_metadata/report_id appears twice with different values (\"id-1\", then \"id-2\")"},
+    {DOC("<record><row><source_ip>192.0.2.1</source_ip><count>5</count><count>7</count></row>"
+         "<identifiers><header_from>example.com</header_from></identifiers></record>"),
+     DP_EREPORT, "record 1: <count> appears twice with different values (\"5\", then \"7\")"},
+    {DOC("<record><row><source_ip>192.0.2.1</source_ip><count>5</count></row><row><source_ip>"
+         "192.0.2.2</source_ip><count>5</count></row><identifiers><header_from>example.com"
+         "</header_from></identifiers></record>"),
+     DP_EREPORT,
+     "record 1: <source_ip> appears twice with different values (\"192.0.2.1\", then "
+     "\"192.0.2.2\")"},
+    {DOC("<record><row><source_ip>192.0.2.1</source_ip><count>5</count></row><identifiers>"
+         "<header_from>example.com</header_from><header_from>evil.test</header_from></identifiers>"
+         "</record>"),
+     DP_EREPORT, "record 1: <header_from> appears twice with different values"},
     {DOC(REC("192.0.2.1", "1000000000001")), DP_EREPORT,
      "record 1: <count> is more than any real report's (limit 10^12): \"1000000000001\""},
     {DOC(REC("192.0.2.1", "9223372036854775807")), DP_EREPORT,
@@ -1447,6 +1470,23 @@ TEST(xml_stream_dispatch_names_any_case_both_schemas) {
   struct coll c;
   ASSERT_OK(parse(alias, 0, &c));
   ASSERT_CONTAINS(c.last, "|hfrom=example.com|");
+  coll_free(&c);
+}
+
+/* A single element repeated with the same value, or empty on one side, is
+ * not ambiguous: the report is taken, with the value that is there. */
+TEST(xml_stream_harmless_repeats) {
+  struct coll c;
+  ASSERT_OK(parse("<feedback>" META POLICY
+                  "<policy_published><domain>example.com</domain><p></p></policy_published>"
+                  "<record><row><source_ip>192.0.2.1</source_ip><count>5</count><count>5</count>"
+                  "<count></count></row><identifiers><header_from></header_from>"
+                  "<header_from>example.com</header_from></identifiers></record></feedback>",
+                  0, &c));
+  ASSERT_EQ(c.nrec, 1);
+  ASSERT_U64_EQ(c.msgs, 5);
+  ASSERT_CONTAINS(c.rep, "p=none");
+  ASSERT_CONTAINS(c.log.data, "hfrom=example.com|");
   coll_free(&c);
 }
 
