@@ -48,6 +48,17 @@ static int read_entry(struct dp__unpack *u, zip_t *za, zip_uint64_t i, const cha
     free(part);
     return u->abort_rc;
   }
+  /* What macOS's "Compress" adds beside the files (resource forks under
+   * __MACOSX/, "._" AppleDouble files, .DS_Store) is no report, and no
+   * sign of a broken one either: refusing it sent a good archive to
+   * errors and watch's rejected folder. */
+  const char *base = strrchr(st.name, '/');
+  base = base ? base + 1 : st.name;
+  if (!strncmp(st.name, "__MACOSX/", 9) || !strncmp(base, "._", 2) || !strcmp(base, ".DS_Store")) {
+    dp__note(u, part, "macOS metadata, skipped");
+    free(part);
+    return u->abort_rc;
+  }
   char r[700];
   zip_file_t *zf = zip_fopen_index(za, i, 0);
   if (!zf) {

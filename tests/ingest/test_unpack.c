@@ -267,9 +267,12 @@ TEST(test_unpack_zip_entries_dirs_and_junk) {
       {"sub/", NULL, 0, 0},
       {"sub/b.xml", b, strlen(b), 1},
       {"notes.txt", txt, sizeof txt - 1, 0},
+      {"__MACOSX/._a.xml", txt, sizeof txt - 1, 0},
+      {"sub/._b.xml", txt, sizeof txt - 1, 0},
+      {".DS_Store", txt, sizeof txt - 1, 0},
   };
   size_t zn;
-  unsigned char *z = make_zip(e, 4, &zn);
+  unsigned char *z = make_zip(e, 7, &zn);
   struct rec r;
   rec_init(&r);
   ASSERT_OK(rec_run(&r, NULL, z, zn, NULL, 0));
@@ -278,7 +281,10 @@ TEST(test_unpack_zip_entries_dirs_and_junk) {
                 "note entry sub/|directory, skipped\n"
                 "begin entry sub/b.xml\nend 0 \n"
                 "error entry notes.txt|-4004|not XML, gzip, zip, zlib or a mail message "
-                "(starts with 72 65 61 64 6d 65 20 74)\n");
+                "(starts with 72 65 61 64 6d 65 20 74)\n"
+                "note entry __MACOSX/._a.xml|macOS metadata, skipped\n"
+                "note entry sub/._b.xml|macOS metadata, skipped\n"
+                "note entry .DS_Store|macOS metadata, skipped\n");
   ASSERT_EQ(r.data.len, strlen(b));
   ASSERT_TRUE(memcmp(r.data.data, b, strlen(b)) == 0);
   rec_free(&r);
