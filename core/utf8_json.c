@@ -2,6 +2,8 @@
 /* core/utf8_json.c - UTF-8 decoding with U+FFFD repair and JSON string
  * escaping, shared by the JSON-lines sink (ingest/) and the query output
  * (query/), which must agree on what a JSON string looks like. */
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
@@ -83,13 +85,14 @@ static size_t json_run(const unsigned char *p, size_t n) {
     if (i == n || p[i] < 0x80) return i;
     uint32_t cp;
     size_t k = dp_utf8_next(p + i, n - i, &cp);
-    if (cp == 0xFFFD || cp == 0x2028 || cp == 0x2029) return i;
+    if (cp == 0xFFFD || cp == 0x2028 || cp == 0x2029 || (cp >= 0x80 && cp <= 0x9F)) return i;
     i += k;
   }
 }
 
-/* A JSON string: quote, backslash and control characters escaped (DEL and
- * U+2028/U+2029 too, so the output is also safe as JavaScript), other
+/* A JSON string: quote, backslash and control characters escaped (DEL, the
+ * C1 controls and U+2028/U+2029 too, so the output is also safe as
+ * JavaScript and in a terminal), other
  * characters as UTF-8, invalid bytes as U+FFFD. Runs that need nothing are
  * appended whole: this encodes every value of `--output jsonl`. */
 int dp_json_string(dp_buf_t *b, const char *s) {
@@ -129,11 +132,44 @@ int dp_json_string(dp_buf_t *b, const char *s) {
       rc = dp_buf_puts(b, "\\t");
       break;
     default:
-      if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029)
+      if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029)
         rc = dp_buf_printf(b, "\\u%04x", (unsigned)cp);
       else
         rc = dp_utf8_put(b, cp);
     }
   }
   return rc ? rc : dp_buf_putc(b, '"');
+}
+
+/* Characters a terminal acts on instead of showing: C0 and C1 controls,
+ * DEL, and the bidirectional controls that make text display in another
+ * order than it is stored (U+200E/F, U+202A-E, U+2066-9). */
+static bool term_unsafe(uint32_t cp) {
+  return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x200E || cp == 0x200F ||
+         (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+char *dp_term_text(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  char *out = malloc(n + 1); /* never longer: each unsafe sequence becomes one byte */
+  if (!out) return NULL;
+  size_t o = 0;
+  while (n) {
+    uint32_t cp;
+    size_t k = dp_utf8_next(p, n, &cp);
+    /* an ill-formed sequence decodes as U+FFFD: shown as '?' too, since a
+     * real U+FFFD is shown as it is */
+    bool bad = term_unsafe(cp) ||
+               (cp == 0xFFFD && !(k == 3 && p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD));
+    if (bad) {
+      out[o++] = '?';
+    } else {
+      memcpy(out + o, p, k);
+      o += k;
+    }
+    p += k, n -= k;
+  }
+  out[o] = '\0';
+  return out;
 }

@@ -122,7 +122,9 @@ static int walk_add(void *ud, const char *file) { return add_input(ud, file, NUL
 
 static void walk_err(void *ud, const char *path, const char *reason) {
   struct dp_pipeline *p = ud;
-  fprintf(p->o->err, "dmarcpipe: %s: %s\n", path, reason);
+  char *t = dp_term_text(path); /* a name may hold line breaks or escapes */
+  fprintf(p->o->err, "dmarcpipe: %s: %s\n", t ? t : "?", reason);
+  free(t);
   p->st->inputs_refused++;
 }
 
@@ -190,8 +192,17 @@ static void count_outcome(struct dp_pipeline *p, const dp_staged_t *s, int statu
     break;
   default:
     p->st->reports_refused++;
-    fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", s->source, s->org_name, s->report_id,
-            err ? err : "not stored");
+    {
+      /* names from the file system and the report: fit for a terminal line */
+      char *src = dp_term_text(s->source), *org = dp_term_text(s->org_name),
+           *rid = dp_term_text(s->report_id), *why = dp_term_text(err ? err : "not stored");
+      fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", src ? src : "?", org ? org : "?",
+              rid ? rid : "?", why ? why : "?");
+      free(src);
+      free(org);
+      free(rid);
+      free(why);
+    }
     break;
   }
 }

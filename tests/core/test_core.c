@@ -114,7 +114,7 @@ static void json_reference(dp_buf_t *b, const char *s) {
     else if (cp == '\n') dp_buf_puts(b, "\\n");
     else if (cp == '\r') dp_buf_puts(b, "\\r");
     else if (cp == '\t') dp_buf_puts(b, "\\t");
-    else if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029)
+    else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029)
       dp_buf_printf(b, "\\u%04x", (unsigned)cp);
     else
       dp_utf8_put(b, cp);
@@ -138,6 +138,10 @@ TEST(core_json_string) {
   ASSERT_STR_EQ(json_of(&b, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7"),
                 "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7\"");
   ASSERT_STR_EQ(json_of(&b, "a\xE2\x80\xA8" "b\xE2\x80\xA9"), "\"a\\u2028b\\u2029\"");
+  /* the C1 controls (U+0080-U+009F: 8-bit CSI is U+009B) are escaped */
+  ASSERT_STR_EQ(json_of(&b, "a\xC2\x9B"
+                            "31m\xC2\x80\xC2\x9F\xC2\xA0"),
+                "\"a\\u009b31m\\u0080\\u009f\xC2\xA0\"");
   /* ill-formed: lone continuation, truncated, overlong, surrogate, > U+10FFFF */
   ASSERT_STR_EQ(json_of(&b, "x\x80y"), "\"x\xEF\xBF\xBDy\"");
   ASSERT_STR_EQ(json_of(&b, "x\xE2\x82"), "\"x\xEF\xBF\xBD\"");
@@ -149,8 +153,8 @@ TEST(core_json_string) {
 
   /* random strings over the bytes that matter, against the reference */
   static const unsigned char alphabet[] = {
-      'a', 'Z', '0', ' ', '~', '"', '\\', '\n', 0x01, 0x1f, 0x7f, 0x80, 0x82, 0xA0, 0xA8,
-      0xA9, 0xBF, 0xC0, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF};
+      'a',  'Z',  '0',  ' ',  '~',  '"',  '\\', '\n', 0x01, 0x1f, 0x7f, 0x80, 0x82, 0xA0, 0xA8,
+      0xA9, 0xBF, 0xC0, 0xC2, 0xC3, 0xDF, 0xE0, 0xE2, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0x9B};
   dp_buf_t ref;
   dp_buf_init(&ref, 0);
   uint64_t x = 88172645463325252u;
@@ -173,4 +177,31 @@ TEST(core_json_string) {
   }
   dp_buf_free(&ref);
   dp_buf_free(&b);
+}
+
+static char *term_of(const char *s) {
+  static char out[256];
+  char *t = dp_term_text(s);
+  snprintf(out, sizeof out, "%s", t ? t : "<NULL>");
+  free(t);
+  return out;
+}
+
+/* dp_term_text: what could drive a terminal or forge a line becomes '?'
+ * (C0, DEL, C1, bidirectional controls, bytes that are not UTF-8); other
+ * text, U+FFFD itself included, is kept. */
+TEST(core_term_text) {
+  ASSERT_STR_EQ(term_of(""), "");
+  ASSERT_STR_EQ(term_of("reports/google.com!example.com!1!2.zip"),
+                "reports/google.com!example.com!1!2.zip");
+  ASSERT_STR_EQ(term_of("a\nfake: 9 reports\r\t\x1b]0;T\x07\x7f"), "a?fake: 9 reports???]0;T??");
+  ASSERT_STR_EQ(term_of("c1\xC2\x9B"
+                        "31m \xC2\x85"),
+                "c1?31m ?");
+  ASSERT_STR_EQ(term_of("rtl\xE2\x80\xAE"
+                        "KCAP \xE2\x80\x8F \xE2\x81\xA6x\xE2\x81\xA9"),
+                "rtl?KCAP ? ?x?");
+  ASSERT_STR_EQ(term_of("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7 \xEF\xBF\xBD"),
+                "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7 \xEF\xBF\xBD");
+  ASSERT_STR_EQ(term_of("x\xFFy\xE2\x82"), "x?y?");
 }

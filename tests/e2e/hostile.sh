@@ -85,4 +85,19 @@ grep -qF "$TMP/both.xml: report a.test/r1: another <feedback> report follows thi
   fail "two reports in one file: $(cat "$TMP/err")"
 expect_eq "two reports in one file: refusal recorded" \
   "$(sql "SELECT count(*) FROM ingest_error WHERE reason LIKE 'another <feedback> report follows%'")" 1
+
+# File names are printed fit for a terminal line: a line break cannot forge
+# a line, an escape sequence or a C1/bidi control cannot drive the terminal.
+mkdir "$TMP/names"
+printf '<feedback><oops' > "$TMP/names/$(printf 'esc\033]0;T\007\033[2J.xml')"
+printf '<feedback><oops' > "$TMP/names/$(printf 'two\nfake: 9 reports stored.xml')"
+printf '<feedback><oops' > "$TMP/names/$(printf 'rtl\342\200\256x\302\233.xml')"
+set +e
+"$DP_BIN" ingest --output null "$TMP/names" 2> "$TMP/names.err"
+set -e
+expect_eq "odd names: one line per input and the summary" "$(wc -l < "$TMP/names.err")" 4
+LC_ALL=C grep -q "$(printf '[\001-\010\013-\037\177]\|\302[\200-\237]\|\342\200\256')" "$TMP/names.err" &&
+  fail "a control character reached stderr: $(cat -A "$TMP/names.err")" || ok
+grep -qF "names/two?fake: 9 reports stored.xml: malformed XML" "$TMP/names.err" && ok ||
+  fail "odd names: $(cat -A "$TMP/names.err")"
 finish

@@ -456,19 +456,22 @@ TEST(input_job_row_len_equals_row_on_corpora) {
     parse_file_check(path, &c);
     unlink(path);
   }
-  /* repeated elements: the later string replaces the earlier one */
+  /* repeated elements (the same value again, or a value after an empty
+   * one; different values refuse the report): the later string replaces
+   * the earlier one */
   static const char dup_xml[] =
       "<feedback><report_metadata><org_name>d.example</org_name><email>a@d.example</email>"
       "<report_id>dup</report_id><date_range><begin>1700000000</begin><end>1700086399</end>"
       "</date_range></report_metadata><policy_published><domain>example.com</domain><p>none</p>"
       "</policy_published><record><row><source_ip>192.0.2.1</source_ip><count>2</count>"
-      "<policy_evaluated><disposition>none</disposition><disposition>reject</disposition>"
+      "<policy_evaluated><disposition></disposition><disposition>reject</disposition>"
       "<dkim>pass</dkim><spf>fail</spf><reason><type>forwarded</type><comment>a long comment"
-      "</comment><comment>x</comment></reason></policy_evaluated></row><identifiers>"
-      "<header_from>first.example.org</header_from><header_from>example.com</header_from>"
-      "</identifiers><auth_results><dkim><domain>one.example.net</domain><domain>example.com"
-      "</domain><selector>s1</selector><selector>selector-two</selector><result>pass</result>"
-      "</dkim><spf><domain>bounce.example</domain><result>pass</result><result>fail</result>"
+      "</comment><comment> a long comment </comment></reason></policy_evaluated></row><identifiers>"
+      "<header_from></header_from><header_from>example.com</header_from>"
+      "</identifiers><auth_results><dkim><domain></domain><domain>example.com"
+      "</domain><selector>selector-two</selector><selector>selector-two</selector><result>pass</"
+      "result>"
+      "</dkim><spf><domain>bounce.example</domain><result>pass</result><result>pass</result>"
       "</spf></auth_results></record></feedback>";
   char *dpath = write_tmp(dup_xml, sizeof dup_xml - 1);
   ASSERT_NOT_NULL(dpath);

@@ -152,8 +152,7 @@ TEST(query_format_hostile_json) {
                 "{\"s\":\"caf\xC3\xA9 \\u2028 \xF0\x9F\x93\xA7\"},\n"
                 "{\"s\":\"bad\xEF\xBF\xBD\xEF\xBF\xBD(\xEF\xBF\xBD"
                 "A\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz\"},\n"
-                "{\"s\":\"\xC2\x9B"
-                "1m\\r\"},\n"
+                "{\"s\":\"\\u009b1m\\r\"},\n"
                 "{\"s\":\"\"}\n"
                 "]\n");
   dp__query_res_destroy(r);
