@@ -51,7 +51,7 @@ static int parse_duration(const char *s, int64_t now, int64_t *out, char *err, s
   int64_t n = 0;
   while (isdigit((unsigned char)*p)) {
     n = n * 10 + (*p++ - '0');
-    if (n > 1000000) return usage(err, errlen, s); /* > ~19 years in weeks: a typo */
+    if (n > 1000000) return usage(err, errlen, s); /* no overflow below */
   }
   if (p == s || !p[0] || p[1]) return usage(err, errlen, s);
   int64_t unit;
@@ -71,7 +71,9 @@ static int parse_duration(const char *s, int64_t now, int64_t *out, char *err, s
   default:
     return usage(err, errlen, s);
   }
-  *out = now - n * unit;
+  /* back before 1970 (no report is older): everything, as a time
+   * PostgreSQL can hold (a million weeks back is beyond its range) */
+  *out = now - n * unit < 0 ? 0 : now - n * unit;
   return 0;
 }
 

@@ -23,6 +23,10 @@ TEST(query_since_durations) {
   ASSERT_EQ(since_ok("90m"), NOW - 90 * 60);
   ASSERT_EQ(since_ok("0d"), NOW);
   ASSERT_EQ(since_ok("1000000m"), NOW - INT64_C(60000000));
+  /* back before 1970: from the epoch (a million weeks is past PostgreSQL's
+   * range: the query failed with "timestamp out of range") */
+  ASSERT_EQ(since_ok("1000000w"), 0);
+  ASSERT_EQ(since_ok("30000d"), 0);
   ASSERT_EQ(since_ok("007d"), NOW - 7 * 86400);
 }
 
