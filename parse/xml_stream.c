@@ -296,6 +296,10 @@ struct dp_parser {
   const char *begin_txt, *end_txt;
   bool have_begin, have_end;
   uint32_t mseen; /* report-level fields seen (bit 1 << F_*), for repeats */
+  /* what libxml2 wrote to its generic error channel during this document:
+   * an encoding error is reported only there, with no parser error */
+  char generr[384];
+  size_t generr_len;
 
   /* current record: strings at offsets in rbuf (offset 0 is "") */
   dp_buf_t rbuf;               /* its cap leaves room for one open leaf past rcap */
@@ -496,15 +500,21 @@ static int cb_fail(dp_parser_t *p, int rc, const char *which) {
  * some generators (seen in parsedmarc's corpus) send an empty <org_name>;
  * such a report is still identifiable, so the domain of <email> stands in
  * for the organisation name. Without either, the report is refused. */
-static int report_begin(dp_parser_t *p) {
+static int report_begin(dp_parser_t *p, bool at_record) {
   dp_report_t *r = &p->rep;
   if (p->begun) return 0;
+  /* at the first record, a field that may still come later (a report with
+   * its metadata or policy after its records) is missing *there* */
+  const char *when = at_record ? " before the first record" : "";
   if (!*r->org_name) {
     const char *at = strrchr(r->email, '@');
     const char *d = at ? at + 1 : r->email;
     size_t n = strlen(d);
     while (n && d[n - 1] == '.') n--;
-    if (n == 0) return fail(p, DP_EREPORT, "report_metadata/org_name is required (and there is no <email> to stand in)");
+    if (n == 0)
+      return fail(p, DP_EREPORT,
+                  "report_metadata/org_name is required%s (and there is no <email> to stand in)",
+                  when);
     const char *o;
     int rc = arena_dup(p, d, n, &o);
     if (rc) return fail(p, rc, "out of memory");
@@ -512,10 +522,12 @@ static int report_begin(dp_parser_t *p) {
       if (*c >= 'A' && *c <= 'Z') *c += 32;
     r->org_name = o;
   }
-  if (!*r->report_id) return fail(p, DP_EREPORT, "report_metadata/report_id is required");
-  if (!*r->domain) return fail(p, DP_EREPORT, "policy_published/domain is required");
-  if (!p->have_begin || !*p->begin_txt) return fail(p, DP_EREPORT, "report_metadata/date_range/begin is required");
-  if (!p->have_end || !*p->end_txt) return fail(p, DP_EREPORT, "report_metadata/date_range/end is required");
+  if (!*r->report_id) return fail(p, DP_EREPORT, "report_metadata/report_id is required%s", when);
+  if (!*r->domain) return fail(p, DP_EREPORT, "policy_published/domain is required%s", when);
+  if (!p->have_begin || !*p->begin_txt)
+    return fail(p, DP_EREPORT, "report_metadata/date_range/begin is required%s", when);
+  if (!p->have_end || !*p->end_txt)
+    return fail(p, DP_EREPORT, "report_metadata/date_range/end is required%s", when);
   const char *why;
   char q[96];
   if ((why = parse_epoch(p->begin_txt, &r->begin)))
@@ -606,7 +618,7 @@ static __attribute__((noinline)) int record_end(dp_parser_t *p) {
   rec->reasons = p->rs_out;
   rec->n_reasons = p->n_rs;
 
-  int rc = report_begin(p);
+  int rc = report_begin(p, true);
   if (rc) return rc;
   dp_align_record(rec, p->rep.domain, p->sender, sizeof p->sender);
   p->rep.n_records = idx;
@@ -660,7 +672,7 @@ static void trailing_scan(dp_parser_t *p, const unsigned char *s, size_t n) {
 }
 
 static __attribute__((noinline)) int feedback_end(dp_parser_t *p) {
-  int rc = report_begin(p);
+  int rc = report_begin(p, false);
   if (rc) return rc;
   p->done = true;
   if (p->cb.report_end) {
@@ -1250,11 +1262,30 @@ static void on_xml_error(void *ud, xmlErrorPtr e) {
     fail(p, DP_EXML, "malformed XML at line %d: %s", e->line, msg);
 }
 
-/* Encoding conversion errors are raised without a parser context and would
- * go to libxml2's generic handler (stderr); the parser reports them again
- * through its own context, so they are silenced here. */
-static void silent_generic(void *ctx, const char *msg, ...) {
-  (void)ctx; (void)msg;
+/* libxml2's generic error channel: nothing reaches stderr; the text is
+ * kept (bounded) for the reason of a failure libxml2 gives no parser error
+ * for, as for an input that is not in its declared encoding. */
+static void capture_generic(void *ctx, const char *msg, ...) {
+  dp_parser_t *p = ctx;
+  size_t room = sizeof p->generr - p->generr_len;
+  if (room <= 1) return;
+  va_list ap;
+  va_start(ap, msg);
+  int k = vsnprintf(p->generr + p->generr_len, room, msg, ap);
+  va_end(ap);
+  if (k > 0) p->generr_len += (size_t)k < room ? (size_t)k : room - 1;
+}
+
+/* The reason for a failure without a parser error: the first line libxml2
+ * wrote to its generic channel (for an encoding error "input conversion
+ * failed due to input error, bytes 0x81 0x2E ..."), or NULL. Writes into
+ * out. */
+static const char *generic_reason(const dp_parser_t *p, char *out, size_t outlen) {
+  const char *e = p->generr + strspn(p->generr, "\r\n ");
+  size_t n = strcspn(e, "\r\n");
+  if (!n) return NULL;
+  snprintf(out, outlen, "%.*s", (int)n, e);
+  return out;
 }
 
 static xmlParserInputPtr no_external_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt) {
@@ -1295,7 +1326,7 @@ static int push(dp_parser_t *p, const void *buf, size_t n, int terminate) {
     int last = (size_t)c == n;
     xmlGenericErrorFunc old = xmlGenericError;
     void *oldctx = xmlGenericErrorContext;
-    xmlSetGenericErrorFunc(NULL, silent_generic);
+    xmlSetGenericErrorFunc(p, capture_generic);
     int r = xmlParseChunk(p->ctxt, b, c, last ? terminate : 0);
     if (!r && c >= SHRINK_AFTER && !(last && terminate) && !p->rc && !p->done)
       r = xmlParseChunk(p->ctxt, NULL, 0, 0);
@@ -1303,8 +1334,13 @@ static int push(dp_parser_t *p, const void *buf, size_t n, int terminate) {
     if (c) p->emitted = true;
     if (p->rc) return p->rc;
     if (p->done) return 0;
-    if (r != 0 && p->ctxt->disableSAX)
+    if (r != 0 && p->ctxt->disableSAX) {
+      char why[200];
+      if (generic_reason(p, why, sizeof why))
+        return fail(p, DP_EXML, "malformed XML: %s (is the document in its declared encoding?)",
+                    why);
       return fail(p, DP_EXML, "malformed XML (libxml2 error %d)", r);
+    }
     b += c;
     n -= (size_t)c;
   } while (n > 0);
@@ -1616,6 +1652,8 @@ static void doc_state_init(dp_parser_t *p) {
   p->begin_txt = p->end_txt = empty;
   p->have_begin = p->have_end = false;
   p->mseen = 0;
+  p->generr_len = 0;
+  p->generr[0] = '\0';
   dp_buf_reset(&p->rbuf);
   memset(p->roff, 0, sizeof p->roff);
   p->rseen = 0;

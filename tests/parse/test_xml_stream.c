@@ -414,6 +414,17 @@ TEST(xml_stream_latin1_and_windows1252) {
   ASSERT_OK(parse(w, 0, &c));
   ASSERT_CONTAINS(c.rep, "org=\xe2\x80\x9cQuoted\xe2\x80\x9d \xe2\x82\xac|");
   coll_free(&c);
+  /* a byte windows-1252 does not define (0x81): the reason says which
+   * bytes, not "libxml2 error -1" */
+  const char *bad =
+      "<?xml version=\"1.0\" encoding=\"windows-1252\"?><feedback>"
+      "<report_metadata><org_name>qa\x81.test</org_name><report_id>w</report_id>"
+      "<date_range><begin>1</begin><end>2</end></date_range></report_metadata>" POLICY REC(
+          "192.0.2.1", "1") "</feedback>";
+  ASSERT_EQ(parse(bad, 0, &c), DP_EXML);
+  ASSERT_CONTAINS(g_err, "malformed XML: input conversion failed due to input error, bytes 0x81");
+  ASSERT_CONTAINS(g_err, "(is the document in its declared encoding?)");
+  coll_free(&c);
 }
 
 TEST(xml_stream_invalid_utf8_repaired) {
@@ -613,7 +624,10 @@ static const struct refusal REFUSALS[] = {
      "record 2: the sum of <count> exceeds 1000000000000, more than any real report's"},
     {"<feedback><report_metadata><org_name>O</org_name><date_range><begin>1</begin><end>2</end>"
      "</date_range></report_metadata>" POLICY REC("192.0.2.1", "1") "</feedback>",
-     DP_EREPORT, "report_metadata/report_id is required"},
+     DP_EREPORT, "report_metadata/report_id is required before the first record"},
+    /* the policy after the records: missing where it is needed */
+    {"<feedback>" META REC("192.0.2.1", "1") POLICY "</feedback>", DP_EREPORT,
+     "policy_published/domain is required before the first record"},
     {"<feedback><report_metadata><org_name> </org_name><report_id>x</report_id><date_range><begin>1"
      "</begin><end>2</end></date_range></report_metadata>" POLICY "</feedback>",
      DP_EREPORT, "report_metadata/org_name is required"},
