@@ -10,6 +10,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 /* Longest domain name we align (RFC 1035: 253 characters + a trailing dot);
  * anything longer is not a domain and never aligns. */
 #define DOMAIN_MAX 255
@@ -64,9 +67,13 @@ static size_t norm_domain(const char *d, char out[DOMAIN_MAX + 1]) {
   return n;
 }
 
-/* Organizational domain of an already normalised name; a public suffix or a
- * name libpsl rejects is its own organizational domain. */
+/* Organizational domain of an already normalised name; a public suffix, a
+ * name libpsl rejects, and an address literal (some signers and SPF checks
+ * report one where a domain belongs: "192.0.2.1" is not the name "2.1"
+ * under the suffix "1") are their own organizational domain. */
 static const char *org_lookup(const char *norm) {
+  unsigned char addr[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, norm, addr) == 1 || inet_pton(AF_INET6, norm, addr) == 1) return norm;
   const psl_ctx_t *ctx = get_psl();
   const char *r = ctx ? psl_registrable_domain(ctx, norm) : NULL;
   return r ? r : norm;

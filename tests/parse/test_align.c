@@ -28,6 +28,10 @@ TEST(align_org_domain) {
   org(" example.org ", "example.org");
   org("foo.bar.s3.amazonaws.com", "bar.s3.amazonaws.com"); /* private section */
   org("", "");
+  /* an address literal where a domain belongs is itself, not "2.1" */
+  org("192.0.2.1", "192.0.2.1");
+  org("2001:db8::1", "2001:db8::1");
+  org("1.2.3.example.com", "example.com");
   char small[8];
   ASSERT_EQ(dp_align_org_domain("mail.example.com", small, sizeof small), DP_ELIMIT);
   char ok[12];
