@@ -56,6 +56,23 @@ static PGresult *begin_untimed(PGconn *c, const char *what, char *err, size_t er
   return res;
 }
 
+/* sql (one read, no parameters) exempt from the session's timeouts as the
+ * batches are: the checks around them (what is pending, how much) grow
+ * with the backlog, and a DBA's statement_timeout cancelling them failed
+ * the catch-up it was exempted from. In a transaction of its own when c is
+ * idle; inside the caller's transaction as it is. */
+static PGresult *read_untimed(PGconn *c, const char *sql, const char *what, char *err,
+                              size_t errlen, char state[6]) {
+  if (PQtransactionStatus(c) != PQTRANS_IDLE)
+    return exec_q(c, sql, 0, NULL, what, err, errlen, state);
+  PGresult *res = begin_untimed(c, what, err, errlen, state);
+  if (!res) return NULL;
+  PQclear(res);
+  res = exec_q(c, sql, 0, NULL, what, err, errlen, state);
+  PQclear(PQexec(c, res ? "COMMIT" : "ROLLBACK"));
+  return res;
+}
+
 /* 40001 serialization failure, 40P01 deadlock: the transaction can be retried. */
 static bool retryable(const char *state) {
   return !strcmp(state, "40001") || !strcmp(state, "40P01");
@@ -107,8 +124,8 @@ static void sum_halves(dp_agg_stats_t *st) {
 
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res = exec_q(c, "SELECT count(DISTINCT report_key) FROM agg_pending_any", 0, NULL,
-                         "agg_pending", err, errlen, state);
+  PGresult *res = read_untimed(c, "SELECT count(DISTINCT report_key) FROM agg_pending_any",
+                               "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);
@@ -129,8 +146,8 @@ static int catch_up(PGconn *c, int batch, int first, dp_agg_stats_t *st, char *e
      * Then wait for one (a blocking lock on the first mark still there:
      * granted once its holder commits or rolls back) and look again. */
     char state[6];
-    PGresult *res = exec_q(c, "SELECT half FROM agg_pending_any LIMIT 1", 0, NULL, "agg_pending",
-                           err, errlen, state);
+    PGresult *res = read_untimed(c, "SELECT half FROM agg_pending_any LIMIT 1", "agg_pending", err,
+                                 errlen, state);
     if (!res) return DP_EPG;
     char half[2] = "";
     if (PQntuples(res)) snprintf(half, sizeof half, "%s", PQgetvalue(res, 0, 0));
@@ -192,10 +209,10 @@ static void helper_main(void *arg) {
 /* Records of the pending reports (in either half), or -1 with reason in err. */
 static int64_t pending_records(PGconn *c, char *err, size_t errlen) {
   char state[6];
-  PGresult *res = exec_q(c,
-                         "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
-                         "(SELECT report_key FROM agg_pending_any)",
-                         0, NULL, "agg_pending", err, errlen, state);
+  PGresult *res = read_untimed(c,
+                               "SELECT coalesce(sum(r.n_records), 0) FROM report r WHERE r.id IN "
+                               "(SELECT report_key FROM agg_pending_any)",
+                               "agg_pending", err, errlen, state);
   if (!res) return -1;
   int64_t n = atoll(PQgetvalue(res, 0, 0));
   PQclear(res);

@@ -162,3 +162,36 @@ TEST(catch_up_waits_for_another_aggregator_of_the_other_half) {
   PQfinish(holder);
   PQfinish(c);
 }
+
+/* The checks around the batches (how many records wait, is anything left)
+ * are exempt from a DBA's statement_timeout as the batches are: they grow
+ * with the backlog, and cancelling them failed the catch-up ("agg_pending:
+ * canceling statement due to statement timeout"). 100,000 pending reports
+ * make each check take far longer than the 5 ms allowed here. */
+TEST(catch_up_checks_are_exempt_from_statement_timeout) {
+  if (!setup()) return;
+  set_db_timeouts(NULL);
+  char err[512];
+  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  ASSERT_NOT_NULL(c);
+  PGresult *res =
+      PQexec(c, "INSERT INTO report (id, org_name, report_id, domain, begin_ts, end_ts, "
+                "schema_version, source, content_hash, n_records, messages) "
+                "SELECT 1000 + i, 'o', 'bulk' || i, 'example.com', '2026-01-01Z', "
+                "'2026-01-02Z', 1, 't', 0, 0, 0 FROM generate_series(1, 100000) i");
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  set_db_timeouts("5ms");
+  PGconn *late = PQconnectdb(conninfo);
+  ASSERT_TRUE(scalar_is(late, "SHOW statement_timeout", "5ms"));
+  ASSERT_EQ(dp_agg_pending(late, err, sizeof err), 100000);
+  dp_agg_stats_t st;
+  int rc = dp_agg_catch_up_parallel(late, conninfo, 2, 0, &st, err, sizeof err);
+  if (rc) fprintf(stderr, "  %s\n", err);
+  ASSERT_OK(rc);
+  ASSERT_EQ(st.reports, 100000);
+  ASSERT_EQ(dp_agg_pending(late, err, sizeof err), 0);
+  set_db_timeouts(NULL);
+  PQfinish(late);
+  PQfinish(c);
+}
