@@ -65,10 +65,16 @@ struct watch {
   int agg_rc;
   dp_agg_stats_t agg_stats;
   char agg_err[512];
+  uint64_t agg_retry_ms; /* after a failed catch-up: the next try's delay */
 };
 
 #define DP_WATCH_AGG_IDLE_MS 2000
 #define DP_WATCH_AGG_MAX_MS 60000
+/* A failed catch-up (the database away, a DBA's lock) is tried again after
+ * 2 s, doubling up to 5 min: the aggregates must not stay stale until the
+ * next file happens to arrive. */
+#define DP_WATCH_AGG_RETRY_MIN_MS 2000
+#define DP_WATCH_AGG_RETRY_MAX_MS 300000
 
 static void schedule_scan(struct watch *w, uint64_t delay_ms);
 
@@ -265,12 +271,27 @@ static void agg_work(uv_work_t *req) {
 
 static void agg_schedule(struct watch *w);
 
+static void on_agg_timer(uv_timer_t *t);
+
 static void agg_done(uv_work_t *req, int status) {
   struct watch *w = req->data;
   w->agg_running = false;
-  if (status == 0 && w->agg_rc)
-    fprintf(stderr, "dmarcpipe watch: aggregating: %s (queries catch up themselves)\n", w->agg_err);
-  else if (status == 0 && !w->opts.quiet && w->agg_stats.reports)
+  if (status == 0 && w->agg_rc) {
+    if (!w->agg_retry_ms) w->agg_retry_ms = DP_WATCH_AGG_RETRY_MIN_MS;
+    fprintf(stderr, "dmarcpipe watch: aggregating: %s (trying again in %" PRIu64 " s)\n",
+            w->agg_err, w->agg_retry_ms / 1000);
+    if (!w->stopping) {
+      /* what failed is still pending: a later commit may start it sooner */
+      if (!w->agg_dirty) w->agg_dirty_since = uv_now(&w->loop);
+      w->agg_dirty = true;
+      uv_timer_start(&w->agg_timer, on_agg_timer, w->agg_retry_ms, 0);
+    }
+    w->agg_retry_ms = w->agg_retry_ms * 2 > DP_WATCH_AGG_RETRY_MAX_MS ? DP_WATCH_AGG_RETRY_MAX_MS
+                                                                      : w->agg_retry_ms * 2;
+    return;
+  }
+  if (status == 0) w->agg_retry_ms = 0;
+  if (status == 0 && !w->opts.quiet && w->agg_stats.reports)
     fprintf(stderr,
             "dmarcpipe watch: aggregates caught up: %" PRId64 " reports (%" PRId64
             " records) in %.2f s\n",
@@ -303,7 +324,9 @@ static void agg_schedule(struct watch *w) {
 
 static void input_done(void *data, const char *path, bool refused) {
   struct watch *w = data;
-  if (!refused) agg_schedule(w);
+  /* a refused input may have stored reports too (a zip of a good and a
+   * bad one); a catch-up that finds nothing pending costs one query */
+  agg_schedule(w);
   int rc = move_below(w, path, refused ? w->rejected_dir : w->done_dir);
   if (rc) {
     w->move_failed++;

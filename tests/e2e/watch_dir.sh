@@ -4,7 +4,8 @@
 # are loaded once and moved to done/ (a refused one to rejected/); a file still
 # being written is taken only once complete; while PostgreSQL is stopped the
 # files stay put and are loaded after it is back; once idle it folds the
-# stored reports into the aggregates; SIGTERM exits cleanly.
+# stored reports into the aggregates (those of a partly refused input too),
+# and tries a failed catch-up again by itself; SIGTERM exits cleanly.
 # Uses a cluster of its own, since it stops and starts it.
 source "$(dirname "$0")/lib/common.bash"
 chmod 755 "$TMP"
@@ -58,6 +59,44 @@ for _ in $(seq 1 100); do
 done
 expect_eq "aggregates caught up by watch" "$(psql "$DB" -XAtc \
   "SELECT (SELECT count(*) FROM agg_pending), (SELECT count(*) FROM agg_report) > 0")" "0|t"
+
+# wait_folded: until nothing is pending (20 s at most)
+wait_folded() {
+  for _ in $(seq 1 100); do
+    [ "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending_any")" = 0 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+"$DP_BIN" sample --out "$TMP/s2" --days 2 --seed 11 --end 2025-03-01 > /dev/null
+more=("$TMP"/s2/reports/*.xml)
+# a zip of a good report and junk is refused as a whole (rejected/), but its
+# report is stored, and watch folds it like any other
+python3 - "${more[0]}" "$TMP/mixed.zip" <<'PY'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[2], "w")
+z.writestr("good.xml", open(sys.argv[1], "rb").read())
+z.writestr("notes.txt", "not a report")
+z.close()
+PY
+nrep=$(psql "$DB" -XAtc "SELECT count(*) FROM report")
+cp "$TMP/mixed.zip" "$W/"
+wait_moved $(( ${#files[@]} + 2 )) && ok || fail "the mixed zip was not moved: $(cat "$TMP/watch.err")"
+[ -f "$W/rejected/mixed.zip" ] && ok || fail "the mixed zip is not in rejected/: $(ls "$W/rejected")"
+if [ "$(psql "$DB" -XAtc "SELECT count(*) FROM report")" -gt "$nrep" ]; then
+  wait_folded && ok || fail "watch left the report of a partly refused input pending"
+else
+  fail "the mixed zip's good report was not stored (input: ${more[0]})"
+fi
+# a catch-up that fails (a table away, as a DBA's maintenance might) is
+# tried again by itself, not left until the next file arrives
+psql "$DB" -Xqc "ALTER TABLE agg_report RENAME TO agg_report_away"
+cp "${more[1]}" "$W/"
+for _ in $(seq 1 100); do grep -q "aggregating: .*agg_report.*trying again in" "$TMP/watch.err" && break; sleep 0.2; done
+grep -q "aggregating: .*agg_report.*(trying again in [0-9]* s)" "$TMP/watch.err" && ok ||
+  fail "no failed catch-up reported: $(cat "$TMP/watch.err")"
+psql "$DB" -Xqc "ALTER TABLE agg_report_away RENAME TO agg_report"
+wait_folded && ok || fail "the failed catch-up was not tried again: $(tail -3 "$TMP/watch.err")"
 
 kill -TERM "$WPID"
 set +e
