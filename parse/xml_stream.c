@@ -789,18 +789,22 @@ static bool report_field_decides(int f) {
   return f != F_ERROR && f != F_VERSION && f != F_GENERATOR && f != F_EXTRA;
 }
 
+/* The value report-level field f holds now, quoted into was (96 bytes). */
+static const char *report_value_now(dp_parser_t *p, int f, char *was) {
+  const char *const *slot = report_slot(p, f);
+  if (slot) return quote_value(*slot, was, 96);
+  if (p->rep.pct < 0) return strcpy(was, "absent");
+  snprintf(was, 96, "%d", p->rep.pct);
+  return was;
+}
+
 static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *v) {
   if (!report_field_decides(f)) return 0;
   const char **slot = report_slot(p, f);
   if (slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct) return 1;
   const char *where = report_field_where(f);
   char was[96], now[96];
-  if (slot)
-    quote_value(*slot, was, sizeof was);
-  else if (p->rep.pct < 0)
-    snprintf(was, sizeof was, "absent");
-  else
-    snprintf(was, sizeof was, "%d", p->rep.pct);
+  report_value_now(p, f, was);
   return fail(p, DP_EREPORT,
               "%s%s after the first record changes it (\"%s\" -> \"%s\"): a report's metadata "
               "and policy come before its records",
@@ -826,16 +830,10 @@ static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
     bool had = slot ? **slot != '\0' : p->rep.pct >= 0;
     if (!*s && had) return 0;
     char was[96], now[96];
-    if (had && (slot ? strcmp(*slot, s) : pct_value(s) != p->rep.pct)) {
-      if (slot)
-        quote_value(*slot, was, sizeof was);
-      else if (p->rep.pct < 0)
-        snprintf(was, sizeof was, "absent");
-      else
-        snprintf(was, sizeof was, "%d", p->rep.pct);
+    if (had && (slot ? strcmp(*slot, s) : pct_value(s) != p->rep.pct))
       return fail(p, DP_EREPORT, "%s%s appears twice with different values (\"%s\", then \"%s\")",
-                  report_field_where(f), fld_info[f].name, was, quote_value(s, now, sizeof now));
-    }
+                  report_field_where(f), fld_info[f].name, report_value_now(p, f, was),
+                  quote_value(s, now, sizeof now));
   }
   p->mseen |= 1u << f;
   const char *v;
