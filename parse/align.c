@@ -6,6 +6,7 @@
 #include "parse/parse.h"
 #include "parse/parse_int.h"
 
+#include <idn2.h>
 #include <libpsl.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -50,8 +51,29 @@ static const psl_ctx_t *get_psl(void) {
 
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Copy domain into out lower-cased, trimmed, without one trailing dot.
- * Returns the length, or 0 for an empty or over-long name. */
+/* An internationalised name in its ASCII form (A-labels, "xn--..."), in
+ * place; a name IDNA2008 refuses stays as it is. Receivers report a
+ * message's From domain as its header had it, in Unicode under SMTPUTF8,
+ * while DKIM's d= and DNS names are A-labels: "bücher.example" and
+ * "xn--bcher-kva.example" are one domain and must align. */
+static size_t idn_ascii(char out[DOMAIN_MAX + 1], size_t n) {
+  char *ascii = NULL;
+  if (idn2_to_ascii_8z(out, &ascii, IDN2_NONTRANSITIONAL) == IDN2_OK && ascii) {
+    size_t an = strlen(ascii);
+    if (an && an <= DOMAIN_MAX) {
+      for (size_t i = 0; i < an; i++)
+        out[i] = (char)(ascii[i] >= 'A' && ascii[i] <= 'Z' ? ascii[i] + 32 : ascii[i]);
+      out[an] = '\0';
+      n = an;
+    }
+  }
+  idn2_free(ascii);
+  return n;
+}
+
+/* Copy domain into out lower-cased, trimmed, without one trailing dot, a
+ * Unicode name in A-labels. Returns the length, or 0 for an empty or
+ * over-long name. */
 static size_t norm_domain(const char *d, char out[DOMAIN_MAX + 1]) {
   if (!d) return 0;
   size_t n = strlen(d);
@@ -59,12 +81,14 @@ static size_t norm_domain(const char *d, char out[DOMAIN_MAX + 1]) {
   while (n && is_space((unsigned char)d[n - 1])) n--;
   if (n && d[n - 1] == '.') n--;
   if (n == 0 || n > DOMAIN_MAX) return 0;
+  unsigned char high = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)d[i];
+    high |= c;
     out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
   }
   out[n] = '\0';
-  return n;
+  return high & 0x80 ? idn_ascii(out, n) : n;
 }
 
 /* Organizational domain of an already normalised name; a public suffix, a

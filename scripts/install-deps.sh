@@ -7,7 +7,7 @@
 # HTML report) and clang with libFuzzer. Runs apt-get as root, or through sudo.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libxml2-dev libuv1-dev zlib1g-dev libzip-dev libpq-dev libpsl-dev publicsuffix
+      libxml2-dev libuv1-dev zlib1g-dev libzip-dev libpq-dev libpsl-dev libidn2-dev publicsuffix
       libcurl4-openssl-dev postgresql postgresql-client)
 if [ "${1:-}" = --test ]; then
   PKGS+=(python3 time dovecot-imapd chromium clang libclang-rt-14-dev)

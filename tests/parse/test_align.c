@@ -32,6 +32,13 @@ TEST(align_org_domain) {
   org("192.0.2.1", "192.0.2.1");
   org("2001:db8::1", "2001:db8::1");
   org("1.2.3.example.com", "example.com");
+  org("mail.b\xC3\xBC"
+      "cher.example",
+      "xn--bcher-kva.example"); /* A-labels */
+  org("b\xC3\xBC"
+      "cher.\xFF",
+      "b\xC3\xBC"
+      "cher.\xFF"); /* not IDNA: as it is */
   char small[8];
   ASSERT_EQ(dp_align_org_domain("mail.example.com", small, sizeof small), DP_ELIMIT);
   char ok[12];
@@ -54,6 +61,17 @@ TEST(align_domains_relaxed_and_strict) {
   ASSERT_FALSE(dp_align_domains(".", "example.com", false));
   ASSERT_FALSE(dp_align_domains(NULL, "example.com", false));
   ASSERT_FALSE(dp_align_domains("example.com", "", false));
+  /* a Unicode name and its A-labels are one domain; case is folded in both
+   * scripts */
+  ASSERT_TRUE(dp_align_domains("b\xC3\xBC"
+                               "cher.example",
+                               "xn--bcher-kva.example", true));
+  ASSERT_TRUE(dp_align_domains("\xC3\x89XAMPLE.fr", "mail.\xC3\xA9xample.fr", false));
+  ASSERT_FALSE(dp_align_domains("\xC3\x89XAMPLE.fr", "mail.\xC3\xA9xample.fr", true));
+  ASSERT_TRUE(dp_align_domains("mail.xn--xample-9ua.fr", "\xC3\xA9xample.fr", false));
+  ASSERT_FALSE(dp_align_domains("b\xC3\xBC"
+                                "cher.example",
+                                "bucher.example", false));
   /* the cache must not confuse names that share a slot: many distinct ones */
   char a[64], b[64];
   for (int i = 0; i < 1000; i++) {
