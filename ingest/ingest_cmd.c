@@ -198,11 +198,17 @@ int dp_ingest_cmd(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  int stdin_args = 0;
   for (int i = optind; i < argc; i++) {
     if (dp__imap_is_url(argv[i]) && argc - optind != 1) {
       fprintf(stderr, "dmarcpipe ingest: an IMAP URL must be the only input\n");
       return 2;
     }
+    stdin_args += !strcmp(argv[i], "-");
+  }
+  if (stdin_args > 1) { /* the second would read an empty, spent stdin */
+    fprintf(stderr, "dmarcpipe ingest: standard input ('-') can be given once\n");
+    return 2;
   }
   io.url = dp__imap_is_url(argv[optind]) ? argv[optind] : NULL;
   if (dp_align_global_init()) {

@@ -78,4 +78,13 @@ for v in 0 256 4294967295 8G; do
 done
 "$DP_BIN" ingest --output null --quiet --max-xml-depth 255 "$CORPUS/hostile/no-records.xml" && ok ||
   fail "--max-xml-depth 255 refused a report"
+
+# standard input once: a second '-' would read it spent and refuse it as empty
+set +e
+err=$("$DP_BIN" ingest --output null - - < "$CORPUS/hostile/no-records.xml" 2>&1)
+rc=$?
+set -e
+expect_eq "ingest - -: usage error" "$rc" 2
+grep -q "standard input ('-') can be given once" <<<"$err" && ok || fail "ingest - -: $err"
+"$DP_BIN" ingest --output null --quiet - < "$CORPUS/hostile/no-records.xml" && ok || fail "ingest - refused"
 finish
