@@ -12,18 +12,7 @@ new_db counts
 "$DP_BIN" db migrate --db "$DB" > /dev/null
 
 # report FILE ORG COUNT: a one-record report for ovf.example
-report() {
-  cat > "$1" <<XML
-<?xml version="1.0"?><feedback><report_metadata><org_name>$2</org_name>
-<email>a@$2</email><report_id>r-$2</report_id><date_range><begin>1735689600</begin>
-<end>1735775999</end></date_range></report_metadata><policy_published><domain>ovf.example</domain>
-<p>none</p></policy_published><record><row><source_ip>192.0.2.7</source_ip><count>$3</count>
-<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
-</policy_evaluated></row><identifiers><header_from>ovf.example</header_from></identifiers>
-<auth_results><spf><domain>ovf.example</domain><result>pass</result></spf></auth_results></record>
-</feedback>
-XML
-}
+report() { one_record_report "$1" "$2" "r-$2" ovf.example "$3" 1735775999; }
 report "$TMP/huge-a.xml" a.test 5000000000000000000
 report "$TMP/huge-b.xml" b.test 5000000000000000000
 report "$TMP/good.xml" good.test 7

@@ -10,18 +10,7 @@ new_db future
 "$DP_BIN" db migrate --db "$DB" > /dev/null
 
 # report FILE REPORT_ID END: a one-record report whose date_range ends at END
-report() {
-  cat > "$1" <<XML
-<?xml version="1.0"?><feedback><report_metadata><org_name>fut.example</org_name>
-<email>a@fut.example</email><report_id>$2</report_id><date_range><begin>$(($3 - 86399))</begin>
-<end>$3</end></date_range></report_metadata><policy_published><domain>example.com</domain>
-<p>none</p></policy_published><record><row><source_ip>192.0.2.7</source_ip><count>3</count>
-<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
-</policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers>
-<auth_results><spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>
-</feedback>
-XML
-}
+report() { one_record_report "$1" fut.example "$2" example.com 3 "$3"; }
 now=$(date +%s)
 report "$TMP/past.xml" past $((now - 3 * 86400))
 report "$TMP/soon.xml" soon $((now + 6 * 86400))

@@ -108,16 +108,7 @@ page_requests "$TMP/canary.log" | grep -q '198\.51\.100\.77/canary\.png' && ok \
 
 # --redact: no full source address, no local part; networks stay. A
 # reporter's name is free text and may hold addresses too.
-cat > "$TMP/leaky.xml" <<'XML'
-<?xml version="1.0"?><feedback><report_metadata><org_name>Contact 192.0.2.55 or admin@corp.example</org_name>
-<email>a@corp.example</email><report_id>leaky-1</report_id><date_range><begin>1735689600</begin>
-<end>1735775999</end></date_range></report_metadata><policy_published><domain>example.com</domain>
-<p>none</p></policy_published><record><row><source_ip>192.0.2.7</source_ip><count>3</count>
-<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
-</policy_evaluated></row><identifiers><header_from>example.com</header_from></identifiers>
-<auth_results><spf><domain>example.com</domain><result>pass</result></spf></auth_results></record>
-</feedback>
-XML
+one_record_report "$TMP/leaky.xml" "Contact 192.0.2.55 or admin@corp.example" leaky-1 example.com 3 1735775999
 "$DP_BIN" ingest --db "$DB" --quiet "$TMP/leaky.xml" || fail "ingest of the leaky reporter"
 "$DP_BIN" report --db "$DB" --domain example.com --html "$TMP/leaky.html"
 grep -q "Contact 192.0.2.55 or admin@corp.example" "$TMP/leaky.html" && ok \

@@ -36,6 +36,21 @@ ok() { E2E_PASSES=$((E2E_PASSES + 1)); }
 fail() { echo "FAIL: $*" >&2; E2E_FAILS=$((E2E_FAILS + 1)); }
 # expect_eq WHAT GOT WANT
 expect_eq() { if [ "$2" == "$3" ]; then ok; else fail "$1: got '$2', want '$3'"; fi; }
+# one_record_report FILE ORG REPORT_ID DOMAIN COUNT END: a report from ORG
+# for DOMAIN of one record (COUNT messages from 192.0.2.7, passing SPF),
+# its day ending at END (epoch seconds).
+one_record_report() {
+  cat > "$1" <<XML
+<?xml version="1.0"?><feedback><report_metadata><org_name>$2</org_name>
+<email>dmarc@reporter.example</email><report_id>$3</report_id><date_range><begin>$(($6 - 86399))</begin>
+<end>$6</end></date_range></report_metadata><policy_published><domain>$4</domain>
+<p>none</p></policy_published><record><row><source_ip>192.0.2.7</source_ip><count>$5</count>
+<policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf>
+</policy_evaluated></row><identifiers><header_from>$4</header_from></identifiers>
+<auth_results><spf><domain>$4</domain><result>pass</result></spf></auth_results></record>
+</feedback>
+XML
+}
 finish() {
   echo "$E2E_PASSES passed, $E2E_FAILS failed"
   [ "$E2E_FAILS" -eq 0 ]
