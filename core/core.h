@@ -131,11 +131,14 @@ int dp_utf8_put(dp_buf_t *b, uint32_t cp);
 /** Append s as a quoted JSON string (RFC 8259): quote, backslash, control
  *  characters, DEL and U+2028/2029 escaped, invalid UTF-8 as U+FFFD. */
 int dp_json_string(dp_buf_t *b, const char *s);
-/** A copy of s fit to print on one line of a terminal: control characters
- *  (C0, DEL, C1, so also line breaks and escape sequences), bidirectional
- *  controls and bytes that are not UTF-8 become '?'. Caller frees; NULL if
- *  out of memory. */
-char *dp_term_text(const char *s);
+/** Copy in into out (outlen bytes, NUL included; cut before a character,
+ *  never inside one) fit to print on one line of a terminal: control
+ *  characters (C0, DEL, C1, so also line breaks and escape sequences),
+ *  bidirectional controls and bytes that are not UTF-8 become '?'.
+ *  Returns out, for use as a printf argument. */
+const char *dp_term_copy(const char *in, char *out, size_t outlen);
+/** Append s to b as dp_term_copy makes it; errors as dp_buf_append. */
+int dp_buf_put_term(dp_buf_t *b, const char *s);
 
 /* ------------------------------------------------------------------------ */
 /** 64-bit FNV-1a over n bytes, continuing from h (start with DP_HASH_INIT). */

@@ -3,7 +3,6 @@
  * escaping, shared by the JSON-lines sink (ingest/) and the query output
  * (query/), which must agree on what a JSON string looks like. */
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
@@ -149,12 +148,9 @@ static bool term_unsafe(uint32_t cp) {
          (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-char *dp_term_text(const char *s) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t n = strlen(s);
-  char *out = malloc(n + 1); /* never longer: each unsafe sequence becomes one byte */
-  if (!out) return NULL;
-  size_t o = 0;
+const char *dp_term_copy(const char *in, char *out, size_t outlen) {
+  const unsigned char *p = (const unsigned char *)in;
+  size_t n = strlen(in), o = 0;
   while (n) {
     uint32_t cp;
     size_t k = dp_utf8_next(p, n, &cp);
@@ -162,14 +158,24 @@ char *dp_term_text(const char *s) {
      * real U+FFFD is shown as it is */
     bool bad = term_unsafe(cp) ||
                (cp == 0xFFFD && !(k == 3 && p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD));
-    if (bad) {
-      out[o++] = '?';
-    } else {
+    size_t w = bad ? 1 : k;
+    if (o + w >= outlen) break; /* cut before a character, never inside one */
+    if (bad)
+      out[o] = '?';
+    else
       memcpy(out + o, p, k);
-      o += k;
-    }
+    o += w;
     p += k, n -= k;
   }
-  out[o] = '\0';
+  if (outlen) out[o] = '\0';
   return out;
+}
+
+int dp_buf_put_term(dp_buf_t *b, const char *s) {
+  size_t n = strlen(s) + 1; /* never longer: each unsafe sequence becomes one byte */
+  int rc = dp_buf_reserve(b, n);
+  if (rc) return rc;
+  dp_term_copy(s, b->data + b->len, n);
+  b->len += strlen(b->data + b->len);
+  return 0;
 }

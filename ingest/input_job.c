@@ -43,22 +43,16 @@ struct doc {
   uint64_t rows_mem, rows_spooled;
 };
 
-/* Append s made fit for one terminal line (dp_term_text): a file name, a
- * part's name or a report's fields may hold line breaks or escape
- * sequences, which must neither forge a line nor drive the terminal. */
-static void put_term(dp_buf_t *b, const char *s) {
-  char *t = dp_term_text(s);
-  dp_buf_puts(b, t ? t : "?");
-  free(t);
-}
-
-/* "dmarcpipe: display[: part]: " into b. */
+/* "dmarcpipe: display[: part]: " into b. Names, like the reports' fields
+ * and reasons after them, go in as dp_buf_put_term makes them: a file or
+ * part name may hold line breaks or escape sequences, which must neither
+ * forge a line nor drive the terminal. */
 static void line_head(dp_job_t *j, dp_buf_t *b, const char *part) {
   dp_buf_puts(b, "dmarcpipe: ");
-  put_term(b, j->display);
+  dp_buf_put_term(b, j->display);
   if (part && *part) {
     dp_buf_puts(b, ": ");
-    put_term(b, part);
+    dp_buf_put_term(b, part);
   }
   dp_buf_puts(b, ": ");
 }
@@ -68,13 +62,13 @@ static void job_line(dp_job_t *j, const char *kind, const char *part, const char
   line_head(j, &j->lines, part);
   if (org && *org && rid && *rid) {
     dp_buf_puts(&j->lines, "report ");
-    put_term(&j->lines, org);
+    dp_buf_put_term(&j->lines, org);
     dp_buf_puts(&j->lines, "/");
-    put_term(&j->lines, rid);
+    dp_buf_put_term(&j->lines, rid);
     dp_buf_puts(&j->lines, ": ");
   }
   dp_buf_puts(&j->lines, kind);
-  put_term(&j->lines, reason);
+  dp_buf_put_term(&j->lines, reason);
   dp_buf_puts(&j->lines, "\n");
 }
 
@@ -351,7 +345,7 @@ static void on_note(void *ud, const char *part, const char *msg) {
   /* capped: a mailbox of 100k newsletters must not pile up notes in memory */
   line_head(j, &j->note_lines, part);
   dp_buf_puts(&j->note_lines, "note: ");
-  put_term(&j->note_lines, msg);
+  dp_buf_put_term(&j->note_lines, msg);
   dp_buf_puts(&j->note_lines, "\n");
 }
 

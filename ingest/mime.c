@@ -637,7 +637,8 @@ static int decode_body(const struct entity *e, dp_buf_t *fv, dp_buf_t *dec, cons
     return 0;
   } else {
     char c[sizeof cte];
-    snprintf(why, whylen, "unsupported Content-Transfer-Encoding %s", dp__one_line(cte, c, sizeof c));
+    snprintf(why, whylen, "unsupported Content-Transfer-Encoding %s",
+             dp_term_copy(cte, c, sizeof c));
     return DP_EMIME;
   }
   *data = (const unsigned char *)(dec->data ? dec->data : "");
@@ -698,7 +699,8 @@ static int walk_multipart(struct walk *w, const struct entity *e, const char *bo
   int close = 0, rc = 0;
   if (!find_delim(e->body, e->blen, 0, needle, bl + 2, &cend, &next, &close)) {
     char b[81];
-    snprintf(why, whylen, "multipart boundary \"%s\" never found", dp__one_line(boundary, b, sizeof b));
+    snprintf(why, whylen, "multipart boundary \"%s\" never found",
+             dp_term_copy(boundary, b, sizeof b));
     free(needle);
     return DP_EMIME;
   }
@@ -762,7 +764,7 @@ static int walk_entity(struct walk *w, const char *p, size_t n, const char *pref
       status = DP_ELIMIT;
     } else if (got == 0 || fv.len == 0) {
       char t[128];
-      snprintf(why, sizeof why, "%s without a boundary parameter", dp__one_line(type, t, sizeof t));
+      snprintf(why, sizeof why, "%s without a boundary parameter", dp_term_copy(type, t, sizeof t));
       status = DP_EMIME;
     } else {
       char *bnd = strdup(fv.data);

@@ -120,11 +120,25 @@ static int add_input(struct dp_pipeline *p, const char *path, const char *displa
 
 static int walk_add(void *ud, const char *file) { return add_input(ud, file, NULL); }
 
+/* Print "dmarcpipe: " and the parts, each as dp_buf_put_term makes it (names
+ * from the file system and the reports may hold line breaks or escapes),
+ * joined by sep, as one line on the error stream. */
+static void err_line(struct dp_pipeline *p, const char *const *parts, size_t n,
+                     const char *const *sep) {
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  dp_buf_puts(&b, "dmarcpipe: ");
+  for (size_t i = 0; i < n; i++) {
+    dp_buf_put_term(&b, parts[i]);
+    dp_buf_puts(&b, sep[i]);
+  }
+  if (b.data) fwrite(b.data, 1, b.len, p->o->err);
+  dp_buf_free(&b);
+}
+
 static void walk_err(void *ud, const char *path, const char *reason) {
   struct dp_pipeline *p = ud;
-  char *t = dp_term_text(path); /* a name may hold line breaks or escapes */
-  fprintf(p->o->err, "dmarcpipe: %s: %s\n", t ? t : "?", reason);
-  free(t);
+  err_line(p, (const char *[]){path, reason}, 2, (const char *[]){": ", "\n"});
   p->st->inputs_refused++;
 }
 
@@ -192,17 +206,8 @@ static void count_outcome(struct dp_pipeline *p, const dp_staged_t *s, int statu
     break;
   default:
     p->st->reports_refused++;
-    {
-      /* names from the file system and the report: fit for a terminal line */
-      char *src = dp_term_text(s->source), *org = dp_term_text(s->org_name),
-           *rid = dp_term_text(s->report_id), *why = dp_term_text(err ? err : "not stored");
-      fprintf(p->o->err, "dmarcpipe: %s: report %s/%s: %s\n", src ? src : "?", org ? org : "?",
-              rid ? rid : "?", why ? why : "?");
-      free(src);
-      free(org);
-      free(rid);
-      free(why);
-    }
+    err_line(p, (const char *[]){s->source, s->org_name, s->report_id, err ? err : "not stored"}, 4,
+             (const char *[]){": report ", "/", ": ", "\n"});
     break;
   }
 }

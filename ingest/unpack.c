@@ -596,13 +596,3 @@ int dp_unpack_stream_finish(dp_unpack_stream_t *st, char *err, size_t errlen) {
 }
 
 void dp_unpack_stream_destroy(dp_unpack_stream_t *st) { free(st); }
-
-const char *dp__one_line(const char *in, char *out, size_t outlen) {
-  size_t o = 0;
-  for (size_t i = 0; in[i] && o + 1 < outlen; i++) {
-    unsigned char c = (unsigned char)in[i];
-    out[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-  }
-  out[o] = '\0';
-  return out;
-}

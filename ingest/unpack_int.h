@@ -90,11 +90,6 @@ void dp_unpack_stream_want_adler(dp_unpack_stream_t *st);
  *  knows it for exactly these bytes, else 0 (the consumer computes it). */
 int dp_unpack_stream_adler(const dp_unpack_stream_t *st, const char *buf, size_t n,
                            unsigned long *adler);
-/** Copy in into out (outlen > 0 bytes with the NUL) for one line of a
- *  message: control characters as '?', cut to fit. Names and parameters
- *  come from the input and may hold line breaks; a reason is one line of
- *  standard error and of ingest_error. Returns out. */
-const char *dp__one_line(const char *in, char *out, size_t outlen);
 /** zlib's adler32(adler, buf, len), the same value for every valid adler
  *  (both halves below 65521) and buf of len bytes (len 0: adler itself). */
 unsigned long dp__adler32(unsigned long adler, const unsigned char *buf, size_t len);

@@ -38,7 +38,7 @@ static int read_entry(struct dp__unpack *u, zip_t *za, zip_uint64_t i, const cha
     return u->abort_rc;
   }
   char name[512], sub[540];
-  dp__one_line(st.name, name, sizeof name); /* from the archive */
+  dp_term_copy(st.name, name, sizeof name); /* from the archive */
   snprintf(sub, sizeof sub, "entry %s", name);
   char *part = dp__part_join(zpart, sub);
   if (!part) return u->abort_rc;

@@ -179,17 +179,15 @@ TEST(core_json_string) {
   dp_buf_free(&b);
 }
 
-static char *term_of(const char *s) {
+static const char *term_of(const char *s) {
   static char out[256];
-  char *t = dp_term_text(s);
-  snprintf(out, sizeof out, "%s", t ? t : "<NULL>");
-  free(t);
-  return out;
+  return dp_term_copy(s, out, sizeof out);
 }
 
-/* dp_term_text: what could drive a terminal or forge a line becomes '?'
+/* dp_term_copy: what could drive a terminal or forge a line becomes '?'
  * (C0, DEL, C1, bidirectional controls, bytes that are not UTF-8); other
- * text, U+FFFD itself included, is kept. */
+ * text, U+FFFD itself included, is kept; a cut never splits a character.
+ * dp_buf_put_term appends the same. */
 TEST(core_term_text) {
   ASSERT_STR_EQ(term_of(""), "");
   ASSERT_STR_EQ(term_of("reports/google.com!example.com!1!2.zip"),
@@ -204,4 +202,19 @@ TEST(core_term_text) {
   ASSERT_STR_EQ(term_of("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7 \xEF\xBF\xBD"),
                 "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA7 \xEF\xBF\xBD");
   ASSERT_STR_EQ(term_of("x\xFFy\xE2\x82"), "x?y?");
+  char small[6];
+  ASSERT_STR_EQ(dp_term_copy("ab\xE2\x82\xAC"
+                             "c",
+                             small, sizeof small),
+                "ab\xE2\x82\xAC");
+  ASSERT_STR_EQ(dp_term_copy("abcd\xE2\x82\xAC", small, sizeof small), "abcd");
+  ASSERT_STR_EQ(dp_term_copy("a\nbcdef", small, sizeof small), "a?bcd");
+  dp_buf_t b;
+  dp_buf_init(&b, 0);
+  ASSERT_OK(dp_buf_puts(&b, "x: "));
+  ASSERT_OK(dp_buf_put_term(&b, "two\nlines\xC2\x9B"));
+  ASSERT_OK(dp_buf_put_term(&b, ""));
+  ASSERT_STR_EQ(b.data, "x: two?lines?");
+  ASSERT_EQ(b.len, strlen(b.data));
+  dp_buf_free(&b);
 }

@@ -294,7 +294,7 @@ TEST(test_unpack_zip_entries_dirs_and_junk) {
 }
 
 /* Entry names come from the archive: a line break in one stays out of the
- * part name and the reasons that quote it (dp__one_line). */
+ * part name and the reasons that quote it (dp_term_copy). */
 TEST(test_unpack_zip_entry_name_on_one_line) {
   static const char txt[] = "readme text";
   struct zentry e[] = {{"a\nfake line\r\x7f.txt", txt, sizeof txt - 1, 0}};
