@@ -289,16 +289,6 @@ static int ends_with_ci(const char *s, const char *suf) {
   return 1;
 }
 
-/* Does a part that failed to decode look like it was meant to be a report?
- * Then its failure is an error, otherwise it is only skipped. */
-static int looks_like_report(const dp_mime_part_t *p) {
-  static const char *const exts[] = {".xml", ".gz", ".gzip", ".zip", ".zlib", ".z"};
-  for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
-    if (ends_with_ci(p->filename, exts[i])) return 1;
-  const char *t = p->content_type;
-  return strstr(t, "zip") || strstr(t, "xml") || strstr(t, "octet-stream") || strstr(t, "message/");
-}
-
 /* Did the part's sender declare it a report, by a compressed content type
  * or a report's file name? A part so declared that is not one is an error
  * (a report damaged or mislabelled on its way), not a skipped part. Neither
@@ -309,6 +299,16 @@ static int declared_report(const dp_mime_part_t *p) {
   for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
     if (ends_with_ci(p->filename, exts[i])) return 1;
   return strstr(p->content_type, "zip") != NULL;
+}
+
+/* Does a part that failed to decode look like it was meant to be a report?
+ * Then its failure is an error, otherwise it is only skipped. Broader than
+ * declared_report: a part whose transfer encoding is broken may have been
+ * anything an attachment can be. */
+static int looks_like_report(const dp_mime_part_t *p) {
+  const char *t = p->content_type;
+  return declared_report(p) || strstr(t, "xml") || strstr(t, "octet-stream") ||
+         strstr(t, "message/");
 }
 
 /* The next byte of a document at *i, NUL bytes skipped (UTF-16 text, which

@@ -789,12 +789,14 @@ static bool report_field_decides(int f) {
   return f != F_ERROR && f != F_VERSION && f != F_GENERATOR && f != F_EXTRA;
 }
 
-/* The value report-level field f holds now, quoted into was (96 bytes). */
-static const char *report_value_now(dp_parser_t *p, int f, char *was) {
+/* The value report-level field f holds now, quoted into was. */
+static const char *report_value_now(dp_parser_t *p, int f, char *was, size_t waslen) {
   const char *const *slot = report_slot(p, f);
-  if (slot) return quote_value(*slot, was, 96);
-  if (p->rep.pct < 0) return strcpy(was, "absent");
-  snprintf(was, 96, "%d", p->rep.pct);
+  if (slot) return quote_value(*slot, was, waslen);
+  if (p->rep.pct < 0)
+    snprintf(was, waslen, "absent");
+  else
+    snprintf(was, waslen, "%d", p->rep.pct);
   return was;
 }
 
@@ -804,7 +806,7 @@ static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, con
   if (slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct) return 1;
   const char *where = report_field_where(f);
   char was[96], now[96];
-  report_value_now(p, f, was);
+  report_value_now(p, f, was, sizeof was);
   return fail(p, DP_EREPORT,
               "%s%s after the first record changes it (\"%s\" -> \"%s\"): a report's metadata "
               "and policy come before its records",
@@ -832,7 +834,7 @@ static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
     char was[96], now[96];
     if (had && (slot ? strcmp(*slot, s) : pct_value(s) != p->rep.pct))
       return fail(p, DP_EREPORT, "%s%s appears twice with different values (\"%s\", then \"%s\")",
-                  report_field_where(f), fld_info[f].name, report_value_now(p, f, was),
+                  report_field_where(f), fld_info[f].name, report_value_now(p, f, was, sizeof was),
                   quote_value(s, now, sizeof now));
   }
   p->mseen |= 1u << f;
