@@ -1266,7 +1266,7 @@ static void run_stages(struct ctx *x, struct stage_res *res, const char *no_db) 
     for (unsigned k = 0; k < x->o->runs && !r->failed; k++) {
       progress("bench: [%d/%d] %s, run %u/%u", done, todo, stages[i].label, k + 1, x->o->runs);
       char db[96] = "";
-      char err[300] = "";
+      char err[256] = ""; /* leaves room for the prefix in r->why */
       if (stages[i].fresh_db) {
         snprintf(db, sizeof db, "dp_bench_%ld_%d_%u", (long)getpid(), i, k);
         if (fresh_db(x, db, err, sizeof err)) {
