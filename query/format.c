@@ -456,9 +456,17 @@ static int put_repaired(dp_buf_t *b, const char *s) {
   return rc;
 }
 
-static int csv_field(dp_buf_t *b, const char *s) {
+/* A spreadsheet program opening the CSV takes a cell that begins with one
+ * of these for a formula (tab and CR too, after its import trims them), and
+ * report fields come from strangers: such a value gets a leading '. */
+static bool csv_formula_lead(char c) {
+  return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';
+}
+
+static int csv_field_as(dp_buf_t *b, const char *s, bool data) {
   size_t start = b->len;
-  int rc = put_repaired(b, s);
+  int rc = data && csv_formula_lead(*s) ? dp_buf_putc(b, '\'') : 0;
+  if (!rc) rc = put_repaired(b, s);
   if (rc || !strpbrk(b->data + start, "\",\r\n")) return rc;
   /* Re-emit the repaired text quoted. */
   dp_buf_t q;
@@ -476,6 +484,8 @@ static int csv_field(dp_buf_t *b, const char *s) {
   dp_buf_free(&q);
   return rc;
 }
+
+static int csv_field(dp_buf_t *b, const char *s) { return csv_field_as(b, s, true); }
 
 /* Machine rendering of a scalar as text (CSV): lists join with ';'. */
 static int csv_value(dp_buf_t *b, const dp_qcol_t *c, const dp_qval_t *v) {
@@ -519,7 +529,7 @@ static int write_csv(const dp_qres_t *r, FILE *out) {
     if (r->cols[j].flags & DP_QCOL_TABLEONLY) continue;
     if (!first) rc = dp_buf_putc(&b, ',');
     first = false;
-    if (!rc) rc = csv_field(&b, r->cols[j].name);
+    if (!rc) rc = csv_field_as(&b, r->cols[j].name, false);
   }
   if (!rc) rc = dp_buf_puts(&b, "\r\n");
   for (size_t i = 0; i < r->nrows && !rc; i++) {

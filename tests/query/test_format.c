@@ -174,6 +174,43 @@ TEST(query_format_hostile_csv) {
   dp__query_res_destroy(r);
 }
 
+/* A report field that a spreadsheet would run as a formula is written as
+ * text; numbers (negative too) and lists whose first item is harmless are
+ * left alone. */
+TEST(query_format_csv_formula_cells) {
+  static const dp_qcol_t c3[] = {
+      {"s", "S", DP_QT_TEXT, 0, 0},
+      {"n", "N", DP_QT_INT, 0, 0},
+      {"l", "L", DP_QT_LIST, 0, 0},
+  };
+  static const char *const lead[] = {"=HYPERLINK(\"http://x\",\"y\")", "+1", "-2+3",
+                                     "@SUM(A1)", "\tx", "\rx", "a=b"};
+  dp_qres_t *r = dp__query_res_create(c3, 3);
+  for (size_t i = 0; i < sizeof lead / sizeof lead[0]; i++) {
+    dp__query_res_add_row(r);
+    dp__query_res_set_text(r, 0, lead[i]);
+    dp__query_res_set_int(r, 1, -5);
+    const char *const items[] = {i % 2 ? "ok" : "=1", "=2"};
+    ASSERT_OK(dp__query_res_set_list(r, 2, items, 2));
+  }
+  ASSERT_RENDER(r, DP_QFMT_CSV,
+                "s,n,l\r\n"
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",-5,'=1;=2\r\n"
+                "'+1,-5,ok;=2\r\n"
+                "'-2+3,-5,'=1;=2\r\n"
+                "'@SUM(A1),-5,ok;=2\r\n"
+                "'\tx,-5,'=1;=2\r\n"
+                "\"'\rx\",-5,ok;=2\r\n"
+                "a=b,-5,'=1;=2\r\n");
+  dp__query_res_destroy(r);
+  /* JSON is for programs: values stay verbatim */
+  r = dp__query_res_create(c3, 1);
+  dp__query_res_add_row(r);
+  dp__query_res_set_text(r, 0, "=1");
+  ASSERT_RENDER(r, DP_QFMT_JSON, "[\n{\"s\":\"=1\"}\n]\n");
+  dp__query_res_destroy(r);
+}
+
 TEST(query_format_truncate_unicode) {
   static const dp_qcol_t c2[] = {
       {"a", "A", DP_QT_TEXT, 0, 5},
