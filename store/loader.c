@@ -787,9 +787,11 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if (status < 0) {
-    /* libpq may have closed the socket under us: its message says why */
+    /* libpq may have closed the socket under us: its message says why.
+     * Otherwise libuv saw POLLERR, which it reports as UV_EBADF: the
+     * socket failed, and "bad file descriptor" would mislead a reader. */
     const char *m = l->conn ? PQerrorMessage(l->conn) : "";
-    retry_later(l, m && *m ? m : uv_strerror(status));
+    retry_later(l, m && *m ? m : "the connection to the server failed");
     return;
   }
   if ((events & UV_READABLE) && !PQconsumeInput(l->conn)) {
