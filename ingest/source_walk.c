@@ -2,7 +2,8 @@
 /* ingest/source_walk.c - turn the paths given to `ingest` into input files:
  * plain files, directories (recursive, name order, directory symlinks not
  * followed) and Maildirs, where only delivered messages (cur/, new/, and the
- * same in Maildir++ folders) are read, never tmp/ or the index files. */
+ * same in Maildir++ and LAYOUT=fs folders) are read, never tmp/ or the index
+ * files. */
 #include "ingest/source_walk_int.h"
 
 #include <dirent.h>
@@ -148,12 +149,16 @@ static int walk_maildir(struct walker *w, const char *dir, unsigned depth) {
   size_t n;
   int rc = list_dir(w, dir, &ents, &n);
   if (rc) return rc > 0 ? 0 : rc;
-  /* name order: ".Folder"s sort before "cur" and "new" */
+  /* name order: ".Folder"s sort before "cur" and "new". A folder is a
+   * Maildir++ ".Folder" or, in Dovecot's LAYOUT=fs, a plain subdirectory
+   * that is a Maildir itself (a "Reports" folder filed by a Sieve rule);
+   * any other entry is the Maildir's own (tmp/, dovecot-uidlist, ...). */
   for (size_t i = 0; i < n && !rc; i++) {
     const char *nm = ents[i].name;
     int msgdir = !strcmp(nm, "cur") || !strcmp(nm, "new");
-    int folder = nm[0] == '.';
-    if (!msgdir && !folder) continue; /* tmp/, dovecot-uidlist, maildirfolder, ... */
+    int folder = !msgdir && strcmp(nm, "tmp") && (nm[0] == '.' || ents[i].type == DT_DIR ||
+                                                   ents[i].type == DT_UNKNOWN);
+    if (!msgdir && !folder) continue;
     char *path = join(dir, nm);
     if (!path) {
       rc = DP_ENOMEM;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/ingest/test_source_walk.c - dp_source_walk on trees built in a temp
  * directory: plain recursion in name order with symlink rules, Maildirs
- * (tmp/ and index files ignored, Maildir++ folders read), a Maildir found
+ * (tmp/ and index files ignored, Maildir++ and LAYOUT=fs folders read), a Maildir found
  * while walking, single files, missing paths and a stopping callback. */
 #include "../test.h"
 
@@ -97,6 +97,12 @@ static void setup(void) {
   mk("md/.Reports/maildirfolder", "");
   mk("md/.NotAFolder/x", "m"); /* no cur/new: not a Maildir++ folder */
   mk("md/courierimapkeywords/y", "m");
+  /* Dovecot LAYOUT=fs: folders are plain subdirectories, nested too */
+  mk("md/Reports/cur/12.host:2,S", "m");
+  mk("md/Reports/new/13.host", "m");
+  mk("md/Reports/tmp/14.host", "m");
+  mk("md/Reports/Old/new/15.host", "m");
+  mk("md/Reports/Old/cur", NULL);
   /* a Maildir found while walking a plain directory */
   mk("tree/x.eml", "m");
   mk("tree/mail/Maildir/cur", NULL);
@@ -136,11 +142,13 @@ TEST(test_source_walk_maildir) {
   char p[512];
   snprintf(p, sizeof p, "%s/md", root);
   ASSERT_EQ(dp_source_is_maildir(p), 1);
-  /* only cur/ and new/ (folder first: ".Reports" sorts before "cur"), never
-   * tmp/, index files, dot files or other directories */
-  ASSERT_STR_EQ(
-      walk(&s, "md", 0, &rc),
-      "+md/.Reports/cur/4.host:2,\n+md/.Reports/new/5.host\n+md/cur/1.host:2,S\n+md/new/2.host\n");
+  /* only cur/ and new/ (folders first: ".Reports" and "Reports" sort
+   * before "cur"), never tmp/, index files, dot files or directories that
+   * are no Maildir */
+  ASSERT_STR_EQ(walk(&s, "md", 0, &rc),
+                "+md/.Reports/cur/4.host:2,\n+md/.Reports/new/5.host\n"
+                "+md/Reports/Old/new/15.host\n+md/Reports/cur/12.host:2,S\n"
+                "+md/Reports/new/13.host\n+md/cur/1.host:2,S\n+md/new/2.host\n");
   ASSERT_OK(rc);
   dp_buf_free(&s.log);
   /* a Maildir++ folder given alone is a Maildir too */
