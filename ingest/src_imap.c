@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "catch_up_sched_int.h"
 #include "core/core.h"
 #include "parse/parse.h"
 #include "store/store.h"
@@ -134,6 +135,9 @@ struct imap {
   atomic_bool idle_news;   /* new mail signalled, not yet seen by the loop */
   int idle_seen;           /* loop thread: idle_state last acted on */
   bool idle_kick;          /* loop thread: run a fetch cycle as soon as possible */
+  /* watch into PostgreSQL: the aggregates are folded as `watch DIR` does */
+  bool catch_up_on;
+  dp__catch_up_sched_t catch_up;
 };
 
 static void kick(struct imap *m);
@@ -1404,6 +1408,7 @@ static void finish(struct imap *m) {
   idle_end(m);
   uv_timer_stop(&m->timer);
   uv_close((uv_handle_t *)&m->timer, NULL);
+  if (m->catch_up_on) dp__catch_up_sched_stop(&m->catch_up);
   if (m->io->watch) {
     uv_signal_stop(&m->sigint);
     uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -1602,6 +1607,9 @@ static void input_done(void *data, const char *path, bool refused) {
   if (refused && m->io->rejected) folder = m->io->rejected;
   else if (!refused && nonreport) folder = m->io->nonreport;
   if (m->po->sink != DP_SINK_PG || (folder && !*folder)) folder = NULL;
+  /* a refused message may have stored reports too; a catch-up that finds
+   * nothing pending costs one query */
+  if (m->catch_up_on) dp__catch_up_sched_commit(&m->catch_up);
   struct out_msg o = m->out[i];
   m->out[i] = m->out[--m->n_out];
   if (add_move(m, &o, folder)) {
@@ -1730,6 +1738,10 @@ int dp__imap_run(const dp_imap_opts_t *io, const dp_pipeline_opts_t *po,
   the_imap = m;
   uv_timer_init(&m->loop, &m->timer);
   m->timer.data = m;
+  if (io->watch && po->sink == DP_SINK_PG &&
+      !dp__catch_up_sched_init(&m->catch_up, &m->loop, po->conninfo, "dmarcpipe watch",
+                               po->quiet))
+    m->catch_up_on = true;
   if (io->watch) {
     uv_signal_init(&m->loop, &m->sigint);
     m->sigint.data = m;

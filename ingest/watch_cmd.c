@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "catch_up_sched_int.h"
 #include "core/core.h"
 #include "ingest.h"
 #include "parse/parse.h"
@@ -55,26 +56,9 @@ struct watch {
   } *found;
   size_t n_found, cap_found;
   uint64_t moved, move_failed;
-  /* Aggregation catch-up (store/aggregate.c) after commits, once the
-   * pipeline has been idle for DP_WATCH_AGG_IDLE_MS (or DP_WATCH_AGG_MAX_MS
-   * after the first commit it waits for), in the thread pool: libpq blocks. */
-  uv_timer_t agg_timer;
-  uv_work_t agg_req;
-  bool agg_dirty, agg_running;
-  uint64_t agg_dirty_since;
-  int agg_rc;
-  dp_agg_stats_t agg_stats;
-  char agg_err[512];
-  uint64_t agg_retry_ms; /* after a failed catch-up: the next try's delay */
+  /* the aggregate catch-up after commits */
+  dp__catch_up_sched_t agg;
 };
-
-#define DP_WATCH_AGG_IDLE_MS 2000
-#define DP_WATCH_AGG_MAX_MS 60000
-/* A failed catch-up (the database away, a DBA's lock) is tried again after
- * 2 s, doubling up to 5 min: the aggregates must not stay stale until the
- * next file happens to arrive. */
-#define DP_WATCH_AGG_RETRY_MIN_MS 2000
-#define DP_WATCH_AGG_RETRY_MAX_MS 300000
 
 static void schedule_scan(struct watch *w, uint64_t delay_ms);
 
@@ -256,77 +240,11 @@ static int move_below(struct watch *w, const char *path, const char *to) {
   return rename(path, cand) == 0 ? 0 : -errno;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Aggregation catch-up */
-
-static void agg_work(uv_work_t *req) {
-  struct watch *w = req->data;
-  PGconn *c = dp_store_connect(w->opts.conninfo, w->agg_err, sizeof w->agg_err);
-  /* the halves of a big backlog (a new directory of old mail) fold at once */
-  w->agg_rc = c ? dp_agg_catch_up_parallel(c, w->opts.conninfo, dp_agg_default_aggregators(), 0,
-                                           &w->agg_stats, w->agg_err, sizeof w->agg_err)
-                : DP_EPG;
-  if (c) PQfinish(c);
-}
-
-static void agg_schedule(struct watch *w);
-
-static void on_agg_timer(uv_timer_t *t);
-
-static void agg_done(uv_work_t *req, int status) {
-  struct watch *w = req->data;
-  w->agg_running = false;
-  if (status == 0 && w->agg_rc) {
-    if (!w->agg_retry_ms) w->agg_retry_ms = DP_WATCH_AGG_RETRY_MIN_MS;
-    fprintf(stderr, "dmarcpipe watch: aggregating: %s (trying again in %" PRIu64 " s)\n",
-            w->agg_err, w->agg_retry_ms / 1000);
-    if (!w->stopping) {
-      /* what failed is still pending: a later commit may start it sooner */
-      if (!w->agg_dirty) w->agg_dirty_since = uv_now(&w->loop);
-      w->agg_dirty = true;
-      uv_timer_start(&w->agg_timer, on_agg_timer, w->agg_retry_ms, 0);
-    }
-    w->agg_retry_ms = w->agg_retry_ms * 2 > DP_WATCH_AGG_RETRY_MAX_MS ? DP_WATCH_AGG_RETRY_MAX_MS
-                                                                      : w->agg_retry_ms * 2;
-    return;
-  }
-  if (status == 0) w->agg_retry_ms = 0;
-  if (status == 0 && !w->opts.quiet && w->agg_stats.reports)
-    fprintf(stderr,
-            "dmarcpipe watch: aggregates caught up: %" PRId64 " reports (%" PRId64
-            " records) in %.2f s\n",
-            w->agg_stats.reports, w->agg_stats.records, w->agg_stats.seconds);
-  if (w->agg_dirty) agg_schedule(w); /* commits arrived meanwhile */
-}
-
-static void on_agg_timer(uv_timer_t *t) {
-  struct watch *w = t->data;
-  if (w->agg_running || w->stopping) return;
-  w->agg_dirty = false;
-  w->agg_running = true;
-  w->agg_req.data = w;
-  if (uv_queue_work(&w->loop, &w->agg_req, agg_work, agg_done)) w->agg_running = false;
-}
-
-/* Debounce: each commit pushes the catch-up back until the pipeline has
- * been idle a while, but never more than DP_WATCH_AGG_MAX_MS. */
-static void agg_schedule(struct watch *w) {
-  if (w->stopping) return;
-  uint64_t now = uv_now(&w->loop);
-  if (!w->agg_dirty) w->agg_dirty_since = now;
-  w->agg_dirty = true;
-  if (w->agg_running) return; /* agg_done schedules again */
-  uint64_t waited = now - w->agg_dirty_since;
-  uint64_t delay = waited >= DP_WATCH_AGG_MAX_MS ? 0 : DP_WATCH_AGG_IDLE_MS;
-  if (delay && waited + delay > DP_WATCH_AGG_MAX_MS) delay = DP_WATCH_AGG_MAX_MS - waited;
-  uv_timer_start(&w->agg_timer, on_agg_timer, delay, 0);
-}
-
 static void input_done(void *data, const char *path, bool refused) {
   struct watch *w = data;
   /* a refused input may have stored reports too (a zip of a good and a
    * bad one); a catch-up that finds nothing pending costs one query */
-  agg_schedule(w);
+  dp__catch_up_sched_commit(&w->agg);
   int rc = move_below(w, path, refused ? w->rejected_dir : w->done_dir);
   if (rc) {
     w->move_failed++;
@@ -357,8 +275,7 @@ static void stop(struct watch *w, const char *why) {
   uv_close((uv_handle_t *)&w->rescan, NULL);
   uv_timer_stop(&w->soon);
   uv_close((uv_handle_t *)&w->soon, NULL);
-  uv_timer_stop(&w->agg_timer);
-  uv_close((uv_handle_t *)&w->agg_timer, NULL);
+  dp__catch_up_sched_stop(&w->agg);
   uv_signal_stop(&w->sigint);
   uv_close((uv_handle_t *)&w->sigint, NULL);
   uv_signal_stop(&w->sigterm);
@@ -517,8 +434,7 @@ int dp_watch_cmd(int argc, char **argv) {
   uv_timer_start(&w.rescan, on_rescan, w.rescan_ms, w.rescan_ms);
   uv_timer_init(&w.loop, &w.soon);
   w.soon.data = &w;
-  uv_timer_init(&w.loop, &w.agg_timer);
-  w.agg_timer.data = &w;
+  dp__catch_up_sched_init(&w.agg, &w.loop, w.opts.conninfo, "dmarcpipe watch", w.opts.quiet);
   uv_signal_init(&w.loop, &w.sigint);
   w.sigint.data = &w;
   uv_signal_start(&w.sigint, on_signal, SIGINT);

@@ -330,6 +330,10 @@ expect_eq "IDLE: new mail loaded within seconds (poll: 300 s)" "$(sql "SELECT co
 [ $(( $(date +%s) - t0 )) -lt 15 ] && ok || fail "IDLE: took $(( $(date +%s) - t0 )) s"
 for _ in $(seq 1 25); do [ "$(count INBOX)" = 3 ] && break; sleep 0.2; done
 [ "$(count INBOX)" = 3 ] && ok || fail "IDLE: new mail not archived: $(count INBOX) in INBOX: $(cat "$TMP/idle.err")"
+# like watch DIR, it folds what it stored once loading pauses (2 s idle)
+for _ in $(seq 1 75); do [ "$(sql "SELECT count(*) FROM agg_pending_any")" = 0 ] && break; sleep 0.2; done
+expect_eq "watch imaps: aggregates caught up after loading" "$(sql "SELECT count(*) FROM agg_pending_any")" 0
+grep -q "dmarcpipe watch: aggregates caught up: " "$TMP/idle.err" && ok || fail "no catch-up line: $(cat "$TMP/idle.err")"
 stop_watch "IDLE"
 grep -q 's3cret' "$TMP/idle.err" && fail "the password was printed" || ok
 echo tok-123 > "$TMP/token"

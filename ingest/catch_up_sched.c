@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/* ingest/catch_up_sched.c - the debounced aggregate catch-up of the
+ * long-running commands; see catch_up_sched_int.h. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "catch_up_sched_int.h"
+
+/* In the thread pool: libpq blocks. */
+static void work(uv_work_t *req) {
+  dp__catch_up_sched_t *s = req->data;
+  PGconn *c = dp_store_connect(s->conninfo, s->err, sizeof s->err);
+  /* the halves of a big backlog (a new directory of old mail) fold at once */
+  s->rc = c ? dp_agg_catch_up_parallel(c, s->conninfo, dp_agg_default_aggregators(), 0,
+                                       &s->stats, s->err, sizeof s->err)
+            : DP_EPG;
+  if (c) PQfinish(c);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void done(uv_work_t *req, int status) {
+  dp__catch_up_sched_t *s = req->data;
+  s->running = false;
+  if (status == 0 && s->rc) {
+    if (!s->retry_ms) s->retry_ms = DP_CATCH_UP_RETRY_MIN_MS;
+    fprintf(stderr, "%s: aggregating: %s (trying again in %" PRIu64 " s)\n", s->who, s->err,
+            s->retry_ms / 1000);
+    if (!s->stopping) {
+      /* what failed is still pending: a later commit may start it sooner */
+      if (!s->dirty) s->dirty_since = uv_now(s->loop);
+      s->dirty = true;
+      uv_timer_start(&s->timer, on_timer, s->retry_ms, 0);
+    }
+    s->retry_ms = s->retry_ms * 2 > DP_CATCH_UP_RETRY_MAX_MS ? DP_CATCH_UP_RETRY_MAX_MS
+                                                             : s->retry_ms * 2;
+    return;
+  }
+  if (status == 0) s->retry_ms = 0;
+  if (status == 0 && !s->quiet && s->stats.reports)
+    fprintf(stderr,
+            "%s: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
+            s->who, s->stats.reports, s->stats.records, s->stats.seconds);
+  if (s->dirty) dp__catch_up_sched_commit(s); /* commits arrived meanwhile */
+}
+
+static void on_timer(uv_timer_t *t) {
+  dp__catch_up_sched_t *s = t->data;
+  if (s->running || s->stopping) return;
+  s->dirty = false;
+  s->running = true;
+  s->req.data = s;
+  if (uv_queue_work(s->loop, &s->req, work, done)) s->running = false;
+}
+
+int dp__catch_up_sched_init(dp__catch_up_sched_t *s, uv_loop_t *loop, const char *conninfo,
+                            const char *who, bool quiet) {
+  *s = (dp__catch_up_sched_t){.loop = loop, .conninfo = conninfo, .who = who, .quiet = quiet};
+  int rc = uv_timer_init(loop, &s->timer);
+  s->timer.data = s;
+  return rc;
+}
+
+/* Debounce: each commit pushes the catch-up back until loading has been
+ * idle a while, but never more than DP_CATCH_UP_MAX_MS. */
+void dp__catch_up_sched_commit(dp__catch_up_sched_t *s) {
+  if (s->stopping) return;
+  uint64_t now = uv_now(s->loop);
+  if (!s->dirty) s->dirty_since = now;
+  s->dirty = true;
+  if (s->running) return; /* done() schedules again */
+  uint64_t waited = now - s->dirty_since;
+  uint64_t delay = waited >= DP_CATCH_UP_MAX_MS ? 0 : DP_CATCH_UP_IDLE_MS;
+  if (delay && waited + delay > DP_CATCH_UP_MAX_MS) delay = DP_CATCH_UP_MAX_MS - waited;
+  uv_timer_start(&s->timer, on_timer, delay, 0);
+}
+
+void dp__catch_up_sched_stop(dp__catch_up_sched_t *s) {
+  if (s->stopping) return;
+  s->stopping = true;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, NULL);
+}
