@@ -131,6 +131,10 @@ int dp_utf8_put(dp_buf_t *b, uint32_t cp);
 /** Append s as a quoted JSON string (RFC 8259): quote, backslash, control
  *  characters, DEL and U+2028/2029 escaped, invalid UTF-8 as U+FFFD. */
 int dp_json_string(dp_buf_t *b, const char *s);
+/** True for a code point a display must not pass on: C0 and C1 controls,
+ *  DEL, and the bidirectional controls that make text show in another order
+ *  than it is stored (U+200E/F, U+202A-E, U+2066-9). */
+bool dp_cp_display_unsafe(uint32_t cp);
 /** Copy in into out (outlen bytes, NUL included; cut before a character,
  *  never inside one) fit to print on one line of a terminal: control
  *  characters (C0, DEL, C1, so also line breaks and escape sequences),

@@ -140,10 +140,8 @@ int dp_json_string(dp_buf_t *b, const char *s) {
   return rc ? rc : dp_buf_putc(b, '"');
 }
 
-/* Characters a terminal acts on instead of showing: C0 and C1 controls,
- * DEL, and the bidirectional controls that make text display in another
- * order than it is stored (U+200E/F, U+202A-E, U+2066-9). */
-static bool term_unsafe(uint32_t cp) {
+/* Characters a terminal or a browser acts on instead of showing. */
+bool dp_cp_display_unsafe(uint32_t cp) {
   return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x200E || cp == 0x200F ||
          (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
@@ -156,7 +154,7 @@ const char *dp_term_copy(const char *in, char *out, size_t outlen) {
     size_t k = dp_utf8_next(p, n, &cp);
     /* an ill-formed sequence decodes as U+FFFD: shown as '?' too, since a
      * real U+FFFD is shown as it is */
-    bool bad = term_unsafe(cp) ||
+    bool bad = dp_cp_display_unsafe(cp) ||
                (cp == 0xFFFD && !(k == 3 && p[0] == 0xEF && p[1] == 0xBF && p[2] == 0xBD));
     size_t w = bad ? 1 : k;
     if (o + w >= outlen) break; /* cut before a character, never inside one */

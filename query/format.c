@@ -279,7 +279,9 @@ static void fmt_time_table(char *out, size_t len, int64_t t) {
 /* Table */
 
 /* Append s for a terminal: tab/CR/LF become a space, other control characters
- * (C0, DEL, C1 - which include ESC and CSI) become '?', invalid UTF-8 U+FFFD.
+ * (C0, DEL, C1 - which include ESC and CSI) and bidirectional controls (a
+ * reporter's U+202E would show "moc.elgoog" as google.com) become '?',
+ * invalid UTF-8 U+FFFD.
  * Returns the width added in code points via *w. */
 static int put_table_text(dp_buf_t *b, const char *s, size_t *w) {
   const unsigned char *p = (const unsigned char *)s;
@@ -291,7 +293,7 @@ static int put_table_text(dp_buf_t *b, const char *s, size_t *w) {
     p += k, n -= k;
     if (cp == '\t' || cp == '\n' || cp == '\r')
       cp = ' ';
-    else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
+    else if (dp_cp_display_unsafe(cp))
       cp = '?';
     rc = dp_utf8_put(b, cp);
     (*w)++;

@@ -39,8 +39,10 @@ int dp__html_escape(dp_buf_t *b, const char *s) {
       rc = dp_buf_puts(b, "&#39;");
       break;
     default:
-      if ((cp < 0x20 && cp != '\t' && cp != '\n') || (cp >= 0x7F && cp < 0xA0))
-        rc = dp_buf_putc(b, '?'); /* controls: never a raw byte in the page */
+      /* controls never reach the page as raw bytes, nor bidirectional
+       * controls, which would show a sender's name in another order */
+      if (cp != '\t' && cp != '\n' && dp_cp_display_unsafe(cp))
+        rc = dp_buf_putc(b, '?');
       else if (cp == 0xFFFD && !(k == 3 && p[i] == 0xEF))
         rc = dp_buf_puts(b, "\xEF\xBF\xBD");
       else

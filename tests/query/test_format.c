@@ -143,6 +143,18 @@ TEST(query_format_hostile_table) {
   dp__query_res_destroy(r);
 }
 
+/* Bidirectional controls reorder what a terminal shows: a sender named
+ * U+202E "moc.elgoog" would read as google.com. The table shows '?'; CSV
+ * and JSON are data and keep the character. */
+TEST(query_format_bidi_controls) {
+  dp_qres_t *r = dp__query_res_create(text_col, 1);
+  dp__query_res_add_row(r);
+  dp__query_res_set_text(r, 0, "\xE2\x80\xAEmoc.elgoog\xE2\x80\x8E\xE2\x81\xA7");
+  ASSERT_RENDER(r, DP_QFMT_TABLE, "S\n?moc.elgoog??\n");
+  ASSERT_RENDER(r, DP_QFMT_CSV, "s\r\n\xE2\x80\xAEmoc.elgoog\xE2\x80\x8E\xE2\x81\xA7\r\n");
+  dp__query_res_destroy(r);
+}
+
 TEST(query_format_hostile_json) {
   dp_qres_t *r = hostile();
   ASSERT_RENDER(r, DP_QFMT_JSON,

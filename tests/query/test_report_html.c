@@ -37,6 +37,11 @@ TEST(html_escape_hostile_text) {
   e = escaped("a\x01\x1b[31mb\x7f\xc2\x85\tc\n\xff\xe2\x82");
   ASSERT_STR_EQ(e, "a??[31mb??\tc\n\xEF\xBF\xBD\xEF\xBF\xBD");
   free(e);
+  /* bidirectional controls too: U+202E would show "moc.elgoog" as
+   * google.com; U+200F, U+2066 and U+2069 likewise */
+  e = escaped("\xE2\x80\xAEmoc.elgoog \xE2\x80\x8F\xE2\x81\xA6x\xE2\x81\xA9");
+  ASSERT_STR_EQ(e, "?moc.elgoog ??x?");
+  free(e);
   e = escaped("\xEF\xBF\xBD ok");
   ASSERT_STR_EQ(e, "\xEF\xBF\xBD ok");
   free(e);
