@@ -19,15 +19,38 @@ static bool is_hex(char c) {
 static bool is_alnum(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
+/* A byte of a UTF-8 sequence: internationalised addresses (RFC 6531) and
+ * domain names carry them in both parts. */
+static bool is_utf8(char c) {
+  return (unsigned char)c >= 0x80;
+}
 /* Characters of an unquoted local part (RFC 5322 atext and '.'). */
 static bool is_local(char c) {
-  return is_alnum(c) || (c && strchr(".!#$%&'*+/=?^_`{|}~-", c));
+  return is_alnum(c) || is_utf8(c) || (c && strchr(".!#$%&'*+/=?^_`{|}~-", c));
 }
 static bool is_domain_char(char c) {
-  return is_alnum(c) || c == '-' || c == '.';
+  return is_alnum(c) || is_utf8(c) || c == '-' || c == '.';
 }
 
-/* An IPv4 address at s (not preceded by a digit or '.'): its length, else 0. */
+/* Where the local part ending at b's end begins: a quoted string
+ * ("john doe"@, with \" inside) or a run of atext. */
+static size_t local_start(const dp_buf_t *b) {
+  size_t k = b->len;
+  if (k && b->data[k - 1] == '"') {
+    for (size_t q = k - 1; q-- > 0;) {
+      if (b->data[q] != '"') continue;
+      size_t bs = 0;
+      while (q - bs > 0 && b->data[q - bs - 1] == '\\') bs++;
+      if (bs % 2 == 0) return q;
+    }
+    return k; /* no opening quote: not an address */
+  }
+  while (k && is_local(b->data[k - 1]))
+    k--;
+  return k;
+}
+
+/* An IPv4 address at s: its length, else 0. */
 static size_t ipv4_at(const char *s, size_t *last_octet) {
   size_t i = 0;
   for (int part = 0; part < 4; part++) {
@@ -73,10 +96,15 @@ char *dp__query_redact(const char *s) {
   size_t len = strlen(s);
   for (size_t i = 0; i < len && !rc;) {
     char prev = i ? s[i - 1] : '\0';
-    bool boundary = !(is_alnum(prev) || prev == '.' || prev == ':' || prev == '_');
+    /* An IPv4 address counts after anything but a digit or a dot
+     * ("mx:192.0.2.5", "relay_10.1.2.3"): hiding a version number's last
+     * part too costs nothing, missing an address would. An IPv6 address
+     * must not start inside a longer run of hex digits and colons. */
+    bool boundary4 = !(is_digit(prev) || prev == '.');
+    bool boundary = !(is_alnum(prev) || prev == '.' || prev == ':');
     size_t last = 0, n;
     unsigned char a6[16];
-    if (boundary && is_digit(s[i]) && (n = ipv4_at(s + i, &last)) && s[i + n] != '/') {
+    if (boundary4 && is_digit(s[i]) && (n = ipv4_at(s + i, &last)) && s[i + n] != '/') {
       rc = dp_buf_append(&b, s + i, last);
       if (!rc) rc = dp_buf_putc(&b, 'x');
       i += n;
@@ -88,12 +116,10 @@ char *dp__query_redact(const char *s) {
       i += n;
       continue;
     }
-    if (s[i] == '@' && b.len && is_local(b.data[b.len - 1]) && is_domain_char(s[i + 1]) &&
-        s[i + 1] != '.') {
-      /* Drop the local part already copied (back to the last non-local char). */
-      size_t k = b.len;
-      while (k && is_local(b.data[k - 1]))
-        k--;
+    size_t k;
+    if (s[i] == '@' && is_domain_char(s[i + 1]) && s[i + 1] != '.' &&
+        (k = local_start(&b)) < b.len) {
+      /* Drop the local part already copied. */
       b.len = k;
       b.data[k] = '\0';
       rc = dp_buf_puts(&b, "redacted@");

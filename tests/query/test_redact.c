@@ -20,7 +20,11 @@ TEST(redact_ipv4) {
   check("192.0.2.1:25", "192.0.2.x:25");
   check("unauthenticated 192.0.2.0/24", "unauthenticated 192.0.2.0/24"); /* a network */
   check("1.2.3.4.5 and 256.1.1.1 and 10.0.0", "1.2.3.4.5 and 256.1.1.1 and 10.0.0");
-  check("v1.2.3.4", "v1.2.3.4"); /* not on a boundary */
+  /* after any character but a digit or a dot, even a letter: a version
+   * number loses its last part rather than an address slipping through */
+  check("mx:192.0.2.5 relay_10.1.2.3 ip=198.51.100.9", "mx:192.0.2.x relay_10.1.2.x ip=198.51.100.x");
+  check("v1.2.3.4", "v1.2.3.x");
+  check("11.2.3.4.5", "11.2.3.4.5");
 }
 
 TEST(redact_ipv6) {
@@ -37,6 +41,11 @@ TEST(redact_email) {
   check("<alice.o'neil+dmarc@example.com>", "<redacted@example.com>");
   check("a@b", "redacted@b");
   check("user@ and @host and x@.y", "user@ and @host and x@.y");
+  /* internationalised (RFC 6531) and quoted local parts */
+  check("j\xC3\xB6hn.doe@ex\xC3\xA4mple.com", "redacted@ex\xC3\xA4mple.com");
+  check("\xCE\xB4\xCE\xBF\xCE\xBA@\xCF\x80\xCE\xB1.test", "redacted@\xCF\x80\xCE\xB1.test");
+  check("<\"john doe\"@evil.test>", "<redacted@evil.test>");
+  check("\"a\\\"b\"@x.test and \"@y", "redacted@x.test and \"@y");
   check("", "");
   ASSERT_TRUE(dp__query_redact(NULL) == NULL);
 }
