@@ -43,16 +43,20 @@ static void usage(FILE *f) {
           "exit status: 0 all loaded, 1 some inputs or reports refused, 2 usage or fatal error\n");
 }
 
+/* A count or size: digits, then k, M or G (powers of 1024, also as KiB,
+ * MB, ...) or B. strtoull alone would take " -1" as 2^64-1, no limit at
+ * all, since it skips blanks and wraps a minus sign. */
 static int parse_size(const char *s, uint64_t *out) {
+  if (*s < '0' || *s > '9') return -1;
   char *end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if (end == s || errno || *s == '-') return -1;
+  if (errno) return -1;
   uint64_t mul = 1;
   if (*end == 'k' || *end == 'K') mul = 1024, end++;
   else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
   else if (*end == 'g' || *end == 'G') mul = 1024ull * 1024 * 1024, end++;
-  if (*end == 'i' || *end == 'B') end++;
+  if (mul > 1 && *end == 'i') end++;
   if (*end == 'B') end++;
   if (*end) return -1;
   if (v > UINT64_MAX / mul) return -1;

@@ -79,6 +79,21 @@ done
 "$DP_BIN" ingest --output null --quiet --max-xml-depth 255 "$CORPUS/hostile/no-records.xml" && ok ||
   fail "--max-xml-depth 255 refused a report"
 
+# sizes and counts are digits with an optional k/M/G (KiB, MB, ...) or B:
+# strtoull alone took " -1" as 2^64-1 (no limit) and ignored an 'i'
+for v in " -1" "-1" "+5" "2000i" "0x10" "" "10 k"; do
+  set +e
+  err=$("$DP_BIN" ingest --output null --quiet --max-input-size "$v" "$CORPUS/hostile/no-records.xml" 2>&1)
+  rc=$?
+  set -e
+  expect_eq "--max-input-size '$v': usage error" "$rc" 2
+  grep -q "invalid value '$v' for --max-input-size" <<<"$err" && ok || fail "--max-input-size '$v': $err"
+done
+for v in 10k 10KiB 10MB 1G 5000B; do
+  "$DP_BIN" ingest --output null --quiet --max-input-size "$v" "$CORPUS/hostile/no-records.xml" && ok ||
+    fail "--max-input-size $v refused"
+done
+
 # standard input once: a second '-' would read it spent and refuse it as empty
 set +e
 err=$("$DP_BIN" ingest --output null - - < "$CORPUS/hostile/no-records.xml" 2>&1)
