@@ -127,6 +127,12 @@ int dp_config_load(const char *path, char *err, size_t errlen) {
     rc = set(key, value);
     if (rc) snprintf(err, errlen, "%s: %s", p, dp_strerror(rc));
   }
+  /* fopen takes a directory; its read fails (EISDIR), which fgets reports
+   * as the end of the file: running with no settings at all */
+  if (!rc && ferror(f)) {
+    snprintf(err, errlen, "%s: cannot read the config file: %s", p, strerror(errno));
+    rc = DP_EUSAGE;
+  }
   fclose(f);
   if (rc) {
     free(p);

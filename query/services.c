@@ -295,7 +295,18 @@ int dp__query_services_init(const char *path, char *err, size_t errlen) {
   if (!m) return DP_ENOMEM;
   bool must_exist;
   char *up = user_path(path, &must_exist);
-  int rc = up ? add_file(m, up, must_exist, err, errlen) : 0;
+  int rc = 0;
+  if (up && !*up) {
+    /* "services =" in the config file: fopen("") would say only ": No such
+     * file or directory" */
+    if (path)
+      snprintf(err, errlen, "the services file's name is empty");
+    else
+      snprintf(err, errlen, "%s: the setting 'services' names no file", dp_config_path());
+    rc = DP_EUSAGE;
+  } else if (up) {
+    rc = add_file(m, up, must_exist, err, errlen);
+  }
   free(up);
   if (rc) {
     dp__query_services_destroy(m);

@@ -49,6 +49,11 @@ TEST(config_missing_files) {
   /* a named file must exist */
   ASSERT_EQ(dp_config_load("/nonexistent/dmarcpipe.conf", err, sizeof err), DP_EUSAGE);
   ASSERT_CONTAINS(err, "/nonexistent/dmarcpipe.conf");
+  /* a directory opens but cannot be read: an error, not an empty config */
+  err[0] = '\0';
+  ASSERT_EQ(dp_config_load("/tmp", err, sizeof err), DP_EUSAGE);
+  ASSERT_CONTAINS(err, "/tmp: cannot read the config file");
+  ASSERT_TRUE(dp_config_path() == NULL);
   /* the default one need not */
   setenv("XDG_CONFIG_HOME", "/nonexistent-xdg", 1);
   unsetenv("DMARCPIPE_CONFIG");

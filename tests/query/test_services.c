@@ -150,6 +150,17 @@ TEST(services_user_file_extends_and_overrides) {
   ASSERT_CONTAINS(err, "services.tsv: No such file");
   setenv("XDG_CONFIG_HOME", dir, 1);
   ASSERT_OK(dp__query_services_init(NULL, err, sizeof err));
+  /* "services =" in the config file names the file and the setting, not
+   * just ": No such file or directory" */
+  snprintf(path, sizeof path, "%s/config", dir);
+  f = fopen(path, "w");
+  fputs("services =\n", f);
+  fclose(f);
+  ASSERT_OK(dp_config_load(path, err, sizeof err));
+  ASSERT_EQ(dp__query_services_init(NULL, err, sizeof err), DP_EUSAGE);
+  ASSERT_CONTAINS(err, "/config: the setting 'services' names no file");
+  dp_config_free();
+  unlink(path);
   rmdir(dir);
   dp__query_services_set(NULL);
 }
