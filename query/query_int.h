@@ -287,6 +287,7 @@ typedef struct dp_sender {
   char *dkim_foreign;          /* most frequent passing, unaligned DKIM d= */
   char *dkim_own_fail;         /* most frequent failing DKIM d= under the domain */
   char *dkim_own_sel;          /* its selector */
+  bool dkim_own_key_good;      /* that key verifies on other mail of the window */
   char *spf_foreign;           /* most frequent passing, unaligned SPF domain */
   bool spf_own_fail;           /* an SPF check for a domain under D did not pass */
   int64_t relayed;             /* failing messages with a forwarded/mailing_list override */

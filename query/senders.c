@@ -140,7 +140,12 @@ static const char *const senders_sql[] = {
     "        coalesce(ips.ips, '{}'), coalesce(dkl.doms, '{}'), coalesce(spl.doms, '{}'),"
     "        coalesce(rep.reporters, '{}'), a.first_seen, a.last_seen,"
     "        dkf.foreign_pass, dkf.own_fail, dkf.own_sel,"
-    "        spf.foreign_pass, coalesce(spf.own_fail, false), a.relayed"
+    "        spf.foreign_pass, coalesce(spf.own_fail, false), a.relayed,"
+    /* the failing signature's key verifies on other mail of the window
+     * (readiness's rule 2: broken in transit, not a wrong key) */
+    "        dkf.own_fail IS NOT NULL AND EXISTS ("
+    "          SELECT 1 FROM agg_good_sig a" DP_AGG_WHERE
+    "             AND a.dom = dkf.own_fail AND (a.sel = dkf.own_sel OR dkf.own_sel = ''))"
     "   FROM agg a LEFT JOIN rep USING (sender)"
     "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
     "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
@@ -173,6 +178,7 @@ enum {
   C_SPF_FOREIGN,
   C_SPF_OWN,
   C_RELAYED,
+  C_DKIM_KEY_GOOD,
   C_NCOLS
 };
 
@@ -242,6 +248,7 @@ static bool row_to_sender(const PGresult *res, int i, dp_sender_t *s) {
   s->spf_foreign = dup_val(res, i, C_SPF_FOREIGN, &bad);
   s->spf_own_fail = !strcmp(PQgetvalue(res, i, C_SPF_OWN), "t");
   s->relayed = int_val(res, i, C_RELAYED, &bad);
+  s->dkim_own_key_good = !strcmp(PQgetvalue(res, i, C_DKIM_KEY_GOOD), "t");
   return !bad;
 }
 
@@ -387,6 +394,19 @@ char *dp__query_senders_fix(const dp_sender_t *s, const char *domain) {
                        "forwarding keeps passing)",
                        sv->name, !strcmp(sv->kind, "list") ? "mailing list" : "forwarding service",
                        domain, domain);
+  } else if (s->dkim_own_fail && s->dkim_own_key_good) {
+    /* The domain's own signature fails here with a key that verifies on
+     * other mail: the messages were changed on the way (readiness counts
+     * them as forwarded, its rule 2). No key or record to fix. */
+    const char *sel = s->dkim_own_sel && *s->dkim_own_sel ? s->dkim_own_sel : NULL;
+    rc = dp_buf_printf(&b, "forwarded: DKIM for d=%s", s->dkim_own_fail);
+    if (!rc && sel) rc = dp_buf_printf(&b, " (selector %s)", sel);
+    if (!rc)
+      rc = dp_buf_printf(&b,
+                         " verifies on other mail but fails on this path, so a forwarder or list "
+                         "changes the messages: not fixable in %s's DNS; the forwarder must not "
+                         "alter them or receivers must trust its ARC seal",
+                         domain);
   } else {
     /* DKIM before SPF: an aligned signature survives forwarding, so it is
      * the better fix whenever the service offers it. */

@@ -142,6 +142,25 @@ TEST(senders_fix_service_without_offers) {
   free(f);
 }
 
+/* The same key verifies on other mail (readiness's rule 2): the messages
+ * were changed on the way, and a key to compare would send the admin after
+ * a DNS record that is right. */
+TEST(senders_fix_own_key_good_elsewhere) {
+  dp_sender_t s = {.sender = "fwd.test", .third_party = true, .messages = 10,
+                   .dkim_own_fail = "rules.test", .dkim_own_sel = "s1", .dkim_own_key_good = true,
+                   .spf_foreign = "fwd.test"};
+  char *f = dp__query_senders_fix(&s, "rules.test");
+  ASSERT_STR_EQ(f, "forwarded: DKIM for d=rules.test (selector s1) verifies on other mail but "
+                   "fails on this path, so a forwarder or list changes the messages: not fixable "
+                   "in rules.test's DNS; the forwarder must not alter them or receivers must "
+                   "trust its ARC seal");
+  free(f);
+  s.dkim_own_key_good = false;
+  f = dp__query_senders_fix(&s, "rules.test");
+  ASSERT_CONTAINS(f, "key mismatch or rotation");
+  free(f);
+}
+
 TEST(senders_fix_own_selector_wording) {
   dp_sender_t s = {.sender = "example.com", .messages = 10, .dkim_own_fail = "example.com",
                    .dkim_own_sel = "s2"};

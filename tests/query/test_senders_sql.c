@@ -504,3 +504,33 @@ TEST(query_sql_errors_reported) {
   PQfinish(bad);
   (void)c;
 }
+
+/* Last: it adds a report the tests above must not see. When the key that
+ * fails for mcsv.net (example.com, selector k1) verifies on other mail of
+ * the window, the advice is readiness's "forwarded", not a key to compare. */
+TEST(query_senders_fix_key_good_elsewhere) {
+  NEED_DB();
+  ASSERT_TRUE(exec(c, "INSERT INTO report (id, org_name, email, report_id, domain, begin_ts,"
+                      " end_ts, p, schema_version, source, content_hash, n_records, messages)"
+                      " VALUES (5, 'outlook.com', '', 'r5', 'example.com', '" MAR02 "', '" MAR02E
+                      "', 'none', 1, 'd.xml', 55, 1, 30)"));
+  ASSERT_TRUE(exec(c, "INSERT INTO record_arrays (report_key, begin_ts, seq, source_ip, count,"
+                      " pe_dkim, pe_spf, header_from, dkim_domains, dkim_selectors, dkim_results,"
+                      " spf_domains, spf_results, dkim_aligned, dkim_aligned_strict, spf_aligned,"
+                      " spf_aligned_strict, sender, third_party) VALUES"
+                      " (5, '" MAR02 "', 1, '205.201.128.9', 30, 'pass', 'fail', 'example.com',"
+                      " '{example.com}', '{k1}', '{pass}', '{mcsv.net}', '{pass}', true, true,"
+                      " false, false, 'example.com', false)"));
+  dp_query_filter_t f = {"example.com", false, 0};
+  dp_sender_t *rows;
+  size_t n;
+  char err[512] = "";
+  ASSERT_OK(dp__query_senders_fetch(c, &f, DP_FAIL_ALL, &rows, &n, err, sizeof err));
+  const dp_sender_t *s = find(rows, n, "mcsv.net");
+  ASSERT_TRUE(s->dkim_own_key_good);
+  ASSERT_CONTAINS(s->fix, "forwarded: DKIM for d=example.com (selector k1) verifies on other mail");
+  /* example.com's own s2 failure has no good s2 anywhere: still a key to fix */
+  s = find(rows, n, "example.com");
+  ASSERT_FALSE(s->dkim_own_key_good);
+  dp__query_senders_free(rows, n);
+}
