@@ -139,6 +139,13 @@ int dp__ingest_apply_config(dp_pipeline_opts_t *o) {
 static int catch_up(const char *conninfo, bool quiet) {
   char err[1024];
   PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  /* The load's connections have just closed, but their backends leave the
+   * server a moment later: under a connection limit the slot they held may
+   * not be free yet. A few short tries (1.5 s in all) before giving up. */
+  for (unsigned ms = 50; !c && ms <= 800; ms *= 2) {
+    uv_sleep(ms);
+    c = dp_store_connect(conninfo, err, sizeof err);
+  }
   dp_agg_stats_t st;
   /* a big import leaves many batches: fold them side by side */
   int rc = c ? dp_agg_catch_up_parallel(c, conninfo, dp_agg_default_aggregators(), 0, &st, err,

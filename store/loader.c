@@ -126,8 +126,11 @@ struct dp_loader {
   /* a second batch connection: while the hub loads one batch, its peer
    * loads the next, so the server works on two at once (on two cores) */
   bool is_peer;
-  unsigned batch_conns;      /* hub: 1 or 2 */
+  unsigned batch_conns;      /* hub: 1 or 2 (1 again when the server refused the peer) */
   dp_loader_t *peer;         /* hub: created with the first batch that finds it busy */
+  bool ever_connected;       /* this loader's connection was up once */
+  dp_batch_t *deferred;      /* hub: a refused peer's batch, loaded after the current one */
+  dp_loader_cb deferred_cb;
   uv_async_t async;          /* hub: workers wake the loop */
   uv_mutex_t smu;            /* hub: guards the inbox */
   dp_stream_t *inbox_head, *inbox_tail; /* hub: opened streams, under smu */
@@ -362,6 +365,45 @@ static void note_outage(dp_loader_t *l, const char *why) {
     if (nl) *nl = '\0';
     fprintf(stderr, "dmarcpipe: database unavailable (%s); retrying\n", line);
     l->outage_logged = true;
+  }
+}
+
+static void retry_later(dp_loader_t *l, const char *why_in);
+
+/* A connection could not be made. For a second batch connection that never
+ * came up while the first is up, the server is refusing us more connections
+ * (max_connections, a role's CONNECTION LIMIT): waiting for a slot would
+ * stall the whole run (the peer's batch holds the rest back) until the
+ * outage budget fails it. The batch goes to the first connection instead,
+ * and the run goes on with one. Anything else is an outage: retry. */
+static void connect_failed(dp_loader_t *l, const char *why_in) {
+  dp_loader_t *h = l->hub;
+  if (!l->is_peer || l->ever_connected || !h || !h->conn || PQstatus(h->conn) != CONNECTION_OK) {
+    retry_later(l, why_in);
+    return;
+  }
+  char why[600];
+  snprintf(why, sizeof why, "%s", why_in && *why_in ? why_in : "connection refused");
+  char *nl = strchr(why, '\n');
+  if (nl) *nl = '\0';
+  fprintf(stderr, "dmarcpipe: the database refused a second connection (%s); loading on one\n",
+          why);
+  dp_batch_t *b = l->orig;
+  dp_loader_cb cb = l->cb;
+  drop_conn(l);
+  uv_timer_stop(&l->timer);
+  l->orig = l->batch = NULL;
+  l->cb = NULL;
+  l->phase = PH_IDLE;
+  l->attempts = 0;
+  l->outage_started = 0;
+  l->outage_logged = false;
+  h->batch_conns = 1;
+  if (!h->orig) {
+    if (dp_loader_submit(h, b, cb)) cb(h, b, DP_EPG);
+  } else {
+    h->deferred = b;
+    h->deferred_cb = cb;
   }
 }
 
@@ -970,7 +1012,7 @@ static void start_batch(dp_loader_t *l) {
         return;
       }
       if (PQstatus(l->conn) == CONNECTION_BAD) {
-        retry_later(l, PQerrorMessage(l->conn));
+        connect_failed(l, PQerrorMessage(l->conn));
         return;
       }
       l->phase = PH_CONNECTING;
@@ -988,13 +1030,14 @@ static void start_batch(dp_loader_t *l) {
       want(l, UV_WRITABLE);
       return;
     case PGRES_POLLING_FAILED:
-      retry_later(l, PQerrorMessage(l->conn));
+      connect_failed(l, PQerrorMessage(l->conn));
       return;
     default:
       break;
     }
     PQsetnonblocking(l->conn, 1);
     PQsetNoticeProcessor(l->conn, ignore_notice, NULL);
+    l->ever_connected = true;
     if (l->outage_logged) fprintf(stderr, "dmarcpipe: database reachable again; resuming\n");
     l->outage_logged = false;
     l->outage_started = 0;
@@ -1287,6 +1330,10 @@ static void split_step(dp_loader_t *l) {
 static void finish(dp_loader_t *l, int status) {
   dp_batch_t *b = l->orig;
   dp_loader_cb cb = l->cb;
+  dp_batch_t *d = l->deferred;
+  dp_loader_cb dcb = l->deferred_cb;
+  l->deferred = NULL;
+  l->deferred_cb = NULL;
   l->batch = NULL;
   l->orig = NULL;
   l->cb = NULL;
@@ -1300,7 +1347,12 @@ static void finish(dp_loader_t *l, int status) {
     uv_poll_stop(l->poll);
     l->poll_events = 0;
   }
+  /* A batch handed over by a refused peer goes next, before the caller
+   * (told below) can submit another; a fatal end is its end too. */
+  int dstatus = status;
+  if (d && !status && dp_loader_submit(l, d, dcb)) dstatus = DP_EPG;
   if (cb) cb(l, b, status);
+  if (d && dstatus) dcb(l, d, dstatus);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1610,6 +1662,7 @@ static void hub_handles(dp_loader_t *l) {
 
 static void adopt_conn(dp_loader_t *l, PGconn *c) {
   l->conn = c;
+  l->ever_connected = true;
   PQsetnonblocking(c, 1);
   PQsetNoticeProcessor(c, ignore_notice, NULL);
 }
