@@ -18,10 +18,29 @@ static void work(uv_work_t *req) {
 }
 
 static void on_timer(uv_timer_t *t);
+static void done(uv_work_t *req, int status);
+
+static void start(dp__catch_up_sched_t *s) {
+  s->dirty = false;
+  s->running = true;
+  s->req.data = s;
+  if (uv_queue_work(s->loop, &s->req, work, done)) s->running = false;
+}
 
 static void done(uv_work_t *req, int status) {
   dp__catch_up_sched_t *s = req->data;
   s->running = false;
+  if (s->final) {
+    if (status == 0 && s->rc)
+      fprintf(stderr, "%s: aggregating: %s (the reports are stored; run `dmarcpipe db aggregate`)\n",
+              s->who, s->err);
+    else if (status == 0 && !s->quiet && s->stats.reports)
+      fprintf(stderr,
+              "%s: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
+              s->who, s->stats.reports, s->stats.records, s->stats.seconds);
+    if (status == 0 && !s->rc && s->dirty) start(s); /* commits came meanwhile */
+    return;
+  }
   if (status == 0 && s->rc) {
     if (!s->retry_ms) s->retry_ms = DP_CATCH_UP_RETRY_MIN_MS;
     fprintf(stderr, "%s: aggregating: %s (trying again in %" PRIu64 " s)\n", s->who, s->err,
@@ -47,10 +66,7 @@ static void done(uv_work_t *req, int status) {
 static void on_timer(uv_timer_t *t) {
   dp__catch_up_sched_t *s = t->data;
   if (s->running || s->stopping) return;
-  s->dirty = false;
-  s->running = true;
-  s->req.data = s;
-  if (uv_queue_work(s->loop, &s->req, work, done)) s->running = false;
+  start(s);
 }
 
 int dp__catch_up_sched_init(dp__catch_up_sched_t *s, uv_loop_t *loop, const char *conninfo,
@@ -64,7 +80,11 @@ int dp__catch_up_sched_init(dp__catch_up_sched_t *s, uv_loop_t *loop, const char
 /* Debounce: each commit pushes the catch-up back until loading has been
  * idle a while, but never more than DP_CATCH_UP_MAX_MS. */
 void dp__catch_up_sched_commit(dp__catch_up_sched_t *s) {
-  if (s->stopping) return;
+  if (s->stopping) {
+    /* dp__catch_up_sched_final folds it; after that, nothing will */
+    s->dirty = true;
+    return;
+  }
   uint64_t now = uv_now(s->loop);
   if (!s->dirty) s->dirty_since = now;
   s->dirty = true;
@@ -80,4 +100,14 @@ void dp__catch_up_sched_stop(dp__catch_up_sched_t *s) {
   s->stopping = true;
   uv_timer_stop(&s->timer);
   uv_close((uv_handle_t *)&s->timer, NULL);
+}
+
+/* A stop within the idle wait after a commit would otherwise leave that
+ * commit unfolded until someone runs a query that may write, or `db
+ * aggregate`: a read-only reporting role could not query meanwhile. */
+void dp__catch_up_sched_final(dp__catch_up_sched_t *s) {
+  dp__catch_up_sched_stop(s);
+  if (s->final) return;
+  s->final = true;
+  if (s->dirty && !s->running) start(s);
 }

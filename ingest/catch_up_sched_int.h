@@ -31,6 +31,7 @@ typedef struct dp__catch_up_sched {
   const char *who;      /* prefix of its stderr lines, e.g. "dmarcpipe watch" */
   bool quiet;
   bool stopping;
+  bool final; /* stopped and every commit done: fold what is dirty, then end */
   uv_timer_t timer;
   uv_work_t req;
   bool dirty, running;
@@ -45,11 +46,17 @@ typedef struct dp__catch_up_sched {
 int dp__catch_up_sched_init(dp__catch_up_sched_t *s, uv_loop_t *loop, const char *conninfo,
                             const char *who, bool quiet);
 
-/** Something may have been stored: fold it once loading pauses. */
+/** Something may have been stored (or, at start, may be pending from an
+ * earlier run): fold it once loading pauses. */
 void dp__catch_up_sched_commit(dp__catch_up_sched_t *s);
 
-/** No catch-up starts any more and the timer closes; one already running
- * finishes in the thread pool (the loop runs until it has). */
+/** The command is stopping: no timer starts a catch-up any more (the timer
+ * closes); commits still count, for dp__catch_up_sched_final. */
 void dp__catch_up_sched_stop(dp__catch_up_sched_t *s);
+
+/** Every commit is done (the pipeline has closed): fold what they stored,
+ * once more if commits came while a catch-up ran; a failure is said, not
+ * retried. The loop runs until it is over. Implies dp__catch_up_sched_stop. */
+void dp__catch_up_sched_final(dp__catch_up_sched_t *s);
 
 #endif

@@ -1408,7 +1408,8 @@ static void finish(struct imap *m) {
   idle_end(m);
   uv_timer_stop(&m->timer);
   uv_close((uv_handle_t *)&m->timer, NULL);
-  if (m->catch_up_on) dp__catch_up_sched_stop(&m->catch_up);
+  /* the pipeline has closed: fold what the last commits stored */
+  if (m->catch_up_on) dp__catch_up_sched_final(&m->catch_up);
   if (m->io->watch) {
     uv_signal_stop(&m->sigint);
     uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -1740,8 +1741,10 @@ int dp__imap_run(const dp_imap_opts_t *io, const dp_pipeline_opts_t *po,
   m->timer.data = m;
   if (io->watch && po->sink == DP_SINK_PG &&
       !dp__catch_up_sched_init(&m->catch_up, &m->loop, po->conninfo, "dmarcpipe watch",
-                               po->quiet))
+                               po->quiet)) {
     m->catch_up_on = true;
+    dp__catch_up_sched_commit(&m->catch_up); /* an earlier run's backlog too */
+  }
   if (io->watch) {
     uv_signal_init(&m->loop, &m->sigint);
     m->sigint.data = m;

@@ -261,8 +261,13 @@ static void input_done(void *data, const char *path, bool refused) {
 /* ------------------------------------------------------------------------ */
 /* Stopping */
 
+/* dp_pipeline_close's callback has no data slot; one watch per process. */
+static struct watch *the_watch;
+
+/* Every commit is done: fold what the last ones stored before exiting. */
 static void closed(dp_pipeline_t *p) {
   (void)p;
+  dp__catch_up_sched_final(&the_watch->agg);
 }
 
 static void stop(struct watch *w, const char *why) {
@@ -435,6 +440,10 @@ int dp_watch_cmd(int argc, char **argv) {
   uv_timer_init(&w.loop, &w.soon);
   w.soon.data = &w;
   dp__catch_up_sched_init(&w.agg, &w.loop, w.opts.conninfo, "dmarcpipe watch", w.opts.quiet);
+  /* reports an earlier run stored but did not fold (it was killed, or the
+   * database was away) are folded once loading pauses, as new ones are */
+  dp__catch_up_sched_commit(&w.agg);
+  the_watch = &w;
   uv_signal_init(&w.loop, &w.sigint);
   w.sigint.data = &w;
   uv_signal_start(&w.sigint, on_signal, SIGINT);

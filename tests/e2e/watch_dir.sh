@@ -106,4 +106,31 @@ set -e
 WPID=""
 expect_eq "exit status after SIGTERM" "$rc" 0
 grep -q "database unavailable" "$TMP/watch.err" && ok || fail "outage not reported: $(cat "$TMP/watch.err")"
+
+# Stopped within the idle wait after a commit, watch folds what it stored
+# before it exits; a read-only reporting role could not query otherwise.
+# Started on a backlog an earlier run left (killed, or --no-aggregate), it
+# folds that too once loading pauses.
+"$DP_BIN" sample --out "$TMP/s3" --days 1 --seed 12 --end 2025-04-01 > /dev/null
+late=("$TMP"/s3/reports/*)
+"$DP_BIN" watch --db "$DB" --settle 0.2 --rescan 1 "$W" 2> "$TMP/watch2.err" & WPID=$!
+cp "${late[0]}" "$W/"
+wait_moved $(( ${#files[@]} + 4 )) && ok || fail "not moved: $(cat "$TMP/watch2.err")"
+kill -TERM "$WPID"
+set +e
+wait "$WPID"
+rc=$?
+set -e
+WPID=""
+expect_eq "exit status after a SIGTERM right after a commit" "$rc" 0
+expect_eq "folded before exiting" "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending_any")" 0
+"$DP_BIN" ingest --quiet --no-aggregate --db "$DB" "${late[1]}" || fail "ingest --no-aggregate"
+[ "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending_any")" -gt 0 ] && ok || fail "nothing pending"
+"$DP_BIN" watch --db "$DB" --settle 0.2 --rescan 1 "$W" 2> "$TMP/watch3.err" & WPID=$!
+wait_folded && ok || fail "watch did not fold the backlog it started on: $(cat "$TMP/watch3.err")"
+kill -TERM "$WPID"
+set +e
+wait "$WPID"
+set -e
+WPID=""
 finish
