@@ -410,6 +410,13 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
   if (strcmp(j->path, "-")) {
     fd = open(j->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
+    if (fd < 0 && errno == ENOENT && j->listed) {
+      j->notes++;
+      line_head(j, &j->note_lines, "");
+      dp_buf_puts(&j->note_lines,
+                  "note: gone before it was read (moved or deleted meanwhile); not loaded\n");
+      return;
+    }
     if (fd < 0 || fstat(fd, &st) < 0) {
       rc = DP_EIO;
       snprintf(err, sizeof err, "cannot open: %s", strerror(errno));

@@ -20,6 +20,10 @@ typedef struct dp_job {
   bool no_rows;              /* build no rows (null sink): records are only
                               * measured, for the same size limit as COPY rows */
   dp_loader_t *loader;       /* borrowed, or NULL: where big reports stream to */
+  bool listed;               /* found by walking a directory, not named by the user:
+                              * gone when opened means moved or deleted meanwhile
+                              * (a Maildir message read by a mail client moves from
+                              * new/ to cur/), a note rather than an error */
   /* results, owned by the job until taken */
   dp_staged_t *head, *tail;  /* parsed reports, in input order */
   size_t n_staged;

@@ -50,6 +50,7 @@ struct dp_pipeline {
   char *const *args;
   size_t n_args;
   uv_work_t walk_req;
+  const char *walk_arg; /* the argument being walked (walk_add's reference) */
   /* jobs */
   size_t in_flight;          /* jobs running, or parked until their streams settle */
   struct job_req *parked;
@@ -98,9 +99,10 @@ static void pump(struct dp_pipeline *p);
 /* ------------------------------------------------------------------------ */
 /* Walking inputs (thread pool) */
 
-/* An input is kept as "path\0display\0" in one allocation: display names it
- * in messages and in the database ("" = the path itself). */
-static int add_input(struct dp_pipeline *p, const char *path, const char *display) {
+/* An input is kept as "path\0display\0L" in one allocation: display names it
+ * in messages and in the database ("" = the path itself); L is 'w' for a file
+ * found by walking a directory (dp_job_t.listed), else '-'. */
+static int add_input(struct dp_pipeline *p, const char *path, const char *display, bool listed) {
   if (p->next_input && p->next_input == p->n_inputs) p->next_input = p->n_inputs = 0;
   if (p->n_inputs == p->cap_inputs) {
     size_t nc = p->cap_inputs ? p->cap_inputs * 2 : 64;
@@ -110,15 +112,20 @@ static int add_input(struct dp_pipeline *p, const char *path, const char *displa
     p->cap_inputs = nc;
   }
   size_t np = strlen(path), nd = display ? strlen(display) : 0;
-  char *s = malloc(np + nd + 2);
+  char *s = malloc(np + nd + 3);
   if (!s) return DP_ENOMEM;
   memcpy(s, path, np + 1);
   memcpy(s + np + 1, display ? display : "", nd + 1);
+  s[np + nd + 2] = listed ? 'w' : '-';
   p->inputs[p->n_inputs++] = s;
   return 0;
 }
 
-static int walk_add(void *ud, const char *file) { return add_input(ud, file, NULL); }
+/* A file the walk found inside a directory, or the argument itself. */
+static int walk_add(void *ud, const char *file) {
+  struct dp_pipeline *p = ud;
+  return add_input(p, file, NULL, strcmp(file, p->walk_arg) != 0);
+}
 
 /* Print "dmarcpipe: " and the parts, each as dp_buf_put_term makes it (names
  * from the file system and the reports may hold line breaks or escapes),
@@ -148,8 +155,9 @@ static void walk_work(uv_work_t *req) {
   struct dp_pipeline *p = req->data;
   for (size_t i = 0; i < p->n_args; i++) {
     const char *a = p->args[i];
+    p->walk_arg = a;
     if (!strcmp(a, "-"))
-      add_input(p, a, NULL);
+      add_input(p, a, NULL, false);
     else if (dp_source_walk(a, walk_add, walk_err, p) == DP_ENOMEM)
       walk_err(p, a, "out of memory");
   }
@@ -509,6 +517,7 @@ static void pump(struct dp_pipeline *p) {
       dp_job_init(&it->job, it->path, &o->limits);
       const char *display = it->path + strlen(it->path) + 1;
       if (*display) it->job.display = display;
+      it->job.listed = display[strlen(display) + 1] == 'w';
       it->job.jsonl = o->sink == DP_SINK_JSONL;
       it->job.no_rows = o->sink == DP_SINK_NULL;
       it->job.loader = p->loader;
@@ -625,7 +634,7 @@ int dp_pipeline_add(dp_pipeline_t *p, const char *path) { return dp_pipeline_add
 
 int dp_pipeline_add_named(dp_pipeline_t *p, const char *path, const char *display) {
   if (p->closing) return UV_EINVAL;
-  int rc = add_input(p, path, display);
+  int rc = add_input(p, path, display, false);
   if (!rc) pump(p);
   return rc;
 }

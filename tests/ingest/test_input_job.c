@@ -100,6 +100,31 @@ TEST(input_job_not_a_report) {
   unlink(path);
 }
 
+/* A file the walk listed that is gone when opened was moved or deleted
+ * meanwhile (a mail client moved a Maildir message from new/ to cur/): a
+ * note, no refusal recorded. A path the user named that does not exist is
+ * still an error. */
+TEST(input_job_vanished_listed_file_is_a_note) {
+  const char *path = "/tmp/dp-test-vanished-no-such-file.xml";
+  unlink(path);
+  dp_job_t j;
+  dp_align_global_init();
+  dp_limits_default(&lim);
+  dp_job_init(&j, path, &lim);
+  j.listed = true;
+  dp_job_run(&j);
+  ASSERT_EQ(j.input_refused, 0);
+  ASSERT_EQ(j.n_errors, 0);
+  ASSERT_EQ(j.notes, 1);
+  ASSERT_CONTAINS(j.note_lines.data, "gone before it was read");
+  dp_job_free(&j);
+  run(&j, path);
+  ASSERT_EQ(j.input_refused, 1);
+  ASSERT_EQ(j.n_errors, 1);
+  ASSERT_CONTAINS(j.lines.data, "cannot open: No such file or directory");
+  dp_job_free(&j);
+}
+
 TEST(input_job_mail_notes) {
   char xml[4096];
   snprintf(xml, sizeof xml, report_xml, "192.0.2.9");
