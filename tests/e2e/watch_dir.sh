@@ -60,6 +60,15 @@ done
 expect_eq "aggregates caught up by watch" "$(psql "$DB" -XAtc \
   "SELECT (SELECT count(*) FROM agg_pending), (SELECT count(*) FROM agg_report) > 0")" "0|t"
 
+# stop_watch: SIGTERM the watch and wait for it; its exit status in WRC
+stop_watch() {
+  kill -TERM "$WPID"
+  set +e
+  wait "$WPID"
+  WRC=$?
+  set -e
+  WPID=""
+}
 # wait_folded: until nothing is pending (20 s at most)
 wait_folded() {
   for _ in $(seq 1 100); do
@@ -98,13 +107,8 @@ grep -q "aggregating: .*agg_report.*(trying again in [0-9]* s)" "$TMP/watch.err"
 psql "$DB" -Xqc "ALTER TABLE agg_report_away RENAME TO agg_report"
 wait_folded && ok || fail "the failed catch-up was not tried again: $(tail -3 "$TMP/watch.err")"
 
-kill -TERM "$WPID"
-set +e
-wait "$WPID"
-rc=$?
-set -e
-WPID=""
-expect_eq "exit status after SIGTERM" "$rc" 0
+stop_watch
+expect_eq "exit status after SIGTERM" "$WRC" 0
 grep -q "database unavailable" "$TMP/watch.err" && ok || fail "outage not reported: $(cat "$TMP/watch.err")"
 
 # Stopped within the idle wait after a commit, watch folds what it stored
@@ -116,21 +120,12 @@ late=("$TMP"/s3/reports/*)
 "$DP_BIN" watch --db "$DB" --settle 0.2 --rescan 1 "$W" 2> "$TMP/watch2.err" & WPID=$!
 cp "${late[0]}" "$W/"
 wait_moved $(( ${#files[@]} + 4 )) && ok || fail "not moved: $(cat "$TMP/watch2.err")"
-kill -TERM "$WPID"
-set +e
-wait "$WPID"
-rc=$?
-set -e
-WPID=""
-expect_eq "exit status after a SIGTERM right after a commit" "$rc" 0
+stop_watch
+expect_eq "exit status after a SIGTERM right after a commit" "$WRC" 0
 expect_eq "folded before exiting" "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending_any")" 0
 "$DP_BIN" ingest --quiet --no-aggregate --db "$DB" "${late[1]}" || fail "ingest --no-aggregate"
 [ "$(psql "$DB" -XAtc "SELECT count(*) FROM agg_pending_any")" -gt 0 ] && ok || fail "nothing pending"
 "$DP_BIN" watch --db "$DB" --settle 0.2 --rescan 1 "$W" 2> "$TMP/watch3.err" & WPID=$!
 wait_folded && ok || fail "watch did not fold the backlog it started on: $(cat "$TMP/watch3.err")"
-kill -TERM "$WPID"
-set +e
-wait "$WPID"
-set -e
-WPID=""
+stop_watch
 finish
