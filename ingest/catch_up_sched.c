@@ -27,39 +27,45 @@ static void start(dp__catch_up_sched_t *s) {
   if (uv_queue_work(s->loop, &s->req, work, done)) s->running = false;
 }
 
+static void say_caught_up(const dp__catch_up_sched_t *s) {
+  if (!s->quiet && s->stats.reports)
+    fprintf(stderr,
+            "%s: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
+            s->who, s->stats.reports, s->stats.records, s->stats.seconds);
+}
+
 static void done(uv_work_t *req, int status) {
   dp__catch_up_sched_t *s = req->data;
   s->running = false;
+  if (status) return; /* cancelled: the loop is closing */
   if (s->final) {
-    if (status == 0 && s->rc)
+    if (s->rc)
       fprintf(stderr, "%s: aggregating: %s (the reports are stored; run `dmarcpipe db aggregate`)\n",
               s->who, s->err);
-    else if (status == 0 && !s->quiet && s->stats.reports)
-      fprintf(stderr,
-              "%s: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
-              s->who, s->stats.reports, s->stats.records, s->stats.seconds);
-    if (status == 0 && !s->rc && s->dirty) start(s); /* commits came meanwhile */
+    else
+      say_caught_up(s);
+    if (!s->rc && s->dirty) start(s); /* commits came meanwhile */
     return;
   }
-  if (status == 0 && s->rc) {
+  if (s->rc) {
+    /* what failed is still pending: a later commit may start it sooner, and
+     * a stop now leaves it to dp__catch_up_sched_final */
+    if (!s->dirty) s->dirty_since = uv_now(s->loop);
+    s->dirty = true;
+    if (s->stopping) {
+      fprintf(stderr, "%s: aggregating: %s\n", s->who, s->err);
+      return;
+    }
     if (!s->retry_ms) s->retry_ms = DP_CATCH_UP_RETRY_MIN_MS;
     fprintf(stderr, "%s: aggregating: %s (trying again in %" PRIu64 " s)\n", s->who, s->err,
             s->retry_ms / 1000);
-    if (!s->stopping) {
-      /* what failed is still pending: a later commit may start it sooner */
-      if (!s->dirty) s->dirty_since = uv_now(s->loop);
-      s->dirty = true;
-      uv_timer_start(&s->timer, on_timer, s->retry_ms, 0);
-    }
+    uv_timer_start(&s->timer, on_timer, s->retry_ms, 0);
     s->retry_ms = s->retry_ms * 2 > DP_CATCH_UP_RETRY_MAX_MS ? DP_CATCH_UP_RETRY_MAX_MS
                                                              : s->retry_ms * 2;
     return;
   }
-  if (status == 0) s->retry_ms = 0;
-  if (status == 0 && !s->quiet && s->stats.reports)
-    fprintf(stderr,
-            "%s: aggregates caught up: %" PRId64 " reports (%" PRId64 " records) in %.2f s\n",
-            s->who, s->stats.reports, s->stats.records, s->stats.seconds);
+  s->retry_ms = 0;
+  say_caught_up(s);
   if (s->dirty) dp__catch_up_sched_commit(s); /* commits arrived meanwhile */
 }
 
