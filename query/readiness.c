@@ -386,12 +386,29 @@ static void pct_str(char *out, size_t len, int64_t num, int64_t den) {
 void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain) {
   const dp_readiness_counts_t *t = &r->total;
   r->n_blocking = 0;
-  for (size_t i = 0; i < r->n_to_fix; i++)
-    if (r->to_fix_fixable[i] * 1000 >= t->messages * BLOCKING_PERMILLE) r->n_blocking++;
-  char fwd[32], fail[32], unauth[32];
+  /* Senders below the blocking share are left out of the verdict (mostly
+   * spam passing its own SPF), but their sum is said: many of them can add
+   * up to mail an admin would not want to block unseen. */
+  int64_t small = 0;
+  size_t n_small = 0;
+  for (size_t i = 0; i < r->n_to_fix; i++) {
+    if (r->to_fix_fixable[i] * 1000 >= t->messages * BLOCKING_PERMILLE) {
+      r->n_blocking++;
+    } else if (r->to_fix_fixable[i] > 0) {
+      small += r->to_fix_fixable[i];
+      n_small++;
+    }
+  }
+  char fwd[32], fail[32], unauth[32], smallp[32], tail[160] = "";
   pct_str(fwd, sizeof fwd, t->fail_forwarded, t->messages);
   pct_str(fail, sizeof fail, t->dmarc_fail, t->messages);
   pct_str(unauth, sizeof unauth, t->fail_unauthenticated, t->messages);
+  pct_str(smallp, sizeof smallp, small, t->messages);
+  if (n_small)
+    snprintf(tail, sizeof tail,
+             "; %s from %zu small sender%s, each under %.1f%% (usually spam passing its own SPF: "
+             "check the list below)",
+             smallp, n_small, n_small == 1 ? "" : "s", BLOCKING_PERMILLE / 10.0);
   size_t nb = r->n_blocking;
   if (t->messages <= 0) {
     r->verdict = "not ready";
@@ -415,16 +432,16 @@ void dp__query_readiness_verdict(dp_readiness_t *r, const char *domain) {
              nb == 1 ? "" : "s");
     snprintf(r->verdict_reason, sizeof r->verdict_reason,
              "%zu legitimate-looking sender%s authenticate%s but not aligned with %s; once "
-             "fixed, what fails is forwarding (%s) and unauthenticated mail (%s)",
-             nb, nb == 1 ? "" : "s", nb == 1 ? "s" : "", domain, fwd, unauth);
+             "fixed, what fails is forwarding (%s) and unauthenticated mail (%s)%s",
+             nb, nb == 1 ? "" : "s", nb == 1 ? "s" : "", domain, fwd, unauth, tail);
     return;
   }
   r->verdict = "ready";
   snprintf(r->verdict_line, sizeof r->verdict_line, "ready");
   snprintf(r->verdict_reason, sizeof r->verdict_reason,
            "%s fails DMARC: %s unauthenticated (what p=reject is for), %s forwarded; no sender "
-           "to fix",
-           fail, unauth, fwd);
+           "to fix%s",
+           fail, unauth, fwd, tail);
 }
 
 /* ======================================================================== */

@@ -399,10 +399,30 @@ TEST(query_readiness_verdict) {
   dp__query_readiness_verdict(&r, "example.com");
   ASSERT_EQ(r.n_blocking, 2); /* 1 message is exactly 0.1% */
   ASSERT_STR_EQ(r.verdict_line, "ready after fixing 2 senders");
+  ASSERT_FALSE(strstr(r.verdict_reason, "small sender"));
   r.total.messages = 1001;
   dp__query_readiness_verdict(&r, "example.com");
   ASSERT_EQ(r.n_blocking, 1);
   ASSERT_STR_EQ(r.verdict_line, "ready after fixing 1 sender");
+  /* the one below 0.1% is left out of the verdict, not out of the reason */
+  ASSERT_CONTAINS(r.verdict_reason, "; 0.1% from 1 small sender, each under 0.1%");
+
+  /* many small senders: the verdict stays, the reason says how much */
+  int64_t many[120];
+  dp_sender_t many_s[120];
+  memset(many_s, 0, sizeof many_s);
+  for (size_t i = 0; i < 120; i++) many[i] = 3;
+  dp_readiness_t m;
+  memset(&m, 0, sizeof m);
+  m.total.messages = 10000;
+  m.total.dmarc_fail = 400;
+  m.total.fail_unauthenticated = 40;
+  m.to_fix = many_s;
+  m.to_fix_fixable = many;
+  m.n_to_fix = 120;
+  dp__query_readiness_verdict(&m, "example.com");
+  ASSERT_STR_EQ(m.verdict_line, "ready");
+  ASSERT_CONTAINS(m.verdict_reason, "no sender to fix; 3.6% from 120 small senders, each under 0.1%");
 
   r.total.fail_forwarded = 20; /* 2.0%: still acceptable */
   dp__query_readiness_verdict(&r, "example.com");
