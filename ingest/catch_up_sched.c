@@ -9,12 +9,8 @@
 /* In the thread pool: libpq blocks. */
 static void work(uv_work_t *req) {
   dp__catch_up_sched_t *s = req->data;
-  PGconn *c = dp_store_connect(s->conninfo, s->err, sizeof s->err);
-  /* the halves of a big backlog (a new directory of old mail) fold at once */
-  s->rc = c ? dp_agg_catch_up_parallel(c, s->conninfo, dp_agg_default_aggregators(), 0,
-                                       &s->stats, s->err, sizeof s->err)
-            : DP_EPG;
-  if (c) PQfinish(c);
+  /* a refused connection is retried by the scheduler, not here */
+  s->rc = dp_agg_catch_up_at(s->conninfo, 0, &s->stats, s->err, sizeof s->err);
 }
 
 static void on_timer(uv_timer_t *t);

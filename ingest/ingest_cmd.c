@@ -138,20 +138,11 @@ int dp__ingest_apply_config(dp_pipeline_opts_t *o) {
  * (the reports stay stored and pending). */
 static int catch_up(const char *conninfo, bool quiet) {
   char err[1024];
-  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
+  dp_agg_stats_t st;
   /* The load's connections have just closed, but their backends leave the
    * server a moment later: under a connection limit the slot they held may
-   * not be free yet. A few short tries (1.5 s in all) before giving up. */
-  for (unsigned ms = 50; !c && ms <= 800; ms *= 2) {
-    uv_sleep(ms);
-    c = dp_store_connect(conninfo, err, sizeof err);
-  }
-  dp_agg_stats_t st;
-  /* a big import leaves many batches: fold them side by side */
-  int rc = c ? dp_agg_catch_up_parallel(c, conninfo, dp_agg_default_aggregators(), 0, &st, err,
-                                        sizeof err)
-             : DP_EPG;
-  if (c) PQfinish(c);
+   * not be free yet, so a refused connection is tried again for 1.5 s. */
+  int rc = dp_agg_catch_up_at(conninfo, 1500, &st, err, sizeof err);
   if (rc) {
     fprintf(stderr, "dmarcpipe: aggregating: %s (the reports are stored; run `dmarcpipe db aggregate`)\n",
             err);

@@ -275,3 +275,16 @@ int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int ba
   st->seconds = now_s() - t0;
   return rc;
 }
+
+int dp_agg_catch_up_at(const char *conninfo, uint64_t wait_ms, dp_agg_stats_t *st, char *err,
+                       size_t errlen) {
+  PGconn *c = dp_store_connect(conninfo, err, errlen);
+  for (uint64_t ms = 50, waited = 0; !c && waited < wait_ms; waited += ms, ms *= 2) {
+    uv_sleep((unsigned)ms);
+    c = dp_store_connect(conninfo, err, errlen);
+  }
+  if (!c) return DP_EPGCONN;
+  int rc = dp_agg_catch_up_parallel(c, conninfo, dp_agg_default_aggregators(), 0, st, err, errlen);
+  PQfinish(c);
+  return rc;
+}

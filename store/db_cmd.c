@@ -139,13 +139,9 @@ static int cmd_aggregate(const char *db_opt) {
     fprintf(stderr, "dmarcpipe db: %s\n", err);
     return 1;
   }
-  PGconn *c = dp_store_connect(conninfo, err, sizeof err);
   dp_agg_stats_t st;
-  int rc = c ? dp_agg_catch_up_parallel(c, conninfo, dp_agg_default_aggregators(), 0, &st, err,
-                                        sizeof err)
-             : DP_EPG;
+  int rc = dp_agg_catch_up_at(conninfo, 0, &st, err, sizeof err);
   free(conninfo);
-  if (c) PQfinish(c);
   if (rc) {
     fprintf(stderr, "dmarcpipe db: aggregating: %s\n", err);
     return 1;

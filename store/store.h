@@ -338,6 +338,12 @@ unsigned dp_agg_default_aggregators(void);
  *  speed, and is reported on stderr); st sums every aggregator's work. */
 int dp_agg_catch_up_parallel(PGconn *c, const char *conninfo, unsigned n, int batch,
                              dp_agg_stats_t *st, char *err, size_t errlen);
+/** dp_agg_catch_up_parallel with dp_agg_default_aggregators() on a
+ *  connection of its own to conninfo, closed again; a connection refused is
+ *  tried again until wait_ms have passed (0: once). 0, or DP_E* with the
+ *  reason in err. What the commands run after storing. */
+int dp_agg_catch_up_at(const char *conninfo, uint64_t wait_ms, dp_agg_stats_t *st, char *err,
+                       size_t errlen);
 /** The number of reports waiting to be aggregated, or -1 with reason in err. */
 int64_t dp_agg_pending(PGconn *c, char *err, size_t errlen);
 
