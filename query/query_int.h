@@ -126,6 +126,19 @@ int dp__query_since_parse(const char *s, int64_t now, int64_t *out, char *err, s
   "        OR right(a.header_from, length($1::text) + 1) = '.' || $1::text)"                       \
   "   AND ($2::bigint IS NULL OR a.end_ts > to_timestamp($2::bigint))"
 
+/* CTE good_sig: the (domain, selector) pairs of D's DKIM signatures (D or
+ * under D) that verified in the window ($1, $2 as DP_AGG_WHERE). A failing
+ * signature of D whose key is in it (DP_GOOD_SIG_HAS) was changed in
+ * transit: readiness's rule 2 counts such mail as forwarded, and senders
+ * does not advise fixing the key. */
+#define DP_GOOD_SIG_CTE                                                                            \
+  "good_sig AS MATERIALIZED ("                                                                     \
+  "  SELECT DISTINCT a.dom, a.sel FROM agg_good_sig a" DP_AGG_WHERE                                \
+  "     AND (a.dom = $1::text OR right(a.dom, length($1::text) + 1) = '.' || $1::text))"
+/* Condition: good_sig g holds domain dom with selector sel (SQL expressions);
+ * a failing signature reported without a selector goes by its domain. */
+#define DP_GOOD_SIG_HAS(dom, sel) "g.dom = " dom " AND (g.sel = " sel " OR " sel " = '')"
+
 /* The body of CTE fv (one row per published policy field of each report of
  * CTE rep: p, sp, np, pct, adkim, aspf, lower-cased, empty ones dropped)
  * followed by CTE lastv (each domain's latest value of each field), shared by

@@ -50,8 +50,7 @@
 #define CLASS_OF(x)                                                                                \
   "CASE WHEN " x ".pass THEN 'pass' WHEN " x ".fwd_reason THEN 'forwarded'"                        \
   "     WHEN EXISTS (SELECT 1 FROM unnest(" x ".fs_dom, " x ".fs_sel) AS f(dom, sel)"              \
-  "                    JOIN good_sig g ON g.dom = f.dom"                                           \
-  "                     AND (g.sel = f.sel OR f.sel = ''))"                                        \
+  "                    JOIN good_sig g ON " DP_GOOD_SIG_HAS("f.dom", "f.sel") ")"                  \
   "       THEN 'forwarded'"                                                                        \
   "     WHEN " x ".authenticated THEN 'fixable' ELSE 'unauthenticated' END"
 #define PERIOD_OF(x)                                                                               \
@@ -60,10 +59,8 @@
 static const char *const class_sql[] = {
     "WITH fwd_ip AS MATERIALIZED ("
     "  SELECT DISTINCT a.source_ip FROM agg_fwd_ip a" DP_AGG_WHERE
-    "), good_sig AS MATERIALIZED ("
-    "  SELECT DISTINCT a.dom, a.sel FROM agg_good_sig a" DP_AGG_WHERE
-    "     AND (a.dom = $1::text OR right(a.dom, length($1::text) + 1) = '.' || $1::text)"
-    "), moved AS MATERIALIZED ("
+    "), " DP_GOOD_SIG_CTE
+    ", moved AS MATERIALIZED ("
     "  SELECT a.* FROM agg_fail_ip a" DP_AGG_WHERE
     "     AND a.source_ip IN (SELECT source_ip FROM fwd_ip)"
     /* unauthenticated senders are never fixable: one NULL group for them all

@@ -78,7 +78,8 @@ static const char pick_all_sql[] =
 static const char *const senders_sql[] = {
     "WITH s AS MATERIALIZED ("
     "  SELECT * FROM agg_sender a" DP_AGG_WHERE NAMED_ONLY
-    "), agg AS ("
+    "), " DP_GOOD_SIG_CTE
+    ", agg AS ("
     "  SELECT sender, bool_or(third_party) AS third_party,"
     "         sum(messages)::bigint AS messages, sum(spf_aligned)::bigint AS spf_aligned,"
     "         sum(dkim_aligned)::bigint AS dkim_aligned, sum(dmarc_pass)::bigint AS dmarc_pass,"
@@ -144,8 +145,7 @@ static const char *const senders_sql[] = {
     /* the failing signature's key verifies on other mail of the window
      * (readiness's rule 2: broken in transit, not a wrong key) */
     "        dkf.own_fail IS NOT NULL AND EXISTS ("
-    "          SELECT 1 FROM agg_good_sig a" DP_AGG_WHERE
-    "             AND a.dom = dkf.own_fail AND (a.sel = dkf.own_sel OR dkf.own_sel = ''))"
+    "          SELECT 1 FROM good_sig g WHERE " DP_GOOD_SIG_HAS("dkf.own_fail", "dkf.own_sel") ")"
     "   FROM agg a LEFT JOIN rep USING (sender)"
     "   LEFT JOIN ips USING (sender) LEFT JOIN dkl USING (sender) LEFT JOIN dkf USING (sender)"
     "   LEFT JOIN spl USING (sender) LEFT JOIN spf USING (sender)"
