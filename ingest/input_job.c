@@ -338,15 +338,18 @@ static void on_part_error(void *ud, const char *part, int status, const char *re
 /* Notes (a MIME part that is not a report, ...) are kept aside and shown
  * only when the input gave no report at all: then they explain why; next to
  * a loaded report they are noise. */
-static void on_note(void *ud, const char *part, const char *msg) {
-  struct doc *d = ud;
-  dp_job_t *j = d->job;
+static void job_note(dp_job_t *j, const char *part, const char *msg) {
   j->notes++;
   /* capped: a mailbox of 100k newsletters must not pile up notes in memory */
   line_head(j, &j->note_lines, part);
   dp_buf_puts(&j->note_lines, "note: ");
   dp_buf_put_term(&j->note_lines, msg);
   dp_buf_puts(&j->note_lines, "\n");
+}
+
+static void on_note(void *ud, const char *part, const char *msg) {
+  struct doc *d = ud;
+  job_note(d->job, part, msg);
 }
 
 static void on_no_report(void *ud, const char *part) {
@@ -411,10 +414,7 @@ void dp_job_run_in(dp_job_t *j, dp_job_ctx_t *ctx) {
     fd = open(j->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 && errno == ENOENT && j->listed) {
-      j->notes++;
-      line_head(j, &j->note_lines, "");
-      dp_buf_puts(&j->note_lines,
-                  "note: gone before it was read (moved or deleted meanwhile); not loaded\n");
+      job_note(j, "", "gone before it was read (moved or deleted meanwhile); not loaded");
       return;
     }
     if (fd < 0 || fstat(fd, &st) < 0) {

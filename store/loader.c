@@ -288,14 +288,19 @@ static int push_key(int64_t **v, size_t *n, size_t *cap, int64_t k) {
   return 0;
 }
 
+/* The first line of msg (or fallback when there is none) into out: libpq
+ * messages end with a newline and may carry DETAIL lines. */
+static void first_line(char *out, size_t len, const char *msg, const char *fallback) {
+  snprintf(out, len, "%s", msg && *msg ? msg : fallback);
+  char *nl = strchr(out, '\n');
+  if (nl) *nl = '\0';
+}
+
 static void set_error(dp_loader_t *l, const char *state, const char *msg) {
   if (l->failed) return;
   l->failed = true;
   snprintf(l->sqlstate, sizeof l->sqlstate, "%s", state ? state : "");
-  snprintf(l->errmsg, sizeof l->errmsg, "%s", msg ? msg : "unknown error");
-  /* one line: libpq messages end with a newline and may carry DETAIL lines */
-  char *nl = strchr(l->errmsg, '\n');
-  if (nl) *nl = '\0';
+  first_line(l->errmsg, sizeof l->errmsg, msg, "unknown error");
 }
 
 static void ignore_notice(void *arg, const char *msg) {
@@ -360,9 +365,7 @@ static void note_outage(dp_loader_t *l, const char *why) {
   if (!l->outage_started) l->outage_started = uv_now(l->loop);
   if (!l->outage_logged) {
     char line[600];
-    snprintf(line, sizeof line, "%s", why && *why ? why : "connection lost");
-    char *nl = strchr(line, '\n');
-    if (nl) *nl = '\0';
+    first_line(line, sizeof line, why, "connection lost");
     fprintf(stderr, "dmarcpipe: database unavailable (%s); retrying\n", line);
     l->outage_logged = true;
   }
@@ -383,9 +386,7 @@ static void connect_failed(dp_loader_t *l, const char *why_in) {
     return;
   }
   char why[600];
-  snprintf(why, sizeof why, "%s", why_in && *why_in ? why_in : "connection refused");
-  char *nl = strchr(why, '\n');
-  if (nl) *nl = '\0';
+  first_line(why, sizeof why, why_in, "connection refused");
   fprintf(stderr, "dmarcpipe: the database refused a second connection (%s); loading on one\n",
           why);
   dp_batch_t *b = l->orig;
