@@ -29,6 +29,19 @@ static void *release_later(void *arg) {
   return NULL;
 }
 
+/* dp_agg_catch_up on late while holder, which holds a pending mark, rolls
+ * back 400 ms later: the catch-up's outcome (its reason on stderr). */
+static int catch_up_racing(PGconn *late, PGconn *holder, dp_agg_stats_t *st, char *err,
+                           size_t errlen) {
+  struct release r = {holder, "ROLLBACK"};
+  pthread_t th;
+  if (pthread_create(&th, NULL, release_later, &r)) return -1;
+  int rc = dp_agg_catch_up(late, 0, st, err, errlen);
+  pthread_join(th, NULL);
+  if (rc) fprintf(stderr, "  %s\n", err);
+  return rc;
+}
+
 static void set_db_timeouts(const char *value) {
   char sql[512];
   if (value)
@@ -114,14 +127,8 @@ TEST(catch_up_waits_for_another_aggregator_past_lock_timeout) {
   set_db_timeouts("100ms");
   PGconn *late = PQconnectdb(conninfo);
   ASSERT_TRUE(scalar_is(late, "SHOW lock_timeout", "100ms"));
-  struct release r = {holder, "ROLLBACK"};
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, release_later, &r), 0);
   dp_agg_stats_t st;
-  int rc = dp_agg_catch_up(late, 0, &st, err, sizeof err);
-  pthread_join(th, NULL);
-  if (rc) fprintf(stderr, "  %s\n", err);
-  ASSERT_OK(rc);
+  ASSERT_OK(catch_up_racing(late, holder, &st, err, sizeof err));
   ASSERT_U64_EQ((uint64_t)st.reports, 1);
   ASSERT_TRUE(scalar_is(late, "SELECT count(*) FROM agg_pending", "0"));
   /* the caller's session keeps its own settings */
@@ -144,14 +151,8 @@ TEST(catch_up_waits_for_another_aggregator_of_the_other_half) {
   hold_pending_mark(c, 43, "agg_marks_b", &holder);
   ASSERT_NOT_NULL(holder);
   PGconn *late = PQconnectdb(conninfo);
-  struct release r = {holder, "ROLLBACK"};
-  pthread_t th;
-  ASSERT_EQ(pthread_create(&th, NULL, release_later, &r), 0);
   dp_agg_stats_t st;
-  int rc = dp_agg_catch_up(late, 0, &st, err, sizeof err);
-  pthread_join(th, NULL);
-  if (rc) fprintf(stderr, "  %s\n", err);
-  ASSERT_OK(rc);
+  ASSERT_OK(catch_up_racing(late, holder, &st, err, sizeof err));
   ASSERT_U64_EQ((uint64_t)st.reports, 1);
   ASSERT_EQ(st.half_reports[0], 1);
   ASSERT_EQ(st.half_reports[1], 1);
