@@ -769,14 +769,7 @@ static int pct_value(const char *v) {
   return (!parse_count(v, &pct) && pct <= 100) ? (int)pct : -1;
 }
 
-/* A report-level element after the first record (rare: out of line); v is
- * its trimmed text. The first record fixed the report's identity and
- * policy: its key, its records' alignment and their JSON lines were made
- * from them, so a later element may repeat such a value but not change it;
- * otherwise the report would be stored under one identity with the fields
- * of another. What nothing depends on (<error>, which only adds, the
- * version, the generator, extra contact information) is taken as before.
- * Returns 1 when the value is the same (nothing to store), 0 to store it. */
+/* Where report-level field f sits, for messages. */
 static const char *report_field_where(int f) {
   return f == F_BEGIN || f == F_END ? "report_metadata/date_range/"
          : f < F_POL_DOMAIN         ? "report_metadata/"
@@ -800,10 +793,23 @@ static const char *report_value_now(dp_parser_t *p, int f, char *was, size_t was
   return was;
 }
 
+/* Does report-level field f hold v already? */
+static bool report_value_is(dp_parser_t *p, int f, const char *v) {
+  const char *const *slot = report_slot(p, f);
+  return slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct;
+}
+
+/* A report-level element after the first record (rare: out of line); v is
+ * its trimmed text. The first record fixed the report's identity and
+ * policy: its key, its records' alignment and their JSON lines were made
+ * from them, so a later element may repeat such a value but not change it;
+ * otherwise the report would be stored under one identity with the fields
+ * of another. What nothing depends on (<error>, which only adds, the
+ * version, the generator, extra contact information) is taken as before.
+ * Returns 1 when the value is the same (nothing to store), 0 to store it. */
 static __attribute__((noinline)) int report_leaf_late(dp_parser_t *p, int f, const char *v) {
   if (!report_field_decides(f)) return 0;
-  const char **slot = report_slot(p, f);
-  if (slot ? !strcmp(*slot, v) : pct_value(v) == p->rep.pct) return 1;
+  if (report_value_is(p, f, v)) return 1;
   const char *where = report_field_where(f);
   char was[96], now[96];
   report_value_now(p, f, was, sizeof was);
@@ -832,7 +838,7 @@ static __attribute__((noinline)) int report_leaf_end(dp_parser_t *p, int f) {
     bool had = slot ? **slot != '\0' : p->rep.pct >= 0;
     if (!*s && had) return 0;
     char was[96], now[96];
-    if (had && (slot ? strcmp(*slot, s) : pct_value(s) != p->rep.pct))
+    if (had && !report_value_is(p, f, s))
       return fail(p, DP_EREPORT, "%s%s appears twice with different values (\"%s\", then \"%s\")",
                   report_field_where(f), fld_info[f].name, report_value_now(p, f, was, sizeof was),
                   quote_value(s, now, sizeof now));
